@@ -1,0 +1,15 @@
+"""minillm: a small deep-learning framework that teaches how LLMs (T5) are built, fine-tuned and
+evaluated. Read it in this order: backend.py, autograd.py, ops/, nn/, models/t5.py,
+generation.py, peft/, train.py, metrics/, kernels/ (see README.md)."""
+from . import ops
+from .autograd import Function, Tensor, enable_grad, is_grad_enabled, no_grad, tensor
+from .backend import (DEFAULT_DTYPE, Device, cuda_available, get_array_module, get_rng,
+                      manual_seed, to_device)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Tensor", "Function", "tensor", "no_grad", "enable_grad", "is_grad_enabled", "ops",
+    "Device", "cuda_available", "get_array_module", "get_rng", "manual_seed", "to_device",
+    "DEFAULT_DTYPE", "__version__",
+]

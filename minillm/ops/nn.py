@@ -1,0 +1,292 @@
+"""Fused neural-network ops, each with a hand-derived backward.
+
+Composing these from primitives would work (the tests do exactly that, as the reference), but a
+fused op saves only what its gradient needs and does the math in a few array passes. That is
+where most of the speed and memory of training is won.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..autograd import Function, Tensor
+from ..backend import get_array_module, get_rng
+from .elementwise import sum_to
+
+
+def _softmax(x, axis):
+    xp = get_array_module(x)
+    e = xp.exp(x - x.max(axis=axis, keepdims=True))
+    e /= e.sum(axis=axis, keepdims=True)
+    return e
+
+
+class Softmax(Function):
+    def forward(self, x, axis=-1):
+        self.axis = axis
+        self.y = _softmax(x, axis)
+        return self.y
+
+    def backward(self, grad):
+        # y_i = e^x_i / sum_j e^x_j  =>  dy_i/dx_k = y_i (delta_ik - y_k), so
+        # dL/dx_k = sum_i g_i y_i (delta_ik - y_k) = y_k (g_k - sum_i g_i y_i).
+        y = self.y
+        return y * (grad - (grad * y).sum(axis=self.axis, keepdims=True))
+
+
+class LogSoftmax(Function):
+    def forward(self, x, axis=-1):
+        xp = get_array_module(x)
+        self.axis = axis
+        shifted = x - x.max(axis=axis, keepdims=True)
+        self.out = shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
+        return self.out
+
+    def backward(self, grad):
+        # out_i = x_i - lse(x), d lse/dx_k = softmax_k  =>  dL/dx_k = g_k - softmax_k sum_i g_i
+        xp = get_array_module(grad)
+        return grad - xp.exp(self.out) * grad.sum(axis=self.axis, keepdims=True)
+
+
+class CrossEntropy(Function):
+    """Mean negative log-likelihood of integer targets over the last axis of ``logits``."""
+
+    def forward(self, logits, targets, ignore_index=-100, label_smoothing=0.0):
+        xp = get_array_module(logits)
+        num_classes = logits.shape[-1]
+        if targets.shape != logits.shape[:-1]:
+            raise ValueError(
+                f"cross_entropy: logits {logits.shape} need targets of shape {logits.shape[:-1]}, "
+                f"got {targets.shape}"
+            )
+        self.logits_shape = logits.shape
+        x = logits.reshape(-1, num_classes)
+        t = targets.reshape(-1)
+        valid = t != ignore_index
+        if bool(((t < 0) | (t >= num_classes))[valid].any()):
+            raise ValueError(f"cross_entropy: targets must be in [0, {num_classes}) or {ignore_index}")
+        safe_t = xp.where(valid, t, 0)
+        shifted = x - x.max(axis=1, keepdims=True)
+        log_probs = shifted - xp.log(xp.exp(shifted).sum(axis=1, keepdims=True))  # (N, C)
+        eps = label_smoothing
+        # With label smoothing the target distribution is q = (1-eps) onehot + eps/C, and
+        # loss_row = -sum_c q_c log p_c.
+        nll = -log_probs[xp.arange(len(t)), safe_t]
+        if eps:
+            nll = (1 - eps) * nll - eps / num_classes * log_probs.sum(axis=1)
+        self.count = max(int(valid.sum()), 1)
+        self.log_probs, self.safe_t, self.valid, self.eps = log_probs, safe_t, valid, eps
+        return (nll * valid).sum(dtype=logits.dtype) / self.count
+
+    def backward(self, grad):
+        # d loss_row / d x = softmax(x) - q: the predicted distribution minus the target one.
+        xp = get_array_module(grad)
+        n, c = self.log_probs.shape
+        dx = xp.exp(self.log_probs)
+        dx[xp.arange(n), self.safe_t] -= 1 - self.eps
+        if self.eps:
+            dx -= self.eps / c
+        dx *= (self.valid * (grad / self.count)).astype(dx.dtype)[:, None]
+        return dx.reshape(self.logits_shape), None
+
+
+class RMSNorm(Function):
+    """T5's layer norm: y = w * x / sqrt(mean(x^2) + eps). No mean subtraction, no bias."""
+
+    def forward(self, x, weight, eps=1e-6):
+        xp = get_array_module(x)
+        self.x, self.weight = x, weight
+        self.r = 1.0 / xp.sqrt((x * x).mean(axis=-1, keepdims=True) + eps)  # (..., 1)
+        return weight * (x * self.r)
+
+    def backward(self, grad):
+        # With r = (mean(x^2) + eps)^(-1/2) and h = g * w (the gradient reaching x * r):
+        #   dr/dx_j = -r^3 x_j / d, so dL/dx_j = r h_j - r^3 x_j mean(h * x).
+        x, r = self.x, self.r
+        gx = gw = None
+        if self.needs_input_grad[0]:
+            h = grad * self.weight
+            gx = r * (h - x * (r * r) * (h * x).mean(axis=-1, keepdims=True))
+        if self.needs_input_grad[1]:
+            gw = sum_to(grad * x * r, self.weight.shape)
+        return gx, gw
+
+
+class LayerNorm(Function):
+    """y = w * (x - mean) / sqrt(var + eps) + b over the last axis."""
+
+    def forward(self, x, weight, bias=None, eps=1e-5):
+        xp = get_array_module(x)
+        mu = x.mean(axis=-1, keepdims=True)
+        xc = x - mu
+        self.r = 1.0 / xp.sqrt((xc * xc).mean(axis=-1, keepdims=True) + eps)
+        self.xhat, self.weight, self.has_bias = xc * self.r, weight, bias is not None
+        out = weight * self.xhat
+        return out + bias if bias is not None else out
+
+    def backward(self, grad):
+        # With xhat = (x - mu) r and h = g * w:
+        #   dL/dx = r (h - mean(h) - xhat mean(h * xhat))
+        gx = gw = gb = None
+        if self.needs_input_grad[0]:
+            h = grad * self.weight
+            gx = self.r * (h - h.mean(axis=-1, keepdims=True)
+                           - self.xhat * (h * self.xhat).mean(axis=-1, keepdims=True))
+        if self.needs_input_grad[1]:
+            gw = sum_to(grad * self.xhat, self.weight.shape)
+        if self.has_bias and self.needs_input_grad[2]:
+            gb = sum_to(grad, self.weight.shape)
+        return gx, gw, gb
+
+
+class Dropout(Function):
+    def forward(self, x, p=0.5):
+        xp = get_array_module(x)
+        # Inverted dropout: keep with probability 1-p and scale by 1/(1-p) so E[y] = x.
+        self.mask = (get_rng(xp).random(x.shape, dtype=np.float32) >= p) * x.dtype.type(1.0 / (1.0 - p))
+        return x * self.mask
+
+    def backward(self, grad):
+        return grad * self.mask
+
+
+class Embedding(Function):
+    def forward(self, weight, ids):
+        xp = get_array_module(weight)
+        if ids.size and (int(ids.min()) < 0 or int(ids.max()) >= weight.shape[0]):
+            raise IndexError(
+                f"embedding: ids must be in [0, {weight.shape[0]}), got min {int(ids.min())} "
+                f"max {int(ids.max())}"
+            )
+        self.ids, self.weight_shape = ids, weight.shape
+        return xp.take(weight, ids, axis=0)
+
+    def backward(self, grad):
+        # out[n] = W[ids[n]]: each row of W receives the sum of the gradients of the positions
+        # that looked it up (a scatter-add: a token may appear many times in a batch).
+        xp = get_array_module(grad)
+        gw = xp.zeros(self.weight_shape, dtype=grad.dtype)
+        flat_ids = self.ids.reshape(-1)
+        flat_grad = grad.reshape(-1, self.weight_shape[1])
+        if xp is np:
+            np.add.at(gw, flat_ids, flat_grad)
+        else:
+            xp.add.at(gw, flat_ids, flat_grad)
+        return gw, None
+
+
+class Attention(Function):
+    """softmax(scale * q k^T + bias, masked) v, with the probabilities kept for backward."""
+
+    def forward(self, q, k, v, bias=None, mask=None, causal=False, scale=1.0):
+        xp = get_array_module(q)
+        if q.shape[-1] != k.shape[-1] or k.shape[-2] != v.shape[-2]:
+            raise ValueError(f"attention: q {q.shape}, k {k.shape}, v {v.shape} do not fit together")
+        self.q, self.k, self.v, self.scale = q, k, v, scale
+        self.bias_shape = None if bias is None else bias.shape
+        s = q @ k.swapaxes(-1, -2)  # (batch, heads, q_len, k_len)
+        if scale != 1.0:
+            s *= scale
+        if bias is not None:
+            s = s + bias
+        allowed = _allowed(xp, s.shape, mask, causal)
+        if allowed is not None:
+            # The most negative float, not -inf: a fully masked row then becomes uniform instead of
+            # NaN (Hugging Face T5 does the same), and never matters for the loss.
+            s = xp.where(allowed, s, xp.finfo(s.dtype).min)
+        self.p = _softmax(s, -1)
+        return self.p @ v
+
+    def backward(self, grad):
+        # o = p v,  p = softmax(s),  s = scale q k^T + bias:
+        #   dv = p^T do;  dp = do v^T;  ds = p * (dp - rowsum(dp * p));
+        #   dq = scale ds k;  dk = scale ds^T q;  dbias = ds summed to bias's shape.
+        # Masked positions have p = 0, hence ds = 0 there: no gradient leaks through a mask.
+        p = self.p
+        dv = sum_to(p.swapaxes(-1, -2) @ grad, self.v.shape) if self.needs_input_grad[2] else None
+        dp = grad @ self.v.swapaxes(-1, -2)
+        ds = p * (dp - (dp * p).sum(axis=-1, keepdims=True))
+        dbias = sum_to(ds, self.bias_shape) if self.bias_shape is not None and self.needs_input_grad[3] else None
+        if self.scale != 1.0:
+            ds *= self.scale
+        dq = sum_to(ds @ self.k, self.q.shape) if self.needs_input_grad[0] else None
+        dk = sum_to(ds.swapaxes(-1, -2) @ self.q, self.k.shape) if self.needs_input_grad[1] else None
+        return dq, dk, dv, dbias, None
+
+
+def _allowed(xp, shape, mask, causal):
+    """Boolean (…, q_len, k_len) array of the positions a query may attend to, or None for all."""
+    allowed = None
+    if mask is not None:
+        if mask.dtype != bool:
+            raise TypeError(f"attention: mask must be boolean (True = attend), got {mask.dtype}")
+        allowed = mask
+    if causal:
+        q_len, k_len = shape[-2], shape[-1]
+        # Query i (of the last q_len positions) sees keys up to its own position.
+        tri = xp.tril(xp.ones((q_len, k_len), dtype=bool), k=k_len - q_len)
+        allowed = tri if allowed is None else allowed & tri
+    return allowed
+
+
+# ---------------------------------------------------------------------------------- API
+def softmax(x, axis: int = -1) -> Tensor:
+    """exp(x) / sum(exp(x)) along ``axis``, computed stably."""
+    return Softmax.apply(x, axis=axis)
+
+
+def log_softmax(x, axis: int = -1) -> Tensor:
+    """log(softmax(x)) along ``axis``, without forming the softmax."""
+    return LogSoftmax.apply(x, axis=axis)
+
+
+def cross_entropy(logits, targets, ignore_index: int = -100, label_smoothing: float = 0.0) -> Tensor:
+    """Mean cross-entropy of ``logits`` (..., C) against integer ``targets`` (...).
+
+    Positions whose target equals ``ignore_index`` count neither in the sum nor in the mean.
+    """
+    targets = targets.data if isinstance(targets, Tensor) else np.asarray(targets) \
+        if isinstance(targets, (list, tuple)) else targets
+    return CrossEntropy.apply(logits, targets, ignore_index=ignore_index, label_smoothing=label_smoothing)
+
+
+def rms_norm(x, weight, eps: float = 1e-6) -> Tensor:
+    """T5's RMSNorm: ``weight * x / sqrt(mean(x**2, -1) + eps)``."""
+    return RMSNorm.apply(x, weight, eps=eps)
+
+
+def layer_norm(x, weight, bias=None, eps: float = 1e-5) -> Tensor:
+    """Standard layer normalisation over the last axis."""
+    return LayerNorm.apply(x, weight, bias, eps=eps)
+
+
+def dropout(x, p: float = 0.5, training: bool = True) -> Tensor:
+    """Zero each element with probability ``p`` (seeded by ``manual_seed``); identity when not training."""
+    if not 0 <= p < 1:
+        raise ValueError(f"dropout: p must be in [0, 1), got {p}")
+    if not training or p == 0:
+        return x
+    return Dropout.apply(x, p=p)
+
+
+def embedding(weight, ids) -> Tensor:
+    """Rows of ``weight`` (num_embeddings, dim) picked by integer ``ids`` of any shape."""
+    ids = ids.data if isinstance(ids, Tensor) else ids
+    return Embedding.apply(weight, ids)
+
+
+def scaled_dot_product_attention(q, k, v, bias=None, mask=None, causal: bool = False,
+                                 scale: float | None = None) -> Tensor:
+    """Attention over (batch, heads, len, d_head) tensors.
+
+    Args:
+        bias: additive scores broadcastable to (batch, heads, q_len, k_len), e.g. T5's relative
+            position bias; it receives a gradient.
+        mask: boolean, broadcastable to the scores, True where attending is allowed
+            (e.g. a (batch, 1, 1, k_len) key padding mask).
+        causal: forbid attending to later positions.
+        scale: multiplies q k^T; defaults to 1/sqrt(d_head). T5 passes 1.0.
+    """
+    d = q.shape[-1]
+    scale = 1.0 / float(np.sqrt(d)) if scale is None else float(scale)
+    mask = mask.data if isinstance(mask, Tensor) else mask
+    return Attention.apply(q, k, v, bias, mask, causal=causal, scale=scale)

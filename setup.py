@@ -1,0 +1,35 @@
+"""Install minillm: `pip install -e ".[test]"`.
+
+The core needs only numpy, tokenizers, safetensors and tqdm. Everything else is an extra.
+"""
+from setuptools import find_packages, setup
+
+EXTRAS = {
+    "test": ["pytest>=7", "hypothesis>=6", "pytest-timeout>=2"],
+    "gpu": ["cupy-cuda12x"],
+    "plots": ["matplotlib>=3.5"],
+    "metrics": ["nltk>=3.8"],
+    "parity": [
+        "torch==2.13.0",
+        "transformers>=4.40",
+        "peft>=0.10",
+        "rouge-score>=0.1.2",
+        "sacrebleu>=2.3",
+        "nltk>=3.8",
+    ],
+}
+EXTRAS["all"] = sorted({dep for deps in EXTRAS.values() for dep in deps if "cupy" not in dep})
+
+setup(
+    name="minillm",
+    version="0.1.0",
+    description="A from-scratch deep-learning framework that teaches how LLMs (T5) are built, "
+    "fine-tuned and evaluated.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["minillm", "minillm.*"]),
+    install_requires=["numpy>=1.23", "tokenizers>=0.15", "safetensors>=0.4", "tqdm>=4.60"],
+    extras_require=EXTRAS,
+    entry_points={"console_scripts": ["minillm=minillm.cli:main"]},
+)
