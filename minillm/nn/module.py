@@ -70,13 +70,17 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} has no forward()")
 
     # ------------------------------------------------------------------ traversal
-    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, "Module"]]:
-        """Yield (dotted name, module) for self and every submodule, depth first."""
+    def named_modules(self, prefix: str = "", remove_duplicate: bool = True) -> Iterator[tuple[str, "Module"]]:
+        """Yield (dotted name, module) for self and every submodule, depth first.
+
+        A module reachable under two names (T5's shared embedding) comes once, unless
+        ``remove_duplicate=False``.
+        """
         stack = [(prefix, self)]
         seen = set()
         while stack:
             name, module = stack.pop()
-            if id(module) in seen:
+            if remove_duplicate and id(module) in seen:
                 continue
             seen.add(id(module))
             yield name, module
@@ -96,7 +100,7 @@ class Module:
     def named_parameters(self, prefix: str = "", remove_duplicate: bool = True) -> Iterator[tuple[str, Parameter]]:
         """Yield (dotted name, parameter); a parameter shared by two modules (tied weights) once."""
         seen = set()
-        for module_name, module in self.named_modules(prefix):
+        for module_name, module in self.named_modules(prefix, remove_duplicate=remove_duplicate):
             for name, p in module._parameters.items():
                 if remove_duplicate and id(p) in seen:
                     continue

@@ -177,7 +177,7 @@ class Embedding(Function):
 class Attention(Function):
     """softmax(scale * q k^T + bias, masked) v, with the probabilities kept for backward."""
 
-    def forward(self, q, k, v, bias=None, mask=None, causal=False, scale=1.0):
+    def forward(self, q, k, v, bias=None, mask=None, causal=False, scale=1.0, dropout_p=0.0):
         xp = get_array_module(q)
         if q.shape[-1] != k.shape[-1] or k.shape[-2] != v.shape[-2]:
             raise ValueError(f"attention: q {q.shape}, k {k.shape}, v {v.shape} do not fit together")
@@ -188,23 +188,34 @@ class Attention(Function):
             s *= scale
         if bias is not None:
             s = s + bias
-        allowed = _allowed(xp, s.shape, mask, causal)
+        allowed = self.allowed = _allowed(xp, s.shape, mask, causal)
         if allowed is not None:
             # The most negative float, not -inf: a fully masked row then becomes uniform instead of
             # NaN (Hugging Face T5 does the same), and never matters for the loss.
             s = xp.where(allowed, s, xp.finfo(s.dtype).min)
         self.p = _softmax(s, -1)
+        self.keep = None
+        if dropout_p > 0:  # dropout on the attention probabilities, as T5 does in training
+            self.keep = (get_rng(xp).random(self.p.shape, dtype=np.float32) >= dropout_p) \
+                * self.p.dtype.type(1.0 / (1.0 - dropout_p))
+            return (self.p * self.keep) @ v
         return self.p @ v
 
     def backward(self, grad):
         # o = p v,  p = softmax(s),  s = scale q k^T + bias:
         #   dv = p^T do;  dp = do v^T;  ds = p * (dp - rowsum(dp * p));
         #   dq = scale ds k;  dk = scale ds^T q;  dbias = ds summed to bias's shape.
-        # Masked positions have p = 0, hence ds = 0 there: no gradient leaks through a mask.
+        # Masked scores were replaced by a constant, so ds = 0 there: no gradient leaks through a mask.
+        # With dropout, o = (p * keep) v: dv uses the dropped probabilities and dp is masked too.
         p = self.p
-        dv = sum_to(p.swapaxes(-1, -2) @ grad, self.v.shape) if self.needs_input_grad[2] else None
+        p_used = p if self.keep is None else p * self.keep
+        dv = sum_to(p_used.swapaxes(-1, -2) @ grad, self.v.shape) if self.needs_input_grad[2] else None
         dp = grad @ self.v.swapaxes(-1, -2)
+        if self.keep is not None:
+            dp *= self.keep
         ds = p * (dp - (dp * p).sum(axis=-1, keepdims=True))
+        if self.allowed is not None:  # a fully masked row has p uniform, not 0: zero it explicitly
+            ds = get_array_module(ds).where(self.allowed, ds, 0)
         dbias = sum_to(ds, self.bias_shape) if self.bias_shape is not None and self.needs_input_grad[3] else None
         if self.scale != 1.0:
             ds *= self.scale
@@ -275,7 +286,7 @@ def embedding(weight, ids) -> Tensor:
 
 
 def scaled_dot_product_attention(q, k, v, bias=None, mask=None, causal: bool = False,
-                                 scale: float | None = None) -> Tensor:
+                                 scale: float | None = None, dropout_p: float = 0.0) -> Tensor:
     """Attention over (batch, heads, len, d_head) tensors.
 
     Args:
@@ -285,8 +296,9 @@ def scaled_dot_product_attention(q, k, v, bias=None, mask=None, causal: bool = F
             (e.g. a (batch, 1, 1, k_len) key padding mask).
         causal: forbid attending to later positions.
         scale: multiplies q k^T; defaults to 1/sqrt(d_head). T5 passes 1.0.
+        dropout_p: probability of dropping an attention weight (training only; seeded).
     """
     d = q.shape[-1]
     scale = 1.0 / float(np.sqrt(d)) if scale is None else float(scale)
     mask = mask.data if isinstance(mask, Tensor) else mask
-    return Attention.apply(q, k, v, bias, mask, causal=causal, scale=scale)
+    return Attention.apply(q, k, v, bias, mask, causal=causal, scale=scale, dropout_p=float(dropout_p))

@@ -1,0 +1,4 @@
+"""Models: T5 (encoder-decoder) and its Hugging Face file format."""
+from .t5 import Seq2SeqOutput, T5Config, T5ForConditionalGeneration
+
+__all__ = ["T5Config", "T5ForConditionalGeneration", "Seq2SeqOutput"]
