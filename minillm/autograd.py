@@ -56,7 +56,7 @@ def enable_grad():
 def _as_array(value, dtype=None, like=None):
     """Turn a Python number, list or array into an array, float32 by default for floats."""
     if isinstance(value, Tensor):
-        return value.data
+        return value.data if dtype is None else value.data.astype(dtype, copy=False)
     xp = get_array_module(like) if like is not None else np
     if isinstance(value, np.generic):  # a NumPy scalar, e.g. what a full reduction returns
         value = np.asarray(value)

@@ -181,7 +181,8 @@ class Gelu(Function):
         self.a, self.approximate = a, approximate
         if approximate == "tanh":
             # 0.5 x (1 + tanh(u)),  u = sqrt(2/pi) (x + 0.044715 x^3)
-            self.t = xp.tanh(_SQRT_2_OVER_PI * (a + 0.044715 * a**3))
+            # (a * a * a, not a**3: NumPy's float power is ~60x slower than two multiplies)
+            self.t = xp.tanh(_SQRT_2_OVER_PI * (a + 0.044715 * (a * a * a)))
             return 0.5 * a * (1 + self.t)
         if approximate != "none":
             raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
@@ -219,7 +220,7 @@ class Maximum(Function):
 
     def backward(self, grad):
         # To the larger input; on a tie each side gets half (the average of the one-sided rules).
-        share_a = (self.a > self.b) + 0.5 * (self.a == self.b)
+        share_a = ((self.a > self.b) + 0.5 * (self.a == self.b)).astype(grad.dtype)
         return (sum_to(grad * share_a, self.a.shape), sum_to(grad * (1 - share_a), self.b.shape))
 
 
@@ -229,7 +230,7 @@ class Minimum(Function):
         return get_array_module(a).minimum(a, b)
 
     def backward(self, grad):
-        share_a = (self.a < self.b) + 0.5 * (self.a == self.b)
+        share_a = ((self.a < self.b) + 0.5 * (self.a == self.b)).astype(grad.dtype)
         return (sum_to(grad * share_a, self.a.shape), sum_to(grad * (1 - share_a), self.b.shape))
 
 

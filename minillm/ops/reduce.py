@@ -66,7 +66,7 @@ class Max(Function):
     def backward(self, grad):
         # The gradient goes to the maximum; tied maxima share it equally (a subgradient).
         winners = self.a == self.out
-        count = winners.sum(axis=self.axes, keepdims=True)
+        count = winners.sum(axis=self.axes, keepdims=True).astype(grad.dtype)  # int would upcast
         return _expand(grad, self.axes, self.keepdims) * winners / count
 
 

@@ -1,0 +1,1 @@
+"""minillm's test suite (a package, so that tests can ``from tests.gradcheck import gradcheck``)."""

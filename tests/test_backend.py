@@ -1,0 +1,135 @@
+"""The NumPy/CuPy seam: array modules, devices, moving arrays, and seeded randomness."""
+import json
+
+import numpy as np
+import pytest
+
+import minillm
+from minillm import Device, Tensor, backend
+
+
+# ------------------------------------------------------------------------------ array modules
+def test_get_array_module_of_numpy_arrays_tensors_and_scalars_is_numpy():
+    assert minillm.get_array_module(np.ones(2)) is np
+    assert minillm.get_array_module(Tensor(np.ones(2))) is np
+    assert minillm.get_array_module(3.0, np.ones(1)) is np
+    assert minillm.get_array_module() is np
+
+
+def test_cuda_available_answers_a_bool():
+    assert isinstance(minillm.cuda_available(), bool)
+
+
+# ------------------------------------------------------------------------------ Device
+@pytest.mark.parametrize("spec, kind, index, text", [
+    ("cpu", "cpu", 0, "cpu"),
+    ("cuda", "cuda", 0, "cuda:0"),
+    ("cuda:1", "cuda", 1, "cuda:1"),
+])
+def test_device_parses_its_spec(spec, kind, index, text):
+    device = Device(spec)
+    assert (device.type, device.index, str(device)) == (kind, index, text)
+    assert Device(device) == device
+    assert device == spec or spec == "cuda"  # "cuda" is the same device as "cuda:0"
+
+
+def test_devices_compare_and_hash_by_type_and_index():
+    assert Device("cuda") == Device("cuda:0") == "cuda:0"
+    assert Device("cuda:0") != Device("cuda:1")
+    assert Device("cpu") != "cuda"
+    assert len({Device("cuda"), Device("cuda:0"), Device("cpu")}) == 2
+    assert repr(Device("cpu")) == "device(cpu)"
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("tpu", "unknown device 'tpu'"),
+    ("gpu:0", "unknown device 'gpu:0'"),
+    ("cpu:0", "the cpu device takes no index"),
+    ("cuda:first", "invalid literal"),
+])
+def test_device_rejects_bad_specs(spec, message):
+    with pytest.raises(ValueError, match=message):
+        Device(spec)
+
+
+def test_cpu_device_uses_numpy():
+    assert Device("cpu").xp is np
+
+
+def test_cuda_device_without_a_gpu_says_what_to_install():
+    if minillm.cuda_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(RuntimeError, match="needs CuPy and an NVIDIA GPU"):
+        Device("cuda").xp
+
+
+# ------------------------------------------------------------------------------ to_device
+def test_to_device_cpu_keeps_a_numpy_array_and_converts_lists():
+    a = np.arange(3.0)
+    assert minillm.to_device(a, "cpu") is a
+    out = minillm.to_device([1.0, 2.0], Device("cpu"))
+    assert isinstance(out, np.ndarray)
+    np.testing.assert_array_equal(out, [1.0, 2.0])
+
+
+def test_tensor_to_cpu_is_a_no_op_and_to_dtype_copies():
+    t = Tensor(np.arange(3.0), requires_grad=True)
+    assert t.to("cpu") is t
+    t32 = t.to(dtype=np.float32)
+    assert t32.dtype == np.float32 and t32.requires_grad and t32.is_leaf
+    assert t.device == "cpu"
+
+
+# ------------------------------------------------------------------------------ randomness
+def test_manual_seed_makes_get_rng_draws_repeat():
+    minillm.manual_seed(42)
+    first = minillm.get_rng().random(5)
+    minillm.manual_seed(42)
+    np.testing.assert_array_equal(minillm.get_rng().random(5), first)
+    minillm.manual_seed(43)
+    assert not np.array_equal(minillm.get_rng().random(5), first)
+
+
+def test_get_rng_continues_one_stream_between_calls():
+    minillm.manual_seed(1)
+    a = minillm.get_rng().random(3)
+    b = minillm.get_rng().random(3)
+    assert not np.array_equal(a, b)
+    np.testing.assert_array_equal(np.concatenate([a, b]), np.random.default_rng(1).random(6))
+
+
+def test_rng_state_round_trips_through_json():
+    minillm.manual_seed(5)
+    minillm.get_rng().random(7)  # advance the stream
+    state = json.loads(json.dumps(backend.get_rng_state()))
+    expected = minillm.get_rng().random(4)
+    minillm.manual_seed(999)
+    backend.set_rng_state(state)
+    np.testing.assert_array_equal(minillm.get_rng().random(4), expected)
+
+
+# ------------------------------------------------------------------------------ GPU
+@pytest.mark.gpu
+def test_to_device_round_trip_through_cuda_preserves_values():
+    a = np.arange(6.0, dtype=np.float32).reshape(2, 3)
+    on_gpu = minillm.to_device(a, "cuda")
+    assert backend.is_cupy_array(on_gpu)
+    assert minillm.get_array_module(on_gpu).__name__ == "cupy"
+    assert backend.device_of(on_gpu) == "cuda:0"
+    np.testing.assert_array_equal(minillm.to_device(on_gpu, "cpu"), a)
+
+
+@pytest.mark.gpu
+def test_tensor_to_cuda_keeps_requires_grad_and_numpy_copies_back():
+    t = Tensor(np.ones(3, np.float32), requires_grad=True).to("cuda")
+    assert t.device == "cuda:0" and t.requires_grad
+    np.testing.assert_array_equal(t.numpy(), np.ones(3))
+
+
+@pytest.mark.gpu
+def test_manual_seed_makes_cupy_draws_repeat():
+    cp = Device("cuda").xp
+    minillm.manual_seed(11)
+    first = minillm.get_rng(cp).random(4)
+    minillm.manual_seed(11)
+    np.testing.assert_array_equal(minillm.get_rng(cp).random(4).get(), first.get())
