@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from .autograd import Tensor, no_grad
-from .backend import get_array_module
+from .backend import get_array_module, get_rng
 
 _NEG = -1.0e9  # "impossible", as in transformers (finite, so arithmetic never yields NaN)
 
@@ -68,7 +68,8 @@ def generate(model, input_ids, attention_mask=None, max_new_tokens: int = 32, nu
         max_new_tokens: most tokens to generate after the start token.
         num_beams: 1 for greedy/sampling, more for beam search.
         do_sample, temperature, top_k, top_p: sampling controls (num_beams == 1).
-        seed: seeds this call's sampler (reproducible regardless of global state).
+        seed: seeds this call's sampler (reproducible regardless of global state); None draws from
+            minillm's generator, so ``manual_seed`` makes the call repeatable.
         use_cache: keep keys/values across steps (the result is identical either way).
         inputs_embeds: encoder input embeddings instead of ids (soft prompts use this).
 
@@ -115,7 +116,7 @@ def _greedy_or_sample(model, encoder_hidden, mask, max_new_tokens, do_sample, te
     tokens = xp.full((batch, 1), model.config.decoder_start_token_id, dtype=np.int64)
     unfinished = xp.ones(batch, dtype=bool)
     caches = _new_caches(model) if use_cache else None
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(seed) if seed is not None else get_rng(np)
     for _ in range(max_new_tokens):
         logits = _next_logits(model, tokens, encoder_hidden, mask, caches, use_cache)
         if do_sample:

@@ -66,7 +66,6 @@ def load_pretrained(cls, directory, **config_overrides):
     config = T5Config.from_json_file(config_path)
     for key, value in config_overrides.items():
         setattr(config, key, value)
-    model = cls(config)
     tensors = read_safetensors_folder(directory)
     state = {k: v.astype(np.float32) for k, v in tensors.items() if k not in _IGNORED_KEYS}
     if "shared.weight" not in state:
@@ -76,6 +75,13 @@ def load_pretrained(cls, directory, **config_overrides):
                 break
     for alias in _EMBEDDING_ALIASES:
         state.setdefault(alias, state.get("shared.weight"))
+    if (config.tie_word_embeddings and "lm_head.weight" in state and "shared.weight" in state
+            and not np.array_equal(state["lm_head.weight"], state["shared.weight"])):
+        # transformers 5 writes tie_word_embeddings=true for every T5 (it only means "rescale or
+        # not", see T5Config.scale_decoder_outputs), but still saves a separately trained lm_head
+        # (T5 v1.1, FLAN-T5). Like transformers, keep such a head untied instead of overwriting it.
+        config.tie_word_embeddings = False
+    model = cls(config)
     if config.tie_word_embeddings:
         state["lm_head.weight"] = state.get("shared.weight")
     state = {k: v for k, v in state.items() if v is not None}

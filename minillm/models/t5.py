@@ -225,10 +225,14 @@ class T5Stack(Module):
             if am.shape != (batch, key_len):
                 raise ValueError(f"attention_mask has shape {am.shape}, expected {(batch, key_len)}")
             mask = am[:, None, None, :]  # (batch, 1, 1, key_len): padding keys get no attention
-        if self.is_decoder and (length > 1 or past_length == 0):
-            # Causal: query i (at absolute position past_length+i) sees keys 0..past_length+i.
-            causal = xp.tril(xp.ones((length, key_len), dtype=bool), k=past_length)
-            mask = causal if mask is None else mask & causal
+        causal = False
+        if self.is_decoder and past_length == 0:
+            causal = True  # query i sees keys 0..i; the attention op builds that mask itself
+        elif self.is_decoder and length > 1:
+            # Several new tokens after a cache: query i (absolute position past_length+i) sees
+            # keys 0..past_length+i. (With one new token, every cached key is in its past.)
+            tri = xp.tril(xp.ones((length, key_len), dtype=bool), k=past_length)
+            mask = tri if mask is None else mask & tri
         # The relative position bias is computed once, by the first block, and shared by all.
         bias = self.block[0].layer[0].SelfAttention.compute_bias(length, key_len, offset=past_length)
         enc_mask = None
@@ -236,7 +240,7 @@ class T5Stack(Module):
             enc_mask = _as_bool(encoder_attention_mask, xp)[:, None, None, :]
         hidden = self.dropout(hidden)
         for i, block in enumerate(self.block):
-            hidden = block(hidden, bias=bias, mask=mask, encoder_hidden=encoder_hidden,
+            hidden = block(hidden, bias=bias, mask=mask, causal=causal, encoder_hidden=encoder_hidden,
                            encoder_mask=enc_mask, cache=None if caches is None else caches[i])
         return self.dropout(self.final_layer_norm(hidden))
 

@@ -218,7 +218,12 @@ class ModuleList(Module):
         return list(self._modules.values())[i]
 
     def __setitem__(self, i: int, module: Module) -> None:
-        setattr(self, str(i % len(self)), module)
+        if not isinstance(module, Module):
+            raise TypeError(f"ModuleList: items must be Modules, got {type(module).__name__}")
+        # Replace in place: setattr would move the key to the end and reorder the list.
+        name = str(i % len(self))
+        self._modules[name] = module
+        object.__setattr__(self, name, module)
 
     def __len__(self) -> int:
         return len(self._modules)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..autograd import Function, Tensor
+from ..backend import get_array_module
 from .elementwise import sum_to
 
 
@@ -20,7 +21,9 @@ def _gemm(a, b, transpose_a=False, transpose_b=False):
         from .. import kernels  # noqa: PLC0415  (GPU path only)
 
         if kernels.enabled():
-            return kernels.matmul(a, b, transpose_a=transpose_a, transpose_b=transpose_b)
+            xp = get_array_module(a)  # the kernel reads row-major memory: make views contiguous
+            return kernels.matmul(xp.ascontiguousarray(a), xp.ascontiguousarray(b),
+                                  transpose_a=transpose_a, transpose_b=transpose_b)
     return (a.T if transpose_a else a) @ (b.T if transpose_b else b)
 
 

@@ -13,6 +13,15 @@ from ..backend import get_array_module, get_rng
 from .elementwise import sum_to
 
 
+def _softmax_(x, axis):
+    """Softmax computed in x's own buffer (x is overwritten): for scores nobody else holds."""
+    xp = get_array_module(x)
+    x -= x.max(axis=axis, keepdims=True)
+    xp.exp(x, out=x)
+    x /= x.sum(axis=axis, keepdims=True)
+    return x
+
+
 def _softmax(x, axis):
     xp = get_array_module(x)
     e = xp.exp(x - x.max(axis=axis, keepdims=True))
@@ -183,17 +192,24 @@ class Attention(Function):
             raise ValueError(f"attention: q {q.shape}, k {k.shape}, v {v.shape} do not fit together")
         self.q, self.k, self.v, self.scale = q, k, v, scale
         self.bias_shape = None if bias is None else bias.shape
+        self.fused = None
+        if not isinstance(q, np.ndarray) and dropout_p == 0:
+            out = self._forward_cuda_kernel(q, k, v, bias, mask, causal, scale)
+            if out is not None:
+                return out
         s = q @ k.swapaxes(-1, -2)  # (batch, heads, q_len, k_len)
         if scale != 1.0:
             s *= scale
         if bias is not None:
-            s = s + bias
-        allowed = self.allowed = _allowed(xp, s.shape, mask, causal)
+            s += bias  # s is a fresh array: update in place, no extra (batch, heads, q, k) buffer
+        allowed = _allowed(xp, s.shape, mask, causal)
+        # Rows with no allowed key at all (rare: an all-padding input) need their gradient zeroed.
+        self.allowed = allowed if allowed is not None and not bool(allowed.any(axis=-1).all()) else None
         if allowed is not None:
             # The most negative float, not -inf: a fully masked row then becomes uniform instead of
             # NaN (Hugging Face T5 does the same), and never matters for the loss.
-            s = xp.where(allowed, s, xp.finfo(s.dtype).min)
-        self.p = _softmax(s, -1)
+            xp.copyto(s, xp.finfo(s.dtype).min, where=~allowed)
+        self.p = _softmax_(s, -1)
         self.keep = None
         if dropout_p > 0:  # dropout on the attention probabilities, as T5 does in training
             self.keep = (get_rng(xp).random(self.p.shape, dtype=np.float32) >= dropout_p) \
@@ -207,13 +223,25 @@ class Attention(Function):
         #   dq = scale ds k;  dk = scale ds^T q;  dbias = ds summed to bias's shape.
         # Masked scores were replaced by a constant, so ds = 0 there: no gradient leaks through a mask.
         # With dropout, o = (p * keep) v: dv uses the dropped probabilities and dp is masked too.
+        if self.fused is not None:  # the hand-written CUDA kernel recomputes p from the logsumexp
+            from .. import kernels  # noqa: PLC0415
+
+            q, k, v, bias, key_mask, causal, out, lse = self.fused
+            dq, dk, dv, dbias = kernels.attention_backward(
+                q, k, v, out, lse, get_array_module(grad).ascontiguousarray(grad), bias=bias,
+                key_mask=key_mask, causal=causal, scale=self.scale)
+            return dq, dk, dv, dbias, None
         p = self.p
         p_used = p if self.keep is None else p * self.keep
         dv = sum_to(p_used.swapaxes(-1, -2) @ grad, self.v.shape) if self.needs_input_grad[2] else None
         dp = grad @ self.v.swapaxes(-1, -2)
         if self.keep is not None:
             dp *= self.keep
-        ds = p * (dp - (dp * p).sum(axis=-1, keepdims=True))
+        # ds = p * (dp - rowsum(dp * p)), computed in dp's buffer to save two large temporaries
+        row = (dp * p).sum(axis=-1, keepdims=True)
+        dp -= row
+        dp *= p
+        ds = dp
         if self.allowed is not None:  # a fully masked row has p uniform, not 0: zero it explicitly
             ds = get_array_module(ds).where(self.allowed, ds, 0)
         dbias = sum_to(ds, self.bias_shape) if self.bias_shape is not None and self.needs_input_grad[3] else None
@@ -222,6 +250,38 @@ class Attention(Function):
         dq = sum_to(ds @ self.k, self.q.shape) if self.needs_input_grad[0] else None
         dk = sum_to(ds.swapaxes(-1, -2) @ self.q, self.k.shape) if self.needs_input_grad[1] else None
         return dq, dk, dv, dbias, None
+
+
+    def _forward_cuda_kernel(self, q, k, v, bias, mask, causal, scale):
+        """Run kernels/attention.cu (FlashAttention-style) when the inputs fit it, else None.
+
+        The kernel takes a (batch, k_len) key padding mask and a top-left causal mask; T5's masks
+        are exactly those shapes. Anything else falls back to the composed computation.
+        """
+        from .. import kernels  # noqa: PLC0415  (GPU path only)
+
+        if not kernels.enabled() or q.shape[-1] not in (32, 64, 128) or q.ndim != 4:
+            return None
+        batch, heads, q_len, _ = q.shape
+        k_len = k.shape[-2]
+        if causal and q_len != k_len:
+            return None
+        key_mask = None
+        if mask is not None:
+            if mask.ndim != 4 or mask.shape[1:3] != (1, 1) or mask.shape[-1] != k_len:
+                return None
+            key_mask = mask.reshape(mask.shape[0], k_len)
+            if key_mask.shape[0] != batch:
+                key_mask = get_array_module(q).broadcast_to(key_mask, (batch, k_len))
+        if bias is not None and bias.shape[-3:] != (heads, q_len, k_len):
+            return None
+        xp = get_array_module(q)
+        q, k, v = (xp.ascontiguousarray(t) for t in (q, k, v))
+        key_mask = None if key_mask is None else xp.ascontiguousarray(key_mask)
+        bias = None if bias is None else xp.ascontiguousarray(bias)
+        out, lse = kernels.attention_forward(q, k, v, bias=bias, key_mask=key_mask, causal=causal, scale=scale)
+        self.fused = (q, k, v, bias, key_mask, causal, out, lse)
+        return out
 
 
 def _allowed(xp, shape, mask, causal):

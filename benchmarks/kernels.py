@@ -1,0 +1,173 @@
+"""Benchmark minillm's CUDA kernels against cuBLAS and a materialized-softmax attention.
+
+Run on a machine with a GPU (benchmarks/gpu_check.sh does it for you):
+
+    python benchmarks/kernels.py            # full tables, about a minute on an H100
+    python benchmarks/kernels.py --quick    # smaller sizes, for a smoke test
+
+Prints markdown tables to paste into kernels/README.md:
+  * matmul (fp32, C = A·B) at 1024..8192: TFLOP/s of each version and % of cupy.matmul (cuBLAS);
+  * attention forward and backward (fp32, batch 4, 8 heads, head_dim 64) at 512..4096 tokens:
+    time, TFLOP/s and peak memory, against a materialized softmax in CuPy (and torch SDPA if present).
+Targets (issue 7): matmul >= 70% of cuBLAS at 4096; attention forward >= 3x the materialized one at 2048.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import cupy as cp  # noqa: E402  (this script needs a GPU by design)
+
+from minillm import kernels  # noqa: E402
+
+
+def gpu_time_ms(fn, min_total_ms: float = 200.0, max_reps: int = 50) -> float:
+    """Median-free but robust enough: warm up twice, then average over ~min_total_ms of runs."""
+    fn()
+    fn()
+    start, stop = cp.cuda.Event(), cp.cuda.Event()
+    start.record()
+    fn()
+    stop.record()
+    stop.synchronize()
+    once = cp.cuda.get_elapsed_time(start, stop)
+    reps = int(max(1, min(max_reps, min_total_ms / max(once, 1e-3))))
+    start.record()
+    for _ in range(reps):
+        fn()
+    stop.record()
+    stop.synchronize()
+    return cp.cuda.get_elapsed_time(start, stop) / reps
+
+
+def peak_bytes(fn) -> int:
+    """High-water mark of CuPy's memory pool while fn runs (the pool keeps freed blocks cached)."""
+    pool = cp.get_default_memory_pool()
+    cp.cuda.Device().synchronize()
+    pool.free_all_blocks()
+    before = pool.total_bytes()
+    fn()
+    cp.cuda.Device().synchronize()
+    return pool.total_bytes() - before
+
+
+# ---- matmul -------------------------------------------------------------------------------------
+
+def bench_matmul(sizes):
+    print("\n### matmul, fp32, C = A·B (square)\n")
+    print("| n | cuBLAS TFLOP/s | blocked TFLOP/s | % of cuBLAS | tiled TFLOP/s | naive TFLOP/s |")
+    print("|---|---|---|---|---|---|")
+    for n in sizes:
+        a = cp.random.standard_normal((n, n), dtype=cp.float32)
+        b = cp.random.standard_normal((n, n), dtype=cp.float32)
+        flops = 2.0 * n ** 3
+        tflops = {}
+        tflops["cublas"] = flops / gpu_time_ms(lambda: cp.matmul(a, b)) / 1e9
+        for version in ("blocked", "tiled", "naive"):
+            if version == "naive" and n > 2048:  # minutes at 8192; the point is made at small n
+                tflops[version] = float("nan")
+                continue
+            tflops[version] = flops / gpu_time_ms(lambda: kernels.matmul(a, b, version=version)) / 1e9
+        ok = cp.allclose(kernels.matmul(a, b), cp.matmul(a, b), rtol=1e-3, atol=1e-2 * n ** 0.5)
+        print(f"| {n} | {tflops['cublas']:.1f} | {tflops['blocked']:.1f} | "
+              f"{100 * tflops['blocked'] / tflops['cublas']:.0f}% | {tflops['tiled']:.1f} | "
+              f"{tflops['naive']:.2f} |" + ("" if ok else " MISMATCH"))
+        del a, b
+
+
+# ---- attention ----------------------------------------------------------------------------------
+
+def materialized_forward(q, k, v, scale):
+    s = scale * cp.matmul(q, k.swapaxes(-1, -2))  # (B, H, L, L): the memory the fused kernel avoids
+    s -= s.max(axis=-1, keepdims=True)
+    p = cp.exp(s)
+    p /= p.sum(axis=-1, keepdims=True)
+    return cp.matmul(p, v), p
+
+
+def materialized_backward(q, k, v, p, grad_out, scale):
+    dv = cp.matmul(p.swapaxes(-1, -2), grad_out)
+    dp = cp.matmul(grad_out, v.swapaxes(-1, -2))
+    ds = p * (dp - (p * dp).sum(axis=-1, keepdims=True))
+    return scale * cp.matmul(ds, k), scale * cp.matmul(ds.swapaxes(-1, -2), q), dv
+
+
+def torch_sdpa():
+    try:
+        import torch
+        import torch.nn.functional as F
+    except ImportError:
+        return None
+    if not torch.cuda.is_available():
+        return None
+    return torch, F
+
+
+def bench_attention(lengths, batch=4, heads=8, head_dim=64):
+    scale = head_dim ** -0.5
+    torch_pair = torch_sdpa()
+    print(f"\n### attention, fp32, batch {batch}, {heads} heads, head_dim {head_dim}, no mask\n")
+    header = "| L | pass | fused ms | fused TFLOP/s | fused peak MiB | materialized ms | materialized peak MiB | speedup |"
+    if torch_pair:
+        header += " torch SDPA ms |"
+    print(header)
+    print("|---" * (header.count("|") - 1) + "|")
+    for length in lengths:
+        shape = (batch, heads, length, head_dim)
+        q, k, v, grad_out = (cp.random.standard_normal(shape, dtype=cp.float32) * 0.5 for _ in range(4))
+        forward_flops = 4.0 * batch * heads * length * length * head_dim
+        out, lse = kernels.attention_forward(q, k, v, scale=scale)
+        ref_out, p = materialized_forward(q, k, v, scale)
+        ok = bool(cp.allclose(out, ref_out, atol=1e-3, rtol=1e-3))
+        rows = {  # pass: (fused, materialized, flops); backward = 2.5x forward (FlashAttention-2's count)
+            "forward": (lambda: kernels.attention_forward(q, k, v, scale=scale),
+                        lambda: materialized_forward(q, k, v, scale), forward_flops),
+            "backward": (lambda: kernels.attention_backward(q, k, v, out, lse, grad_out, scale=scale),
+                         lambda: materialized_backward(q, k, v, p, grad_out, scale), 2.5 * forward_flops),
+        }
+        for name, (fused, materialized, flops) in rows.items():
+            fused_ms, mat_ms = gpu_time_ms(fused), gpu_time_ms(materialized)
+            fused_mib, mat_mib = peak_bytes(fused) / 2**20, peak_bytes(materialized) / 2**20
+            line = (f"| {length} | {name} | {fused_ms:.2f} | {flops / fused_ms / 1e9:.1f} | {fused_mib:.0f} | "
+                    f"{mat_ms:.2f} | {mat_mib:.0f} | {mat_ms / fused_ms:.1f}x |")
+            if torch_pair:
+                line += f" {torch_time_ms(torch_pair, shape, scale, name):.2f} |"
+            print(line + ("" if ok else " MISMATCH"))
+        del q, k, v, grad_out, out, lse, ref_out, p
+
+
+def torch_time_ms(torch_pair, shape, scale, name):
+    torch, F = torch_pair
+    q, k, v = (torch.randn(shape, device="cuda", requires_grad=True) for _ in range(3))
+    if name == "forward":
+        fn = lambda: F.scaled_dot_product_attention(q, k, v, scale=scale)  # noqa: E731
+    else:
+        out = F.scaled_dot_product_attention(q, k, v, scale=scale)
+        grad = torch.randn_like(out)
+        fn = lambda: torch.autograd.grad(out, (q, k, v), grad, retain_graph=True)  # noqa: E731
+    for _ in range(2):
+        fn()
+    start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(10):
+        fn()
+    stop.record()
+    torch.cuda.synchronize()
+    return start.elapsed_time(stop) / 10
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes only (smoke test)")
+    args = parser.parse_args()
+    props = cp.cuda.runtime.getDeviceProperties(cp.cuda.Device().id)
+    print(f"## minillm kernels on {props['name'].decode()}")
+    bench_matmul([512, 1024] if args.quick else [1024, 2048, 4096, 8192])
+    bench_attention([256, 512] if args.quick else [512, 1024, 2048, 4096])
+
+
+if __name__ == "__main__":
+    main()

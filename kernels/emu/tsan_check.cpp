@@ -1,0 +1,72 @@
+// A standalone ThreadSanitizer run of the kernels on the CPU emulator (tests/kernels/test_tsan.py).
+//
+//   g++ -std=c++20 -fsanitize=thread -g -O1 -pthread tsan_check.cpp                 -> no race reported
+//   ... -DMINILLM_BROKEN_SYNC (matmul.cu drops the tiled kernel's second barrier)  -> data race reported
+//
+// It is an executable rather than a ctypes library because the TSan runtime must be loaded at
+// startup. Every emulated CUDA thread is a real std::thread and every __syncthreads a std::barrier,
+// so TSan's happens-before analysis sees exactly the ordering that the kernel's barriers create.
+// Sizes are small but span several tiles, so that every barrier and shuffle is exercised.
+#include "cuda_emu.h"
+#include "../matmul.cu"
+#ifndef MINILLM_BROKEN_SYNC  // the broken build only needs the matmul, and compiles faster without attention
+#include "../attention.cu"
+#endif
+
+#include <cstdio>
+
+static int check_tiled_matmul() {
+    const int M = 20, N = 18, K = 40;  // 2 × 2 blocks of 16 × 16 threads, three K tiles
+    std::vector<float> a(M * K), b(K * N), c(M * N, -1.0f);
+    for (int i = 0; i < M * K; ++i) a[i] = float((i * 7) % 13) - 6.0f;
+    for (int i = 0; i < K * N; ++i) b[i] = float((i * 5) % 11) - 5.0f;
+    emu::launch(matmul_tiled_nn, dim3((N + kTile - 1) / kTile, (M + kTile - 1) / kTile, 1),
+                dim3(kTile, kTile, 1), 0, a.data(), b.data(), c.data(), M, N, K, 0LL, 0LL, 0LL);
+    int wrong = 0;
+    for (int i = 0; i < M; ++i)
+        for (int j = 0; j < N; ++j) {
+            float expected = 0.0f;
+            for (int k = 0; k < K; ++k) expected += a[i * K + k] * b[k * N + j];
+            wrong += c[i * N + j] != expected;  // small integers: exact in fp32
+        }
+    std::printf("matmul_tiled_nn %dx%dx%d: %d wrong elements\n", M, N, K, wrong);
+    return wrong;
+}
+
+#ifndef MINILLM_BROKEN_SYNC
+static void run_attention() {
+    // D = 32 (BR = BC = 64): 2 query tiles × 2 key tiles, with bias, key mask and causal masking.
+    const int B = 1, H = 1, L = 80, D = 32;
+    const long long n = (long long)B * H * L * D;
+    std::vector<float> q(n), k(n), v(n), out(n), grad(n), dq(n), dk(n), dv(n), lse(B * H * L), delta(B * H * L);
+    std::vector<float> bias(H * L * L), dbias(H * L * L, 0.0f);
+    std::vector<unsigned char> mask(B * L);
+    for (long long i = 0; i < n; ++i) {
+        q[i] = 0.01f * float(i % 17);
+        k[i] = 0.02f * float(i % 13);
+        v[i] = float(i % 7);
+        grad[i] = float(i % 5) - 2.0f;
+    }
+    for (int i = 0; i < H * L * L; ++i) bias[i] = 0.1f * float(i % 3);
+    for (int j = 0; j < B * L; ++j) mask[j] = j % 5 != 0;
+    const dim3 block(kThreads), grid_q((L + 63) / 64, H, B), grid_k((L + 63) / 64, H, B);
+    const std::size_t ld = D + 1;
+    emu::launch(attention_forward_d32, grid_q, block, 4 * (64 * ld + 2 * 64 * ld + 64 * 66), q.data(), k.data(),
+                v.data(), bias.data(), 0LL, mask.data(), out.data(), lse.data(), H, L, L, 1, 1.0f);
+    emu::launch(attention_backward_dq_d32, grid_q, block, 4 * (4 * 64 * ld + 64 * 66), q.data(), k.data(),
+                v.data(), bias.data(), 0LL, mask.data(), out.data(), grad.data(), lse.data(), delta.data(),
+                dq.data(), dbias.data(), H, L, L, 1, 1.0f);
+    emu::launch(attention_backward_dkdv_d32, grid_k, block, 4 * (4 * 64 * ld + 2 * 64 * 66 + 2 * 64), q.data(),
+                k.data(), v.data(), bias.data(), 0LL, mask.data(), grad.data(), lse.data(), delta.data(),
+                dk.data(), dv.data(), H, L, L, 1, 1.0f);
+    std::printf("attention d32 forward + backward ran, out[0] = %g\n", out[0]);
+}
+#endif
+
+int main() {
+    check_tiled_matmul();
+#ifndef MINILLM_BROKEN_SYNC
+    run_attention();
+#endif
+    return 0;
+}

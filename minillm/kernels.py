@@ -1,0 +1,332 @@
+"""Hand-written CUDA kernels for CuPy arrays: tiled matmul and FlashAttention-style attention.
+
+The CUDA C++ lives in ``kernels/matmul.cu`` and ``kernels/attention.cu`` (read those, and
+``kernels/README.md``, for how the kernels work). This module is the host side:
+
+* it compiles each ``.cu`` file once with ``cupy.RawModule`` (NVRTC) and caches the module and its
+  functions, so no kernel object is ever built per call;
+* it checks shapes, dtypes and contiguity, computes grids and shared-memory sizes, and launches.
+
+Every public function takes and returns CuPy ``float32`` arrays. Importing this module never
+imports CuPy; ``enabled()`` says whether the kernels can be used at all.
+
+The launch arithmetic is written once, in backend-neutral helpers (``_matmul``,
+``_attention_forward``, ``_attention_backward``) that take a ``_Backend``. The public functions
+pass the CuPy backend; ``tests/kernels`` passes NumPy plus the CPU emulator (``kernels/emu``), so the
+same grids and arguments are tested without a GPU.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable, NamedTuple
+
+import numpy as np
+
+KERNEL_DIR = Path(os.environ.get("MINILLM_KERNEL_DIR", Path(__file__).resolve().parent.parent / "kernels"))
+_NVRTC_OPTIONS = ("-std=c++17",)
+_STATIC_SHARED_LIMIT = 48 * 1024  # bytes of dynamic shared memory a kernel gets without opting in
+
+# Must match kernels/matmul.cu: threads per block and the tile of C one block computes.
+_MATMUL_BLOCKS = {  # version: (block dims, (rows of C per block, columns of C per block))
+    "naive": ((32, 8, 1), (8, 32)),
+    "tiled": ((16, 16, 1), (16, 16)),
+    "blocked": ((256, 1, 1), (128, 128)),
+}
+# Must match MINILLM_ATTENTION_KERNELS in kernels/attention.cu: head dim -> (BR query rows, BC key rows).
+_ATTENTION_TILES = {32: (64, 64), 64: (64, 64), 128: (64, 32)}
+_ATTENTION_THREADS = 128
+
+
+class Launch(NamedTuple):
+    """One kernel launch. ``args`` holds arrays, NumPy scalars (their dtype is the C type) and
+    ``None`` for a null pointer."""
+
+    source: str  # file in KERNEL_DIR
+    kernel: str  # extern "C" name
+    grid: tuple[int, int, int]
+    block: tuple[int, int, int]
+    shared_mem: int  # bytes of dynamic shared memory
+    args: tuple
+
+
+class _Backend(NamedTuple):
+    """Where arrays live and how a Launch runs: CuPy + the GPU, or NumPy + the CPU emulator."""
+
+    xp: Any
+    empty: Callable  # (shape, dtype) -> array the kernels overwrite completely
+    zeros: Callable
+    launch: Callable[[Launch], None]
+
+
+# ---- loading and launching on the GPU ----------------------------------------------------------
+
+_modules: dict[str, Any] = {}
+_functions: dict[tuple[str, str], Any] = {}
+
+
+def enabled() -> bool:
+    """True when the kernels can run: CuPy with a CUDA device, and ``MINILLM_KERNELS`` is not ``0``."""
+    if os.environ.get("MINILLM_KERNELS", "1") == "0":
+        return False
+    from minillm.backend import cuda_available
+
+    return cuda_available()
+
+
+def _cupy():
+    try:
+        import cupy
+    except ImportError as error:  # pragma: no cover - depends on the machine
+        raise RuntimeError("minillm.kernels needs CuPy (pip install cupy-cuda12x) and a CUDA GPU") from error
+    return cupy
+
+
+def _function(source: str, name: str, shared_mem: int):
+    """The compiled kernel ``name`` from ``source``: compiled on first use, cached afterwards."""
+    key = (source, name)
+    function = _functions.get(key)
+    if function is None:
+        module = _modules.get(source)
+        if module is None:
+            code = (KERNEL_DIR / source).read_text(encoding="utf-8")
+            module = _cupy().RawModule(code=code, options=_NVRTC_OPTIONS)
+            _modules[source] = module
+        function = module.get_function(name)
+        _functions[key] = function
+    # Past 48 KB a kernel must opt in to more dynamic shared memory (once per size increase).
+    if shared_mem > _STATIC_SHARED_LIMIT and function.max_dynamic_shared_size_bytes < shared_mem:
+        function.max_dynamic_shared_size_bytes = shared_mem
+    return function
+
+
+def _launch_on_gpu(launch: Launch) -> None:
+    function = _function(launch.source, launch.kernel, launch.shared_mem)
+    # CuPy turns None into 0xffffffff, not NULL (cupy issue #9046): pass a 64-bit zero instead.
+    args = tuple(np.uint64(0) if arg is None else arg for arg in launch.args)
+    function(launch.grid, launch.block, args, shared_mem=launch.shared_mem)
+
+
+def _gpu_backend() -> _Backend:
+    cupy = _cupy()
+    return _Backend(cupy, cupy.empty, cupy.zeros, _launch_on_gpu)
+
+
+def _run(backend: _Backend, launch: Launch) -> None:
+    if min(launch.grid) > 0:  # an empty grid means there is nothing to compute
+        backend.launch(launch)
+
+
+# ---- argument checks ----------------------------------------------------------------------------
+
+def _check_float32(name: str, array) -> None:
+    if array.dtype != np.float32:
+        raise TypeError(f"{name} must be float32, got {array.dtype} with shape {tuple(array.shape)}")
+    if not array.flags.c_contiguous:
+        raise ValueError(
+            f"{name} with shape {tuple(array.shape)} and strides {tuple(array.strides)} is not "
+            "C-contiguous; pass xp.ascontiguousarray(...) (or use transpose_a/transpose_b for matmul)"
+        )
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+# ---- matmul -------------------------------------------------------------------------------------
+
+def matmul(a, b, transpose_a: bool = False, transpose_b: bool = False, *, version: str = "blocked"):
+    """C = op(a) @ op(b) in float32 on the GPU, where op(x) is x or its transpose.
+
+    Args:
+        a: (M, K), or (K, M) with ``transpose_a``; optionally with a leading batch dim.
+        b: (K, N), or (N, K) with ``transpose_b``; optionally with a leading batch dim. A 2-D
+            operand is shared by every matrix of a batched one.
+        transpose_a, transpose_b: use the transpose of the stored matrix, without copying it.
+            A linear layer y = x W^T needs: y = matmul(x, W, transpose_b=True),
+            dx = matmul(dy, W), dW = matmul(dy, x, transpose_a=True).
+        version: ``"naive"``, ``"tiled"`` or ``"blocked"`` (the fastest), see kernels/matmul.cu.
+
+    Returns:
+        C with shape (M, N), or (batch, M, N).
+    """
+    return _matmul(_gpu_backend(), a, b, transpose_a, transpose_b, version)
+
+
+def _matmul(backend: _Backend, a, b, transpose_a: bool, transpose_b: bool, version: str):
+    if version not in _MATMUL_BLOCKS:
+        raise ValueError(f"unknown matmul version {version!r}; choose from {sorted(_MATMUL_BLOCKS)}")
+    _check_float32("a", a)
+    _check_float32("b", b)
+    if a.ndim not in (2, 3) or b.ndim not in (2, 3):
+        raise ValueError(f"matmul takes 2-D or 3-D (batched) arrays, got a {a.shape} and b {b.shape}")
+    M, K = a.shape[-2:][::-1] if transpose_a else a.shape[-2:]
+    K_b, N = b.shape[-2:][::-1] if transpose_b else b.shape[-2:]
+    if K != K_b:
+        raise ValueError(
+            f"matmul shapes do not match: op(a) is {M}x{K} (a {a.shape}, transpose_a={transpose_a}) "
+            f"but op(b) is {K_b}x{N} (b {b.shape}, transpose_b={transpose_b})"
+        )
+    batch_a = a.shape[0] if a.ndim == 3 else 1
+    batch_b = b.shape[0] if b.ndim == 3 else 1
+    if batch_a != batch_b and 1 not in (batch_a, batch_b):
+        raise ValueError(f"matmul batch sizes differ: a {a.shape} and b {b.shape}")
+    batch = max(batch_a, batch_b)
+    batched = a.ndim == 3 or b.ndim == 3
+    c = backend.empty((batch, M, N) if batched else (M, N), np.float32)
+    if K == 0:
+        c[...] = 0
+        return c
+    block, (rows, cols) = _MATMUL_BLOCKS[version]
+    if _ceil_div(M, rows) > 65535 or batch > 65535:
+        raise ValueError(f"matmul grid too large for M={M}, batch={batch}")
+    suffix = ("t" if transpose_a else "n") + ("t" if transpose_b else "n")
+    launch = Launch(
+        "matmul.cu", f"matmul_{version}_{suffix}",
+        grid=(_ceil_div(N, cols), _ceil_div(M, rows), batch), block=block, shared_mem=0,
+        args=(a, b, c, np.int32(M), np.int32(N), np.int32(K),
+              np.int64(M * K if batch_a > 1 else 0), np.int64(K * N if batch_b > 1 else 0),
+              np.int64(M * N)),
+    )
+    _run(backend, launch)
+    return c
+
+
+# ---- attention ----------------------------------------------------------------------------------
+
+def _attention_shared_bytes(kernel: str, head_dim: int) -> int:
+    """Dynamic shared memory of an attention kernel; mirrors the smem layout in attention.cu."""
+    br, bc = _ATTENTION_TILES[head_dim]
+    ld = head_dim + 1  # rows padded by one float against bank conflicts
+    floats = {
+        "forward": br * ld + 2 * bc * ld + br * (bc + 2),               # Q, K, V, P
+        "backward_dq": 2 * br * ld + 2 * bc * ld + br * (bc + 2),       # Q, dO, K, V, dS
+        "backward_dkdv": 2 * bc * ld + 2 * br * ld + 2 * bc * (br + 2) + 2 * br,  # K, V, Q, dO, P^T, dS^T, lse, D
+    }[kernel]
+    return 4 * floats
+
+
+class _AttentionArgs(NamedTuple):
+    batch: int
+    heads: int
+    q_len: int
+    k_len: int
+    head_dim: int
+    bias: Any
+    bias_batch_stride: np.int64
+    key_mask: Any  # uint8 view, or None
+
+
+def _check_attention(q, k, v, bias, key_mask) -> _AttentionArgs:
+    for name, array in (("q", q), ("k", k), ("v", v)):
+        _check_float32(name, array)
+        if array.ndim != 4:
+            raise ValueError(f"{name} must be (batch, heads, length, head_dim), got shape {tuple(array.shape)}")
+    batch, heads, q_len, head_dim = q.shape
+    k_len = k.shape[2]
+    if k.shape != (batch, heads, k_len, head_dim) or v.shape != k.shape:
+        raise ValueError(f"q {q.shape}, k {k.shape} and v {v.shape} must agree on batch, heads and head_dim, "
+                         "and k and v must have the same shape")
+    if head_dim not in _ATTENTION_TILES:
+        raise ValueError(f"head_dim {head_dim} is not supported; the kernels exist for {sorted(_ATTENTION_TILES)}")
+    stride = np.int64(0)
+    if bias is not None:
+        _check_float32("bias", bias)
+        if tuple(bias.shape) in ((heads, q_len, k_len), (1, heads, q_len, k_len)):
+            stride = np.int64(0)  # one bias shared by the whole batch
+        elif tuple(bias.shape) == (batch, heads, q_len, k_len):
+            stride = np.int64(heads * q_len * k_len)
+        else:
+            raise ValueError(f"bias has shape {tuple(bias.shape)}; expected (heads, q_len, k_len) = "
+                             f"{(heads, q_len, k_len)} or (batch, heads, q_len, k_len) = {(batch, heads, q_len, k_len)}")
+    if key_mask is not None:
+        if tuple(key_mask.shape) != (batch, k_len):
+            raise ValueError(f"key_mask has shape {tuple(key_mask.shape)}; expected (batch, k_len) = {(batch, k_len)}")
+        if key_mask.dtype not in (np.bool_, np.uint8, np.int8) or not key_mask.flags.c_contiguous:
+            raise TypeError(f"key_mask must be a C-contiguous bool or uint8 array, got {key_mask.dtype}")
+        key_mask = key_mask.view(np.uint8)
+    return _AttentionArgs(batch, heads, q_len, k_len, head_dim, bias, stride, key_mask)
+
+
+def attention_forward(q, k, v, bias=None, key_mask=None, causal: bool = False, scale: float = 1.0):
+    """Fused attention forward: softmax(scale * q k^T + bias, masked) v, without materializing it.
+
+    Args:
+        q: (batch, heads, q_len, head_dim) float32; head_dim is 32, 64 or 128.
+        k, v: (batch, heads, k_len, head_dim) float32.
+        bias: additive score bias, (heads, q_len, k_len) shared by the batch (T5's relative
+            position bias), or (batch, heads, q_len, k_len).
+        key_mask: bool (batch, k_len), True = attend (False = padding).
+        causal: query i sees keys j <= i (top-left aligned, like torch's ``is_causal``).
+        scale: multiplies q k^T. T5 uses 1.0; the usual choice elsewhere is 1/sqrt(head_dim).
+
+    Returns:
+        (out, lse): out (batch, heads, q_len, head_dim) and the row logsumexp of the masked scores,
+        lse (batch, heads, q_len), which the backward needs. A row that sees no key at all gets
+        out = 0 and lse = +inf (so that the backward's exp(s - lse) is 0 there).
+    """
+    return _attention_forward(_gpu_backend(), q, k, v, bias, key_mask, causal, scale)
+
+
+def _attention_forward(backend: _Backend, q, k, v, bias, key_mask, causal, scale):
+    info = _check_attention(q, k, v, bias, key_mask)
+    br, _ = _ATTENTION_TILES[info.head_dim]
+    out = backend.empty(q.shape, np.float32)
+    lse = backend.empty(q.shape[:3], np.float32)
+    _run(backend, Launch(
+        "attention.cu", f"attention_forward_d{info.head_dim}",
+        grid=(_ceil_div(info.q_len, br), info.heads, info.batch), block=(_ATTENTION_THREADS, 1, 1),
+        shared_mem=_attention_shared_bytes("forward", info.head_dim),
+        args=(q, k, v, info.bias, info.bias_batch_stride, info.key_mask, out, lse,
+              np.int32(info.heads), np.int32(info.q_len), np.int32(info.k_len), np.int32(bool(causal)),
+              np.float32(scale)),
+    ))
+    return out, lse
+
+
+def attention_backward(q, k, v, out, lse, grad_out, bias=None, key_mask=None, causal: bool = False,
+                       scale: float = 1.0):
+    """Gradients of ``attention_forward``, recomputing the probabilities from ``lse``.
+
+    Args:
+        q, k, v, bias, key_mask, causal, scale: exactly as given to ``attention_forward``.
+        out, lse: what ``attention_forward`` returned.
+        grad_out: dL/d(out), same shape as ``out``.
+
+    Returns:
+        (dq, dk, dv, dbias): dbias is dL/d(bias) summed to the bias's own shape (over the batch
+        when the bias is shared by it), or None when there is no bias.
+    """
+    return _attention_backward(_gpu_backend(), q, k, v, out, lse, grad_out, bias, key_mask, causal, scale)
+
+
+def _attention_backward(backend: _Backend, q, k, v, out, lse, grad_out, bias, key_mask, causal, scale):
+    info = _check_attention(q, k, v, bias, key_mask)
+    for name, array, shape in (("out", out, q.shape), ("grad_out", grad_out, q.shape), ("lse", lse, q.shape[:3])):
+        _check_float32(name, array)
+        if tuple(array.shape) != tuple(shape):
+            raise ValueError(f"{name} has shape {tuple(array.shape)}; expected {tuple(shape)} (from q {q.shape})")
+    br, bc = _ATTENTION_TILES[info.head_dim]
+    delta = backend.empty(q.shape[:3], np.float32)  # D_i = rowsum(dO * O), written by the dq kernel
+    dq = backend.empty(q.shape, np.float32)
+    dk = backend.empty(k.shape, np.float32)
+    dv = backend.empty(v.shape, np.float32)
+    dbias = backend.zeros(bias.shape, np.float32) if bias is not None else None  # only visible entries are written
+    common = (np.int32(info.heads), np.int32(info.q_len), np.int32(info.k_len), np.int32(bool(causal)),
+              np.float32(scale))
+    block = (_ATTENTION_THREADS, 1, 1)
+    # dq first: it also writes delta, which dkdv reads.
+    _run(backend, Launch(
+        "attention.cu", f"attention_backward_dq_d{info.head_dim}",
+        grid=(_ceil_div(info.q_len, br), info.heads, info.batch), block=block,
+        shared_mem=_attention_shared_bytes("backward_dq", info.head_dim),
+        args=(q, k, v, info.bias, info.bias_batch_stride, info.key_mask, out, grad_out, lse, delta, dq, dbias)
+        + common,
+    ))
+    _run(backend, Launch(
+        "attention.cu", f"attention_backward_dkdv_d{info.head_dim}",
+        grid=(_ceil_div(info.k_len, bc), info.heads, info.batch), block=block,
+        shared_mem=_attention_shared_bytes("backward_dkdv", info.head_dim),
+        args=(q, k, v, info.bias, info.bias_batch_stride, info.key_mask, grad_out, lse, delta, dk, dv) + common,
+    ))
+    return dq, dk, dv, dbias
