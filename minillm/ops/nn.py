@@ -61,6 +61,7 @@ class CrossEntropy(Function):
 
     def forward(self, logits, targets, ignore_index=-100, label_smoothing=0.0):
         xp = get_array_module(logits)
+        targets = xp.asarray(targets)  # targets follow the logits' device
         num_classes = logits.shape[-1]
         if targets.shape != logits.shape[:-1]:
             raise ValueError(
@@ -161,6 +162,7 @@ class Dropout(Function):
 class Embedding(Function):
     def forward(self, weight, ids):
         xp = get_array_module(weight)
+        ids = xp.asarray(ids)  # NumPy ids for a model on the GPU are fine: move them along
         if ids.size and (int(ids.min()) < 0 or int(ids.max()) >= weight.shape[0]):
             raise IndexError(
                 f"embedding: ids must be in [0, {weight.shape[0]}), got min {int(ids.min())} "
