@@ -31,6 +31,8 @@ def sum_to(grad, shape: tuple):
 
 # ------------------------------------------------------------------------------- arithmetic
 class Add(Function):
+    """a + b (broadcasting)."""
+
     def forward(self, a, b):
         self.shapes = a.shape, b.shape
         return a + b
@@ -40,6 +42,8 @@ class Add(Function):
 
 
 class Sub(Function):
+    """a - b (broadcasting)."""
+
     def forward(self, a, b):
         self.shapes = a.shape, b.shape
         return a - b
@@ -49,6 +53,8 @@ class Sub(Function):
 
 
 class Mul(Function):
+    """a * b elementwise (broadcasting)."""
+
     def forward(self, a, b):
         self.a, self.b = a, b
         return a * b
@@ -60,6 +66,8 @@ class Mul(Function):
 
 
 class Div(Function):
+    """a / b elementwise (broadcasting)."""
+
     def forward(self, a, b):
         self.a, self.b = a, b
         return a / b
@@ -71,6 +79,8 @@ class Div(Function):
 
 
 class Neg(Function):
+    """-a."""
+
     def forward(self, a):
         return -a
 
@@ -79,6 +89,8 @@ class Neg(Function):
 
 
 class Pow(Function):
+    """a ** b; b may be a constant or a tensor."""
+
     def forward(self, a, b):
         self.a, self.b = a, b
         self.out = a**b
@@ -98,6 +110,8 @@ class Pow(Function):
 
 # ------------------------------------------------------------------------------- unary math
 class Exp(Function):
+    """e ** a."""
+
     def forward(self, a):
         self.out = get_array_module(a).exp(a)
         return self.out
@@ -107,6 +121,8 @@ class Exp(Function):
 
 
 class Log(Function):
+    """Natural logarithm."""
+
     def forward(self, a):
         self.a = a
         return get_array_module(a).log(a)
@@ -116,6 +132,8 @@ class Log(Function):
 
 
 class Sqrt(Function):
+    """Square root."""
+
     def forward(self, a):
         self.out = get_array_module(a).sqrt(a)
         return self.out
@@ -125,6 +143,8 @@ class Sqrt(Function):
 
 
 class Tanh(Function):
+    """Hyperbolic tangent."""
+
     def forward(self, a):
         self.out = get_array_module(a).tanh(a)
         return self.out
@@ -134,6 +154,8 @@ class Tanh(Function):
 
 
 class Sigmoid(Function):
+    """The logistic function 1 / (1 + e^-a)."""
+
     def forward(self, a):
         xp = get_array_module(a)
         # 1/(1+e^-a) overflows for very negative a; 0.5(1+tanh(a/2)) is the same function, stably.
@@ -145,6 +167,8 @@ class Sigmoid(Function):
 
 
 class Relu(Function):
+    """max(a, 0)."""
+
     def forward(self, a):
         self.positive = a > 0
         return a * self.positive
@@ -216,6 +240,8 @@ class Gelu(Function):
 
 # ------------------------------------------------------------------------------- selection
 class Where(Function):
+    """Pick a where cond is True, else b; cond gets no gradient."""
+
     def forward(self, cond, a, b):
         self.cond, self.shapes = cond, (a.shape, b.shape)
         return get_array_module(a).where(cond, a, b)
@@ -228,6 +254,8 @@ class Where(Function):
 
 
 class Maximum(Function):
+    """Elementwise maximum."""
+
     def forward(self, a, b):
         self.a, self.b = a, b
         return get_array_module(a).maximum(a, b)
@@ -239,6 +267,8 @@ class Maximum(Function):
 
 
 class Minimum(Function):
+    """Elementwise minimum."""
+
     def forward(self, a, b):
         self.a, self.b = a, b
         return get_array_module(a).minimum(a, b)
@@ -249,6 +279,8 @@ class Minimum(Function):
 
 
 class Clip(Function):
+    """Clamp values into [low, high]."""
+
     def forward(self, a, low=None, high=None):
         xp = get_array_module(a)
         inside = xp.ones(a.shape, dtype=bool)

@@ -28,6 +28,8 @@ def _gemm(a, b, transpose_a=False, transpose_b=False):
 
 
 class MatMul(Function):
+    """Matrix product with NumPy's broadcasting and vector rules."""
+
     def forward(self, a, b):
         if a.ndim == 0 or b.ndim == 0:
             raise ValueError(f"matmul: {a.shape} @ {b.shape}: both operands need at least 1 dimension")

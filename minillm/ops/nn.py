@@ -30,6 +30,8 @@ def _softmax(x, axis):
 
 
 class Softmax(Function):
+    """exp(x) / sum(exp(x)) along an axis."""
+
     def forward(self, x, axis=-1):
         self.axis = axis
         self.y = _softmax(x, axis)
@@ -43,6 +45,8 @@ class Softmax(Function):
 
 
 class LogSoftmax(Function):
+    """x - logsumexp(x) along an axis."""
+
     def forward(self, x, axis=-1):
         xp = get_array_module(x)
         self.axis = axis
@@ -149,6 +153,8 @@ class LayerNorm(Function):
 
 
 class Dropout(Function):
+    """Inverted dropout with a seeded keep-mask."""
+
     def forward(self, x, p=0.5):
         xp = get_array_module(x)
         # Inverted dropout: keep with probability 1-p and scale by 1/(1-p) so E[y] = x.
@@ -160,6 +166,8 @@ class Dropout(Function):
 
 
 class Embedding(Function):
+    """Row lookup W[ids] with a scatter-add gradient."""
+
     def forward(self, weight, ids):
         xp = get_array_module(weight)
         ids = xp.asarray(ids)  # NumPy ids for a model on the GPU are fine: move them along

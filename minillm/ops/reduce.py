@@ -33,6 +33,8 @@ def _expand(grad, axes: tuple, keepdims: bool):
 
 
 class Sum(Function):
+    """Sum over axes."""
+
     def forward(self, a, axis=None, keepdims=False):
         self.shape, self.axes, self.keepdims = a.shape, _normalize_axis(axis, a.ndim), keepdims
         return a.sum(axis=self.axes, keepdims=keepdims)
@@ -43,6 +45,8 @@ class Sum(Function):
 
 
 class Mean(Function):
+    """Mean over axes."""
+
     def forward(self, a, axis=None, keepdims=False):
         self.shape, self.axes, self.keepdims = a.shape, _normalize_axis(axis, a.ndim), keepdims
         self.count = 1
@@ -57,6 +61,8 @@ class Mean(Function):
 
 
 class Max(Function):
+    """Maximum over axes; ties share the gradient."""
+
     def forward(self, a, axis=None, keepdims=False):
         self.a, self.axes, self.keepdims = a, _normalize_axis(axis, a.ndim), keepdims
         self.out = a.max(axis=self.axes, keepdims=True)
@@ -71,6 +77,8 @@ class Max(Function):
 
 
 class Var(Function):
+    """Variance over axes (with an optional correction, e.g. 1 for unbiased)."""
+
     def forward(self, a, axis=None, keepdims=False, correction=0):
         self.axes, self.keepdims = _normalize_axis(axis, a.ndim), keepdims
         n = 1
@@ -87,6 +95,8 @@ class Var(Function):
 
 
 class LogSumExp(Function):
+    """log(sum(exp(a))) over axes, without overflow."""
+
     def forward(self, a, axis=None, keepdims=False):
         xp = get_array_module(a)
         self.a, self.axes, self.keepdims = a, _normalize_axis(axis, a.ndim), keepdims

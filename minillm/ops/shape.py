@@ -14,6 +14,8 @@ from .elementwise import sum_to
 
 
 class Reshape(Function):
+    """Same elements, new shape."""
+
     def forward(self, a, shape=()):
         self.shape = a.shape
         try:
@@ -26,6 +28,8 @@ class Reshape(Function):
 
 
 class Transpose(Function):
+    """Permute the axes."""
+
     def forward(self, a, axes=None):
         axes = tuple(reversed(range(a.ndim))) if axes is None else tuple(ax % a.ndim for ax in axes)
         if sorted(axes) != list(range(a.ndim)):
@@ -38,6 +42,8 @@ class Transpose(Function):
 
 
 class BroadcastTo(Function):
+    """Repeat along new or size-1 axes."""
+
     def forward(self, a, shape=()):
         self.shape = a.shape
         try:
@@ -50,6 +56,8 @@ class BroadcastTo(Function):
 
 
 class Concat(Function):
+    """Join along an existing axis."""
+
     def forward(self, *arrays, axis=0):
         xp = get_array_module(*arrays)
         ndim = arrays[0].ndim
@@ -68,6 +76,8 @@ class Concat(Function):
 
 
 class Stack(Function):
+    """Join along a new axis."""
+
     def forward(self, *arrays, axis=0):
         shapes = {a.shape for a in arrays}
         if len(shapes) != 1:
@@ -81,6 +91,8 @@ class Stack(Function):
 
 
 class Pad(Function):
+    """Constant padding."""
+
     def forward(self, a, pad_width=(), value=0.0):
         self.slices = tuple(slice(before, before + n) for (before, _), n in zip(pad_width, a.shape))
         return get_array_module(a).pad(a, pad_width, constant_values=value)
@@ -96,6 +108,8 @@ def _is_basic_index(index) -> bool:
 
 
 class GetItem(Function):
+    """Basic or integer-array indexing."""
+
     def forward(self, a, index=None):
         self.shape, self.dtype, self.index = a.shape, a.dtype, index
         try:
