@@ -1,0 +1,268 @@
+"""PEFT configurations and the per-adapter container that every method shares.
+
+A config says *what* to train; the method files (lora.py, adapters.py, prompt_tuning.py,
+selective.py) say *how*. Each config writes itself as the ``adapter_config.json`` that Hugging
+Face PEFT writes, with PEFT's field names, so a LoRA or prompt-tuning folder saved here loads in
+PEFT and the other way round. Houlsby adapters and selective training have no PEFT equivalent;
+their files use the same layout with ``peft_type`` "HOULSBY_ADAPTER" / "SELECTIVE".
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..nn import Module
+
+CONFIG_NAME = "adapter_config.json"
+WEIGHTS_NAME = "adapter_model.safetensors"
+
+
+class AdapterDict(Module):
+    """Adapter name -> module (PEFT's ``ModuleDict``): ``q.lora_A.default.weight`` in memory.
+
+    The adapter name is one path segment, so several adapters can live side by side on one
+    frozen layer and be switched by name.
+    """
+
+    def __getitem__(self, name: str) -> Module:
+        return self._modules[name]
+
+    def __setitem__(self, name: str, module: Module) -> None:
+        setattr(self, name, module)
+
+    def __delitem__(self, name: str) -> None:
+        delattr(self, name)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._modules
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def keys(self):
+        """The adapter names, in the order they were added."""
+        return list(self._modules)
+
+
+class TunerLayer(Module):
+    """A wrapper that PEFT put around a base module (``base_layer``), holding per-adapter parts.
+
+    ``active_adapter`` and ``disabled`` are set by ``PeftModel.set_adapter``/``disable_adapter``.
+    Attribute reads the wrapper does not have go to the wrapped module, so code that calls e.g.
+    ``SelfAttention.compute_bias`` keeps working. Subclasses implement ``adapter_parameters``.
+    """
+
+    def __init__(self, base_layer: Module):
+        super().__init__()
+        self.base_layer = base_layer
+        self.active_adapter: str | None = None
+        self.disabled = False
+
+    def __getattr__(self, name):
+        base = self.__dict__.get("base_layer")
+        if base is None:
+            raise AttributeError(name)
+        return getattr(base, name)
+
+    def adapter_names(self) -> list:
+        """Names of the adapters this layer holds."""
+        raise NotImplementedError
+
+    def adapter_parameters(self, name: str) -> dict:
+        """{key relative to this layer, adapter name removed: Parameter} for adapter ``name``."""
+        raise NotImplementedError
+
+    def delete_adapter(self, name: str) -> None:
+        """Forget adapter ``name``."""
+        raise NotImplementedError
+
+    def is_active(self) -> bool:
+        """Whether an adapter of this layer applies in the forward pass right now."""
+        return not self.disabled and self.active_adapter in self.adapter_names()
+
+
+def replace_module(root: Module, name: str, new: Module) -> None:
+    """Put ``new`` at dotted path ``name`` inside ``root``, keeping the parent's child order."""
+    parent_name, _, child = name.rpartition(".")
+    parent = root.get_submodule(parent_name)
+    parent._modules[child] = new  # in place: setattr would move a ModuleList item to the end
+    object.__setattr__(parent, child, new)
+
+
+@dataclass
+class PeftConfig:
+    """Fields every method shares. ``peft_type`` names the method, as in PEFT's JSON."""
+
+    peft_type: str = ""
+    task_type: str = "SEQ_2_SEQ_LM"
+    inference_mode: bool = False
+    base_model_name_or_path: str | None = None
+
+    def to_dict(self) -> dict:
+        """The ``adapter_config.json`` dict (PEFT's keys)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "PeftConfig":
+        """Build the right config class from a dict, choosing it by ``peft_type``."""
+        peft_type = d.get("peft_type", "")
+        if peft_type not in CONFIG_CLASSES:
+            raise ValueError(f"unsupported peft_type {peft_type!r}; minillm knows {sorted(CONFIG_CLASSES)}")
+        target = CONFIG_CLASSES[peft_type]
+        names = {f.name for f in dataclasses.fields(target)}
+        return target(**{k: v for k, v in d.items() if k in names})
+
+    def save_pretrained(self, directory) -> None:
+        """Write ``adapter_config.json`` into ``directory``."""
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        text = json.dumps(self.to_dict(), indent=2, sort_keys=True)
+        (Path(directory) / CONFIG_NAME).write_text(text, encoding="utf-8")
+
+    @classmethod
+    def from_pretrained(cls, directory) -> "PeftConfig":
+        """Read ``adapter_config.json`` from ``directory`` (PEFT's or minillm's)."""
+        path = Path(directory) / CONFIG_NAME
+        if not path.exists():
+            raise FileNotFoundError(f"{path} does not exist: not a PEFT adapter folder")
+        return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
+
+
+@dataclass
+class LoraConfig(PeftConfig):
+    """Low-rank adaptation (Hu et al., 2021): W x + s B A x with s = lora_alpha / r.
+
+    Args:
+        r: the rank of B A.
+        lora_alpha: numerator of the scaling s.
+        lora_dropout: dropout on the input of A (training only).
+        target_modules: module names; a list matches a module whose dotted name equals an entry or
+            ends with "." + entry (``["q", "v"]``), a string is a regex that must match the whole name.
+        bias: "none", "all" (every bias in the model trains) or "lora_only" (biases of wrapped layers).
+        use_rslora: s = lora_alpha / sqrt(r) (Kalajievski, 2023), stable across ranks.
+        init_lora_weights: True (A kaiming-uniform, B = 0), "gaussian" (A ~ N(0, 1/r^2), B = 0) or
+            False (both random: the model no longer starts equal to the base; for tests).
+        modules_to_save: whole modules (e.g. ``["lm_head"]``) trained as a per-adapter copy.
+    """
+
+    peft_type: str = "LORA"
+    r: int = 8
+    lora_alpha: float = 8
+    lora_dropout: float = 0.0
+    target_modules: list | str | None = None
+    bias: str = "none"
+    use_rslora: bool = False
+    init_lora_weights: bool | str = True
+    modules_to_save: list | None = None
+    fan_in_fan_out: bool = False
+
+    def __post_init__(self):
+        if self.r <= 0:
+            raise ValueError(f"LoraConfig: r must be a positive integer, got {self.r}")
+        if self.bias not in ("none", "all", "lora_only"):
+            raise ValueError(f"LoraConfig: bias must be 'none', 'all' or 'lora_only', got {self.bias!r}")
+        if self.init_lora_weights not in (True, False, "gaussian"):
+            raise ValueError(f"LoraConfig: init_lora_weights must be True, False or 'gaussian', "
+                             f"got {self.init_lora_weights!r}")
+        if self.target_modules is None:
+            self.target_modules = ["q", "v"]  # PEFT's default for T5
+        if self.fan_in_fan_out:
+            raise ValueError("LoraConfig: fan_in_fan_out (GPT-2's Conv1D layout) is not supported")
+
+
+@dataclass
+class AdapterConfig(PeftConfig):
+    """Houlsby bottleneck adapters (Houlsby et al., 2019).
+
+    Args:
+        adapter_size: bottleneck width m (d_model -> m -> d_model).
+        positions: which sub-layers get an adapter on their output: "attention" (self-attention),
+            "cross_attention" (decoder's encoder-decoder attention), "ffn" (feed-forward).
+        stacks: "encoder", "decoder" or both.
+        non_linearity: "relu" or "gelu".
+        init_std: std of the down projection; the up projection starts at zero (exact identity).
+    """
+
+    peft_type: str = "HOULSBY_ADAPTER"
+    adapter_size: int = 16
+    positions: list = field(default_factory=lambda: ["attention", "ffn"])
+    stacks: list = field(default_factory=lambda: ["encoder", "decoder"])
+    non_linearity: str = "relu"
+    init_std: float = 1e-2
+
+    def __post_init__(self):
+        if self.adapter_size <= 0:
+            raise ValueError(f"AdapterConfig: adapter_size must be positive, got {self.adapter_size}")
+        bad = set(self.positions) - {"attention", "cross_attention", "ffn"}
+        if bad or not self.positions:
+            raise ValueError(f"AdapterConfig: positions must be among 'attention', 'cross_attention', "
+                             f"'ffn', got {self.positions}")
+        if set(self.stacks) - {"encoder", "decoder"} or not self.stacks:
+            raise ValueError(f"AdapterConfig: stacks must be among 'encoder', 'decoder', got {self.stacks}")
+        if self.non_linearity not in ("relu", "gelu"):
+            raise ValueError(f"AdapterConfig: non_linearity must be 'relu' or 'gelu', got {self.non_linearity!r}")
+
+
+@dataclass
+class PromptTuningConfig(PeftConfig):
+    """Soft prompts (Lester et al., 2021): ``num_virtual_tokens`` trained vectors before the input.
+
+    Args:
+        prompt_tuning_init: "random" (N(0, 1), like a fresh embedding), "sample_vocab" (rows of the
+            model's embedding for random token ids) or "text" (the embedding of
+            ``prompt_tuning_init_text``, repeated or cut to length; needs ``tokenizer``).
+        tokenizer: a minillm ``Tokenizer`` (or anything with ``encode(text) -> ids``), for "text".
+    The JSON uses PEFT's names and upper-case values ("RANDOM", "SAMPLE_VOCAB", "TEXT").
+    """
+
+    peft_type: str = "PROMPT_TUNING"
+    num_virtual_tokens: int = 20
+    prompt_tuning_init: str = "random"
+    prompt_tuning_init_text: str | None = None
+    tokenizer: object = None
+    token_dim: int | None = None
+    num_transformer_submodules: int = 1
+    num_attention_heads: int | None = None
+    num_layers: int | None = None
+    tokenizer_name_or_path: str | None = None
+
+    def __post_init__(self):
+        self.prompt_tuning_init = str(self.prompt_tuning_init).lower()
+        if self.prompt_tuning_init not in ("random", "sample_vocab", "text"):
+            raise ValueError(f"PromptTuningConfig: prompt_tuning_init must be 'random', 'sample_vocab' "
+                             f"or 'text', got {self.prompt_tuning_init!r}")
+        if self.num_virtual_tokens <= 0:
+            raise ValueError(f"PromptTuningConfig: num_virtual_tokens must be positive, "
+                             f"got {self.num_virtual_tokens}")
+
+    def to_dict(self) -> dict:
+        d = super().to_dict()
+        d.pop("tokenizer")
+        d["prompt_tuning_init"] = self.prompt_tuning_init.upper()
+        return d
+
+
+@dataclass
+class SelectiveConfig(PeftConfig):
+    """Train only the base parameters whose names match (no new parameters).
+
+    Args:
+        patterns: regular expressions searched in each parameter name, e.g. ``r"layer_norm"``
+            (norms only) or ``r"relative_attention_bias"``.
+        last_n_decoder_blocks: also train every parameter of the last N decoder blocks.
+        bitfit: also train every bias (BitFit, Ben Zaken et al., 2021); T5 has none.
+    """
+
+    peft_type: str = "SELECTIVE"
+    patterns: list = field(default_factory=list)
+    last_n_decoder_blocks: int = 0
+    bitfit: bool = False
+
+    def __post_init__(self):
+        if not self.patterns and not self.last_n_decoder_blocks and not self.bitfit:
+            raise ValueError("SelectiveConfig: give patterns, last_n_decoder_blocks or bitfit=True")
+
+
+CONFIG_CLASSES = {"LORA": LoraConfig, "HOULSBY_ADAPTER": AdapterConfig,
+                  "PROMPT_TUNING": PromptTuningConfig, "SELECTIVE": SelectiveConfig}
