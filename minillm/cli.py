@@ -1,0 +1,273 @@
+"""The ``minillm`` command: one sub-command per step of the course.
+
+    minillm quickstart                          tokenizer + toy T5 + multitask tuning, before/after table
+    minillm train-tokenizer --out tok/          a BPE/Unigram tokenizer with T5's special ids
+    minillm pretrain --out runs/base            span corruption on the built-in corpus or --text FILE
+    minillm finetune --model runs/base --data my.jsonl --out runs/ft [--method lora ...]
+    minillm evaluate --model runs/ft            metrics on held-out data
+    minillm generate --model runs/ft --prompt "Translate to Zorbish: the dog saw the cat"
+    minillm convert --to-hf runs/ft --out hf/   (or --from-hf hf/ --out runs/x)
+
+Options come from flags or from a JSON file (``--config cfg.json``): the file's keys are the flag
+names (``"max_steps": 100`` or ``"max-steps": 100``), flags given on the command line win over the
+file, and a key that is not an option of the sub-command is an error naming the key and the file.
+Every run writes ``run_config.json`` to its run directory, which ``--config`` accepts back.
+
+``MINILLM_SMOKE=1`` makes every command run in seconds (tiny model, few steps and examples).
+This file builds the parsers; the commands themselves live in ``cli_commands.py``.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import re
+import sys
+
+from . import cli_commands as commands
+from .optim import SCHEDULE_NAMES
+from .quickstart import QuickstartConfig
+from .train_args import OPTIMIZERS, NonFiniteLossError, TrainingArguments
+
+# TrainingArguments fields that a command sets itself rather than taking from a flag.
+_NOT_FLAGS = {"output_dir", "progress"}
+
+
+def _field_help(cls) -> dict[str, str]:
+    """Help text for each dataclass field, read from the "Args:" section of its docstring."""
+    helps, names = {}, []
+    for line in (cls.__doc__ or "").splitlines():
+        match = re.match(r"^ {8}([\w /,]+): (.*)$", line)
+        if match:
+            names = [n.strip() for n in re.split(r"[/,]", match.group(1)) if n.strip()]
+            for name in names:
+                helps[name] = match.group(2)
+        elif names and line.startswith(" " * 12):
+            for name in names:
+                helps[name] += " " + line.strip()
+        else:
+            names = []
+    return helps
+
+
+def add_dataclass_arguments(parser, cls, skip=(), group_title: str | None = None,
+                            defaults: dict | None = None) -> None:
+    """One flag per field of dataclass ``cls`` (``max_steps`` -> ``--max-steps``), typed like the field.
+
+    ``defaults`` replaces some of the dataclass's defaults for this command (and in its help).
+    """
+    group = parser.add_argument_group(group_title) if group_title else parser
+    helps = _field_help(cls)
+    defaults = defaults or {}
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        default = defaults.get(f.name, f.default)
+        text = helps.get(f.name, "")
+        if isinstance(default, bool):
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=text)
+            continue
+        kind = type(default) if default is not None else str
+        choices = {"optimizer": OPTIMIZERS, "lr_schedule": SCHEDULE_NAMES}.get(f.name)
+        group.add_argument(flag, type=kind, default=default, choices=choices,
+                           help=f"{text} (default: {default})")
+
+
+def add_model_arguments(parser) -> None:
+    """Where the model and tokenizer come from, and the size of a new model."""
+    g = parser.add_argument_group("model")
+    g.add_argument("--model", metavar="DIR", help="start from this run directory or Hugging Face T5 "
+                   "folder (config.json + model.safetensors); default: a new toy T5")
+    g.add_argument("--tokenizer", metavar="PATH", help="tokenizer.json or a folder holding one; default: "
+                   "the model's, or a new one trained on the data")
+    g.add_argument("--vocab-size", type=int, default=1000, help="size of a newly trained tokenizer (default: 1000)")
+    g.add_argument("--d-model", type=int, default=128, help="width of a new model (default: 128)")
+    g.add_argument("--d-ff", type=int, default=512, help="feed-forward width of a new model (default: 512)")
+    g.add_argument("--num-layers", type=int, default=2, help="encoder and decoder blocks (default: 2)")
+    g.add_argument("--num-heads", type=int, default=4, help="attention heads (default: 4)")
+    g.add_argument("--dropout", type=float, default=0.1, help="dropout rate of a new model (default: 0.1)")
+
+
+def _common(parser, out_default: str | None) -> None:
+    parser.add_argument("--config", metavar="FILE", help="JSON file of options; flags override it")
+    if out_default is not None:
+        parser.add_argument("--out", default=out_default, metavar="DIR",
+                            help=f"run directory to write (default: {out_default})")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``minillm`` parser with every sub-command."""
+    parser = argparse.ArgumentParser(prog="minillm", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("quickstart", help="train a tokenizer and a toy T5 on the built-in instruction "
+                       "mixture; print a before/after table")
+    _common(p, "runs/quickstart")
+    add_dataclass_arguments(p, QuickstartConfig, skip={"output_dir"}, group_title="quickstart")
+    p.set_defaults(func=commands.quickstart)
+
+    p = sub.add_parser("train-tokenizer", help="train a BPE/Unigram tokenizer with T5's special ids")
+    _common(p, "runs/tokenizer")
+    p.add_argument("--input", nargs="*", default=[], metavar="FILE",
+                   help="text files (one document per line) or .jsonl/.csv prompt/completion files; "
+                        "default: the built-in corpus and task mixture")
+    p.add_argument("--vocab-size", type=int, default=1000, help="ids in total, sentinels included (default: 1000)")
+    p.add_argument("--model-type", choices=("bpe", "unigram"), default="bpe", help="(default: bpe)")
+    p.add_argument("--num-sentinels", type=int, default=100, help="<extra_id_N> tokens (default: 100)")
+    p.set_defaults(func=commands.train_tokenizer)
+
+    p = sub.add_parser("pretrain", help="span-corruption pretraining on the built-in corpus or a text file")
+    _common(p, "runs/pretrain")
+    p.add_argument("--text", metavar="FILE", help="plain text, one document per line (default: built-in corpus)")
+    p.add_argument("--num-documents", type=int, default=5000, help="built-in corpus size (default: 5000)")
+    p.add_argument("--chunk-length", type=int, default=64, help="tokens per pretraining example (default: 64)")
+    p.add_argument("--noise-density", type=float, default=0.15, help="fraction of tokens hidden (default: 0.15)")
+    p.add_argument("--mean-span-length", type=float, default=3.0, help="average hidden span (default: 3)")
+    p.add_argument("--resume", metavar="DIR", help="continue from this checkpoint directory")
+    add_model_arguments(p)
+    add_dataclass_arguments(p, TrainingArguments, skip=_NOT_FLAGS, group_title="training",
+                            defaults=dict(max_steps=300, learning_rate=2e-3, warmup_steps=30, eval_every=100,
+                                          save_every=100, max_source_length=128))
+    p.set_defaults(func=commands.pretrain)
+
+    p = sub.add_parser("finetune", help="(instruction) fine-tuning on your JSONL/CSV data or the built-in tasks")
+    _common(p, "runs/finetune")
+    p.add_argument("--data", metavar="FILE", help="training data: .jsonl/.csv/.tsv with prompt and "
+                   "completion (default: the built-in multitask mixture)")
+    p.add_argument("--eval-data", metavar="FILE", help="evaluation data (default: --eval-fraction of --data, "
+                   "or the built-in validation split)")
+    p.add_argument("--eval-fraction", type=float, default=0.05, help="share of --data held out (default: 0.05)")
+    p.add_argument("--tasks", default=",".join(commands.DEFAULT_MIXTURE),
+                   help="built-in tasks to mix when there is no --data (comma-separated)")
+    p.add_argument("--examples-per-task", type=int, default=2000, help="built-in mixture size per task")
+    p.add_argument("--resume", metavar="DIR", help="continue from this checkpoint directory")
+    add_model_arguments(p)
+    add_dataclass_arguments(p, TrainingArguments, skip=_NOT_FLAGS, group_title="training",
+                            defaults=dict(eval_every=200, save_every=200, warmup_steps=30, metric_for_best="score"))
+    try:
+        from .peft.cli import add_peft_arguments  # noqa: PLC0415  (written separately)
+        add_peft_arguments(p)
+    except ImportError:
+        p.add_argument("--method", choices=("full",), default="full",
+                       help="full fine-tuning (install minillm.peft for lora/adapter/prompt/selective)")
+    p.set_defaults(func=commands.finetune)
+
+    p = sub.add_parser("evaluate", help="score a model on held-out data")
+    _common(p, None)
+    try:
+        from .evaluation.cli import add_evaluate_arguments, run_evaluate  # noqa: PLC0415
+        add_evaluate_arguments(p)
+        p.set_defaults(func=lambda args: run_evaluate(args))
+    except ImportError:
+        commands.add_builtin_evaluate_arguments(p)
+        p.set_defaults(func=commands.evaluate)
+
+    p = sub.add_parser("generate", help="generate text from a prompt, or interactively from stdin")
+    _common(p, None)
+    p.add_argument("--model", required=True, metavar="DIR", help="run directory or Hugging Face folder")
+    p.add_argument("--tokenizer", metavar="PATH", help="tokenizer.json (default: the model's)")
+    p.add_argument("--prompt", action="append", help="a prompt (repeatable); none: read prompts from stdin")
+    p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument("--num-beams", type=int, default=1, help="beam search when > 1")
+    p.add_argument("--do-sample", action="store_true", help="sample instead of greedy decoding")
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--top-k", type=int, default=0)
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=commands.generate)
+
+    p = sub.add_parser("convert", help="minillm run directory <-> Hugging Face folder")
+    _common(p, None)
+    direction = p.add_mutually_exclusive_group()
+    direction.add_argument("--to-hf", metavar="RUN_DIR", help="export this run directory")
+    direction.add_argument("--from-hf", metavar="HF_DIR", help="import this Hugging Face T5 folder")
+    p.add_argument("--out", metavar="DIR", help="where to write (required)")
+    p.add_argument("--best", action="store_true", help="with --to-hf: export best/ instead of the final model")
+    p.set_defaults(func=commands.convert)
+    return parser
+
+
+# ---------------------------------------------------------------------------------- config files
+def load_config_file(path: str, subparser: argparse.ArgumentParser) -> dict:
+    """Read a JSON options file and check every key against the sub-command's options.
+
+    Keys may be written like flags ("max-steps") or like Python names ("max_steps").
+
+    Raises:
+        SystemExit via ``subparser.error``: unreadable file, not an object, or an unknown key
+        (the message names the key and the file).
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            values = json.load(f)
+    except OSError as err:
+        subparser.error(f"--config {path}: {err.strerror}")
+    except json.JSONDecodeError as err:
+        subparser.error(f"--config {path}: line {err.lineno}: not valid JSON ({err.msg})")
+    if not isinstance(values, dict):
+        subparser.error(f"--config {path}: expected a JSON object of options, got {type(values).__name__}")
+    known = {a.dest for a in subparser._actions if a.dest not in ("help", "config")}
+    options = {}
+    for key, value in values.items():
+        dest = key.lstrip("-").replace("-", "_")
+        if dest not in known:
+            subparser.error(f"--config {path}: unknown key {key!r} (not an option of "
+                            f"'minillm {subparser.prog.split()[-1]}'; see --help)")
+        options[dest] = value
+    return options
+
+
+def _prescan(argv: list[str]) -> tuple[str | None, str | None]:
+    """(sub-command, --config value) found in argv before parsing (the file can supply required options)."""
+    command = next((a for a in argv if not a.startswith("-")), None)
+    config = None
+    for i, arg in enumerate(argv):
+        if arg == "--config" and i + 1 < len(argv):
+            config = argv[i + 1]
+        elif arg.startswith("--config="):
+            config = arg.split("=", 1)[1]
+    return command, config
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse the command line, filling options from ``--config FILE`` where no flag was given.
+
+    How precedence works: the file's values become the sub-parser's *defaults*, then the command
+    line is parsed, so any flag on the command line replaces the file's value.
+    """
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command, config = _prescan(argv)
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    if config and command in subparsers.choices and "-h" not in argv and "--help" not in argv:
+        subparser = subparsers.choices[command]
+        options = load_config_file(config, subparser)
+        for action in subparser._actions:
+            if action.dest in options:
+                action.required = False  # supplied by the file
+                value = options[action.dest]
+                if isinstance(value, str) and callable(action.type):
+                    options[action.dest] = action.type(value)  # "100" -> 100, as a flag would be
+        subparser.set_defaults(**options)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``minillm`` console script and of ``python -m minillm``; returns the exit code."""
+    args = parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except NonFiniteLossError as err:  # the message names the step and the last good checkpoint
+        print(f"minillm {args.command}: {err}", file=sys.stderr)
+        return 1
+    except (FileNotFoundError, ValueError, KeyError) as err:
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"minillm {args.command}: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,351 @@
+"""The training loop: a plain, explicit loop you can read top to bottom (as in nanoGPT).
+
+One optimizer step is:
+
+    for each of the gradient_accumulation_steps micro-batches:
+        loss = model(**batch).loss               # mean over this micro-batch's target tokens
+        (loss * n_tokens / N_tokens).backward()  # weights so the sum is the mean over all N tokens
+    clip the global gradient norm                # tames the rare exploding batch
+    optimizer.step(); scheduler.step(); optimizer.zero_grad()
+
+and around it: a progress bar, a JSONL log, evaluation every ``eval_every`` steps (loss plus the
+task's metric on generated text), the best model kept in ``best/``, a resumable checkpoint every
+``save_every`` steps, a guard that stops on a nan/inf loss, and Ctrl-C handling.
+
+A run directory looks like this:
+
+    output_dir/
+      config.json, model.safetensors   the final model (``model.save_pretrained``), an HF folder
+      tokenizer.json                   the tokenizer
+      training_args.json               how the run was made (``TrainingArguments``)
+      log.jsonl                        one JSON object per logged step / evaluation
+      loss_curve.png                   train and eval loss (when matplotlib is installed)
+      checkpoint/                      the last resumable checkpoint (model, optimizer, RNG, position)
+      best/                            the best model by ``metric_for_best``, with its metrics.json
+
+Resuming is exact: the checkpoint holds parameters, optimizer moments, the schedule position,
+the random-number generator and the position in the data (epoch, batch), so training resumed
+from step k continues bit for bit like a run that never stopped.
+
+The Trainer works with any model that has ``forward(**batch) -> output with .loss``,
+``generate(input_ids, attention_mask, max_new_tokens=...)``, ``named_parameters()``,
+``state_dict()``/``load_state_dict()`` and ``train()``/``eval()`` (a PEFT wrapper does), and it
+only updates parameters with ``requires_grad``.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import time
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from . import backend
+from .checkpoint import load_checkpoint, save_checkpoint
+from .data.collate import Batcher, collate
+from .optim import Adafactor, AdamW, clip_grad_norm_, get_scheduler
+from .scoring import score_predictions
+from .train_args import NonFiniteLossError, TrainingArguments, TrainResult
+from .train_eval import as_record, count_target_tokens, evaluate_model, generate_texts
+from .train_log import TrainingLog
+
+__all__ = ["Trainer", "TrainingArguments", "TrainResult", "NonFiniteLossError"]
+
+
+class _DeferSigint:
+    """While active, the first Ctrl-C only sets ``requested``; the loop stops at the next step
+    boundary, where the state is consistent and can be saved. A second Ctrl-C interrupts at once.
+
+    Signal handlers can only be installed from the main thread; elsewhere this does nothing and
+    Ctrl-C raises KeyboardInterrupt as usual.
+    """
+
+    def __init__(self):
+        self.requested, self.forced, self._previous = False, False, None
+
+    def _handler(self, signum, frame):
+        if self.requested:  # the second press: the user wants out now
+            self.forced = True
+            raise KeyboardInterrupt
+        self.requested = True
+        tqdm.write("Ctrl-C: stopping after this step and saving a checkpoint (press again to quit now)")
+
+    def __enter__(self):
+        try:
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+        except ValueError:  # not the main thread
+            self._previous = None
+        return self
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+        return False
+
+
+class Trainer:
+    """Train ``model`` on ``train_data``, evaluating on ``eval_data``; see the module docstring.
+
+    Args:
+        model: the model (or PEFT wrapper) to train; see the module docstring for what it needs.
+        tokenizer: a ``minillm.data.Tokenizer`` (encodes records, decodes generations, is saved).
+        args: a ``TrainingArguments``.
+        train_data: text records (``Record``, (prompt, completion[, task]) tuples or dicts), or
+            a ready ``Batcher`` of token ids (e.g. span-corruption pairs for pretraining).
+        eval_data: records to evaluate on (loss and generated-text metrics), a Batcher (loss
+            only), or None.
+        metric: ``metric(predictions, records) -> dict``; default ``scoring.score_predictions``
+            (each task's own metric: ROUGE, BLEU, accuracy; exact match for unknown tasks).
+        callbacks: functions ``callback(trainer, step, logs)`` called after every optimizer step.
+            Raising KeyboardInterrupt from one stops the run like Ctrl-C does.
+    """
+
+    def __init__(self, model, tokenizer, args: TrainingArguments, train_data, eval_data=None,
+                 metric=None, callbacks=()):
+        self.model, self.tokenizer, self.args = model, tokenizer, args
+        self.metric = metric or score_predictions
+        self.callbacks = list(callbacks)
+        if isinstance(train_data, Batcher):
+            self.train_batches = train_data
+        else:
+            records = [as_record(r) for r in train_data]
+            self.train_batches = Batcher.from_records(records, tokenizer, args.batch_size, args.max_source_length,
+                                                      args.max_target_length, shuffle=True, seed=args.seed)
+        if len(self.train_batches) == 0:
+            raise ValueError("Trainer: train_data is empty")
+        self.eval_data = eval_data if eval_data is None or isinstance(eval_data, Batcher) else [
+            as_record(r) for r in eval_data]
+
+        # Only parameters that require grad are optimized: PEFT freezes the base model this way.
+        trainable = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+        if not trainable:
+            raise ValueError("Trainer: the model has no parameter with requires_grad=True")
+        self.optimizer = self._make_optimizer(trainable)
+        steps_per_epoch = len(self.train_batches) / args.gradient_accumulation_steps
+        self.total_steps = args.max_steps or max(1, math.ceil(args.num_epochs * steps_per_epoch))
+        self.scheduler = get_scheduler(args.lr_schedule, self.optimizer, num_warmup_steps=args.warmup_steps,
+                                       num_training_steps=self.total_steps)
+        out = args.output_dir
+        self.checkpoint_dir = os.path.join(out, "checkpoint")
+        self.best_dir = os.path.join(out, "best")
+        self.log = TrainingLog(os.path.join(out, "log.jsonl"), os.path.join(out, "loss_curve.png"))
+        self._checkpoint_step: int | None = None  # step of the checkpoint on disk, for error messages
+
+    def _make_optimizer(self, trainable):
+        """AdamW or Adafactor over the trainable parameters; no weight decay on 1-D ones (norms)."""
+        args = self.args
+        decay = [p for _, p in trainable if p.ndim >= 2]
+        no_decay = [p for _, p in trainable if p.ndim < 2]
+        groups = [{"params": decay, "weight_decay": args.weight_decay}]
+        if no_decay:
+            groups.append({"params": no_decay, "weight_decay": 0.0})
+        if not decay:
+            groups = groups[1:]
+        if args.optimizer == "adafactor":
+            return Adafactor(groups, lr=args.learning_rate, relative_step=False, scale_parameter=False,
+                             warmup_init=False)
+        return AdamW(groups, lr=args.learning_rate)
+
+    # ------------------------------------------------------------------ one step
+    def training_step(self, micro_batches: list[dict], step: int) -> float:
+        """Forward and backward over the micro-batches of one optimizer step; returns the mean loss.
+
+        Each micro-batch's loss is a mean over its own target tokens, so it is weighted by
+        n_i / N (N = tokens in all micro-batches): the summed gradient is then exactly the gradient
+        of the mean over all N tokens, as if the micro-batches were one big batch.
+        """
+        total_tokens = sum(count_target_tokens(b) for b in micro_batches)
+        mean_loss = 0.0
+        for batch in micro_batches:
+            loss = self.model(**batch).loss
+            value = float(loss.data)
+            if not math.isfinite(value):
+                self._stop_on_nonfinite(f"loss is {value}", step)
+            weight = count_target_tokens(batch) / total_tokens
+            (loss * weight).backward()
+            mean_loss += value * weight
+        return mean_loss
+
+    def _stop_on_nonfinite(self, what: str, step: int):
+        """Raise NonFiniteLossError naming the step and the last good checkpoint (left untouched)."""
+        saved = os.path.isdir(self.checkpoint_dir)
+        where = (f"the last good checkpoint is {self.checkpoint_dir} (step {self._checkpoint_step}); "
+                 f"resume from it with a lower learning rate" if saved
+                 else "no checkpoint had been saved yet (set save_every to keep one)")
+        message = f"training stopped at step {step}: the {what}. The model was not updated; {where}."
+        self.log.write({"step": step, "error": message})
+        raise NonFiniteLossError(message, step, self.checkpoint_dir if saved else None)
+
+    # ------------------------------------------------------------------ data position
+    def _micro_batches(self, epoch: int, index: int):
+        """Yield (epoch, next_index, batch) from position (epoch, index) on, epoch after epoch.
+
+        Epoch e is shuffled with seed + e, so a position (e, i) names the same batch in every
+        run; that is what makes resuming exact.
+        """
+        while True:
+            self.train_batches.set_epoch(epoch)
+            order = self.train_batches.batch_indices()
+            for i in range(index, len(order)):
+                pairs = [self.train_batches.pairs[j] for j in order[i]]
+                yield epoch, i + 1, collate(pairs, self.train_batches.pad_id)
+            epoch, index = epoch + 1, 0
+
+    # ------------------------------------------------------------------ the loop
+    def train(self, resume_from: str | None = None) -> TrainResult:
+        """Run until ``total_steps``; returns a TrainResult (``interrupted`` after Ctrl-C).
+
+        Args:
+            resume_from: a checkpoint directory (e.g. ``<output_dir>/checkpoint``) to continue from.
+
+        Raises:
+            NonFiniteLossError: the loss or gradient norm became nan/inf (the message names the step).
+        """
+        args, model = self.args, self.model
+        os.makedirs(args.output_dir, exist_ok=True)
+        args.save(os.path.join(args.output_dir, "training_args.json"))
+        if self.tokenizer is not None:
+            self.tokenizer.save(args.output_dir)
+        # Everything the loop needs to continue exactly; saved in the checkpoint's ``extra``.
+        # loss_window holds the losses since the last log line, so a resumed log averages the same.
+        state = {"step": 0, "epoch": 0, "batch_index": 0, "best_metric": None, "best_step": None,
+                 "last_eval_step": None, "loss_window": []}
+        if resume_from is not None:
+            loaded = load_checkpoint(resume_from, model, self.optimizer, self.scheduler)
+            state.update(loaded["extra"], step=loaded["step"])
+        else:
+            backend.manual_seed(args.seed)  # dropout draws the same numbers in every run
+        self._checkpoint_step = state["step"] if resume_from is not None else None
+        self.log.start(keep_until_step=state["step"])  # a resumed run rewrites what came after
+
+        stream = self._micro_batches(state["epoch"], state["batch_index"])
+        progress = tqdm(total=self.total_steps, initial=state["step"], desc="train", disable=not args.progress,
+                        dynamic_ncols=True)
+        losses, metrics, interrupted = [], {}, False
+        tokens, train_seconds = 0, 0.0  # for tokens/s: time spent in training steps only, not in eval
+        sigint = _DeferSigint()
+        model.train()
+        try:
+            with sigint:
+                while state["step"] < self.total_steps:
+                    step = state["step"] + 1
+                    started = time.perf_counter()
+                    drawn = [next(stream) for _ in range(args.gradient_accumulation_steps)]
+                    batches = [batch for _, _, batch in drawn]
+                    loss = self.training_step(batches, step)
+                    trainable = [p for group in self.optimizer.param_groups for p in group["params"]]
+                    grad_norm = (clip_grad_norm_(trainable, args.max_grad_norm) if args.max_grad_norm > 0
+                                 else clip_grad_norm_(trainable, float("inf")))
+                    if not math.isfinite(grad_norm):
+                        self._stop_on_nonfinite(f"gradient norm is {grad_norm}", step)
+                    lr = self.optimizer.param_groups[0]["lr"]  # the lr this step uses
+                    self.optimizer.step()
+                    self.scheduler.step()
+                    self.optimizer.zero_grad()
+                    state.update(step=step, epoch=drawn[-1][0], batch_index=drawn[-1][1])
+                    train_seconds += time.perf_counter() - started
+
+                    # Bookkeeping: progress bar, log, evaluation, checkpoint, callbacks.
+                    losses.append(loss)
+                    window = state["loss_window"]
+                    window.append(loss)
+                    tokens += sum(int(np.sum(b["attention_mask"])) + count_target_tokens(b) for b in batches)
+                    tokens_per_sec = tokens / max(train_seconds, 1e-9)
+                    logs = {"step": step, "epoch": state["epoch"], "loss": loss, "lr": lr,
+                            "grad_norm": grad_norm, "tokens_per_sec": tokens_per_sec}
+                    progress.update(1)
+                    progress.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", tok_s=f"{tokens_per_sec:.0f}")
+                    if (args.log_every and step % args.log_every == 0) or step == self.total_steps:
+                        self.log.write({**logs, "loss": sum(window) / len(window)})
+                        window.clear()
+                    if self.eval_data is not None and args.eval_every and step % args.eval_every == 0:
+                        metrics = self._evaluate_and_keep_best(state)
+                        logs.update(metrics)
+                    if args.save_every and step % args.save_every == 0:
+                        self._save_checkpoint(state)
+                    for callback in self.callbacks:
+                        callback(self, step, logs)
+                    if sigint.requested:
+                        raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            if sigint.forced:
+                raise
+            interrupted = True
+            progress.close()
+            self._save_checkpoint(state)
+            tqdm.write(f"interrupted: saved a checkpoint at step {state['step']} in {self.checkpoint_dir}; "
+                       f"resume with resume_from={self.checkpoint_dir!r}")
+        finally:
+            progress.close()
+            self.log.plot()
+
+        if not interrupted:
+            if self.eval_data is not None and state["last_eval_step"] != state["step"]:
+                metrics = self._evaluate_and_keep_best(state)
+            self._save_checkpoint(state)
+            self._save_model(args.output_dir)
+            self.log.plot()
+        return TrainResult(global_step=state["step"], train_loss=float(np.mean(losses)) if losses else math.nan,
+                           metrics=metrics, best_metric=state["best_metric"], best_step=state["best_step"],
+                           interrupted=interrupted, output_dir=args.output_dir)
+
+    # ------------------------------------------------------------------ saving
+    def _save_checkpoint(self, state: dict) -> None:
+        """Save the resumable checkpoint (never one with a nan/inf parameter)."""
+        for name, p in self.model.named_parameters():
+            if not np.all(np.isfinite(backend.to_device(p.data, "cpu"))):
+                raise NonFiniteLossError(f"parameter {name} is not finite at step {state['step']}; "
+                                         f"the checkpoint in {self.checkpoint_dir} was kept as it was",
+                                         state["step"], self.checkpoint_dir)
+        extra = {k: v for k, v in state.items() if k != "step"}
+        save_checkpoint(self.checkpoint_dir, self.model, self.optimizer, self.scheduler, step=state["step"],
+                        extra=extra)
+        self._checkpoint_step = state["step"]
+
+    def _save_model(self, directory: str) -> None:
+        """The model in its own format: ``save_pretrained`` when it has one, else a checkpoint."""
+        if hasattr(self.model, "save_pretrained"):
+            self.model.save_pretrained(directory)
+        else:
+            save_checkpoint(directory, self.model)
+
+    def _evaluate_and_keep_best(self, state: dict) -> dict:
+        """Evaluate, log, and save the model to ``best/`` if ``metric_for_best`` improved."""
+        metrics = self.evaluate()
+        state["last_eval_step"] = state["step"]
+        self.log.write({"step": state["step"], **metrics})
+        key, better = self.args.metric_for_best, self.args.greater_is_better
+        if key not in metrics:
+            raise KeyError(f"metric_for_best={key!r} is not among the eval results: {', '.join(metrics)}")
+        value, best = metrics[key], state["best_metric"]
+        if best is None or (value > best if better else value < best):
+            state.update(best_metric=value, best_step=state["step"])
+            self._save_model(self.best_dir)
+            with open(os.path.join(self.best_dir, "metrics.json"), "w", encoding="utf-8") as f:
+                json.dump({"step": state["step"], **metrics}, f, indent=2)
+        return metrics
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate(self, records=None) -> dict:
+        """Loss and generated-text metrics on ``records``, or on the eval data.
+
+        Given ``records`` are scored in full. Without them, the first ``eval_num_examples`` eval
+        records are (the periodic evaluation during training: generating is slow). A Batcher gives
+        the loss only. Returns ``{"eval_loss": ..., "<task>/<metric>": ..., "score": ...}``.
+        """
+        limit = 0 if records is not None else self.args.eval_num_examples
+        records = self.eval_data if records is None else records
+        if records is None:
+            raise ValueError("Trainer.evaluate: no records given and no eval_data")
+        args = self.args
+        return evaluate_model(self.model, self.tokenizer, records, args.max_source_length, args.max_target_length,
+                              args.eval_max_new_tokens, args.eval_batch_size, limit, self.metric)
+
+    def predict(self, prompts: list[str]) -> list[str]:
+        """Greedy generations for ``prompts``, in order (see ``train_eval.generate_texts``)."""
+        args = self.args
+        return generate_texts(self.model, self.tokenizer, prompts, args.max_source_length,
+                              args.eval_max_new_tokens, args.eval_batch_size)

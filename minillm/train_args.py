@@ -1,0 +1,154 @@
+"""What a training run is told (``TrainingArguments``) and what it reports back (``TrainResult``).
+
+The names follow ``transformers.TrainingArguments`` where one exists, so that a learner's
+knowledge transfers. Everything is plain JSON: the run directory keeps a ``training_args.json``
+that says exactly how the run was made, and ``TrainingArguments.load`` reads it back.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+
+from .optim import SCHEDULE_NAMES
+
+OPTIMIZERS = ("adamw", "adafactor")
+
+
+@dataclass
+class TrainingArguments:
+    """Options of a ``Trainer`` run (all JSON-serializable).
+
+    Args:
+        output_dir: the run directory (model, tokenizer, checkpoints, log, plot).
+        max_steps: optimizer steps to take; 0 means "use num_epochs".
+        num_epochs: passes over the training data (may be fractional) when max_steps is 0.
+        batch_size: examples per micro-batch.
+        gradient_accumulation_steps: micro-batches per optimizer step; the effective batch is
+            batch_size x gradient_accumulation_steps examples.
+        learning_rate: the peak learning rate (reached after warmup).
+        weight_decay: decoupled weight decay; 1-D parameters (norms, biases) are never decayed.
+        optimizer: "adamw" or "adafactor" (with a fixed lr, as Hugging Face recommends for T5).
+        lr_schedule: a name from ``minillm.optim.SCHEDULE_NAMES`` ("linear", "cosine", ...).
+        warmup_steps: steps of linear warmup from lr 0.
+        max_grad_norm: clip the global gradient norm to this; 0 disables clipping.
+        eval_every / save_every / log_every: in optimizer steps; 0 means "only at the end".
+        seed: seeds dropout and the data order.
+        max_source_length / max_target_length: token limits (longer texts are cut, and counted).
+        eval_max_new_tokens: generation length when evaluating.
+        eval_num_examples: how many eval records are scored (generation is the slow part).
+        eval_batch_size: examples per batch when evaluating.
+        metric_for_best: "eval_loss" (lower is better) or a metric name such as "score" or
+            "translation/bleu" (higher is better); decides which model is kept in ``best/``.
+        progress: show a tqdm progress bar.
+    """
+
+    output_dir: str = "runs/run"
+    max_steps: int = 0
+    num_epochs: float = 1.0
+    batch_size: int = 16
+    gradient_accumulation_steps: int = 1
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.0
+    optimizer: str = "adamw"
+    lr_schedule: str = "linear"
+    warmup_steps: int = 0
+    max_grad_norm: float = 1.0
+    eval_every: int = 0
+    save_every: int = 0
+    log_every: int = 10
+    seed: int = 0
+    max_source_length: int = 256
+    max_target_length: int = 64
+    eval_max_new_tokens: int = 64
+    eval_num_examples: int = 100
+    eval_batch_size: int = 64
+    metric_for_best: str = "eval_loss"
+    progress: bool = True
+
+    def __post_init__(self):
+        """Reject impossible settings early, with the field's name in the message."""
+        positive = ("batch_size", "gradient_accumulation_steps", "eval_batch_size", "max_source_length",
+                    "max_target_length", "eval_max_new_tokens")
+        for name in positive:
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"TrainingArguments.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("max_steps", "warmup_steps", "eval_every", "save_every", "log_every",
+                     "eval_num_examples"):
+            if int(getattr(self, name)) < 0:
+                raise ValueError(f"TrainingArguments.{name} must be >= 0, got {getattr(self, name)}")
+        if self.max_steps == 0 and not self.num_epochs > 0:
+            raise ValueError("TrainingArguments: set max_steps > 0 or num_epochs > 0")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"TrainingArguments.optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.lr_schedule not in SCHEDULE_NAMES:
+            raise ValueError(f"TrainingArguments.lr_schedule must be one of {SCHEDULE_NAMES}, "
+                             f"got {self.lr_schedule!r}")
+        if self.learning_rate < 0 or self.weight_decay < 0 or self.max_grad_norm < 0:
+            raise ValueError("TrainingArguments: learning_rate, weight_decay and max_grad_norm must be >= 0")
+
+    @property
+    def greater_is_better(self) -> bool:
+        """Losses are minimized; every other metric (ROUGE, BLEU, accuracy, score) is maximized."""
+        return not self.metric_for_best.endswith("loss")
+
+    def to_dict(self) -> dict:
+        """The arguments as a plain dict (what ``training_args.json`` holds)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict, source: str = "TrainingArguments") -> "TrainingArguments":
+        """Build from a dict; an unknown key is an error naming the key and where it came from."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        for key in values:
+            if key not in known:
+                raise ValueError(f"{source}: unknown key {key!r}; known keys: {', '.join(sorted(known))}")
+        return cls(**values)
+
+    def save(self, path: str) -> None:
+        """Write the arguments as indented JSON."""
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(self.to_dict(), f, indent=2)
+
+    @classmethod
+    def load(cls, path: str) -> "TrainingArguments":
+        """Read ``training_args.json`` back."""
+        with open(path, encoding="utf-8") as f:
+            return cls.from_dict(json.load(f), source=path)
+
+
+@dataclass
+class TrainResult:
+    """What ``Trainer.train`` returns.
+
+    Attributes:
+        global_step: optimizer steps done (counting those before a resume).
+        train_loss: mean training loss over the steps of this call.
+        metrics: the last evaluation's results ({} if there was no eval data).
+        best_metric / best_step: the best value of ``metric_for_best`` and when it was reached.
+        interrupted: True when Ctrl-C (KeyboardInterrupt) stopped the run; a checkpoint was saved.
+        output_dir: the run directory.
+    """
+
+    global_step: int
+    train_loss: float
+    metrics: dict = field(default_factory=dict)
+    best_metric: float | None = None
+    best_step: int | None = None
+    interrupted: bool = False
+    output_dir: str = ""
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss or gradient norm became nan/inf; training stopped without saving the bad state.
+
+    Attributes:
+        step: the optimizer step (1-based) whose loss was not finite.
+        checkpoint: the last good checkpoint directory, or None if none was saved yet.
+    """
+
+    def __init__(self, message: str, step: int, checkpoint: str | None):
+        super().__init__(message)
+        self.step, self.checkpoint = step, checkpoint

@@ -1,0 +1,95 @@
+"""Evaluation during (and after) training: the loss on held-out data, and metrics on generated text.
+
+Two numbers answer different questions:
+
+* the **eval loss** (teacher forcing: the decoder reads the reference) is cheap and smooth, the
+  right signal for spotting overfitting and for choosing a checkpoint;
+* the **task metric** needs the model to *generate* on its own (greedy decoding here) and compares
+  the text with the reference: ROUGE for summaries, BLEU for translations, accuracy for labels.
+  It is what users care about, but generation is slow, so only a sample is scored.
+
+These functions need only a model with ``forward(**batch).loss`` and
+``generate(input_ids, attention_mask, max_new_tokens=...)``, so they serve the Trainer, the
+quickstart and ``minillm evaluate`` alike.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import backend
+from .autograd import no_grad
+from .data.collate import IGNORE_INDEX, Batcher, Record
+from .scoring import score_predictions
+
+
+def as_record(item) -> Record:
+    """A Record from a Record, a (prompt, completion[, task]) tuple or a dict."""
+    if isinstance(item, dict):
+        return Record(item["prompt"], item["completion"], item.get("task"))
+    return Record(*item)
+
+
+def count_target_tokens(batch: dict) -> int:
+    """Tokens the loss is averaged over: the labels that are not -100 (padding)."""
+    return int((np.asarray(batch["labels"]) != IGNORE_INDEX).sum())
+
+
+def mean_loss(model, batches) -> float:
+    """The loss averaged over every target token of every batch (not a mean of batch means)."""
+    total, count = 0.0, 0
+    with no_grad():
+        for batch in batches:
+            n = count_target_tokens(batch)
+            total += float(model(**batch).loss.data) * n
+            count += n
+    return total / max(count, 1)
+
+
+def generate_texts(model, tokenizer, prompts: list[str], max_source_length: int = 256,
+                   max_new_tokens: int = 64, batch_size: int = 64) -> list[str]:
+    """Greedy generations for ``prompts``, in order.
+
+    Prompts are batched by similar length, so little compute is spent on padding.
+    """
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    outputs = [""] * len(prompts)
+    for start in range(0, len(order), batch_size):
+        chunk = order[start:start + batch_size]
+        encoded = tokenizer.batch_encode([prompts[i] for i in chunk], max_length=max_source_length)
+        tokens = model.generate(encoded["input_ids"], encoded["attention_mask"], max_new_tokens=max_new_tokens)
+        tokens = backend.to_device(tokens, "cpu")[:, 1:]  # drop the decoder start token
+        for i, text in zip(chunk, tokenizer.batch_decode(tokens)):
+            outputs[i] = text.strip()
+    return outputs
+
+
+def evaluate_model(model, tokenizer, records, max_source_length: int = 256, max_target_length: int = 64,
+                   max_new_tokens: int = 64, batch_size: int = 64, num_examples: int = 0,
+                   metric=None) -> dict:
+    """Eval loss plus ``metric(predictions, records)`` on ``records`` (a Batcher: loss only).
+
+    Args:
+        records: text records, or a Batcher of token ids (then only the loss can be computed).
+        num_examples: score only the first this many records (0: all).
+        metric: default ``scoring.score_predictions`` (each built-in task's own metric).
+
+    Returns:
+        ``{"eval_loss": ..., "<task>/<metric>": ..., "score": ...}``.
+    """
+    was_training = getattr(model, "training", False)
+    model.eval()
+    try:
+        if isinstance(records, Batcher):
+            return {"eval_loss": mean_loss(model, records)}
+        records = [as_record(r) for r in records][: num_examples or None]
+        if not records:
+            raise ValueError("evaluate: no records to evaluate on")
+        batches = Batcher.from_records(records, tokenizer, batch_size, max_source_length, max_target_length,
+                                       shuffle=False)
+        results = {"eval_loss": mean_loss(model, batches)}
+        predictions = generate_texts(model, tokenizer, [r.prompt for r in records], max_source_length,
+                                     max_new_tokens, batch_size)
+        results.update((metric or score_predictions)(predictions, records))
+        return results
+    finally:
+        model.train(was_training)

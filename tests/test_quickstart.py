@@ -1,0 +1,45 @@
+"""Specification of `minillm quickstart`: in smoke mode it runs in seconds, prints the before/after
+table on held-out data plus sample generations, and leaves a complete run directory."""
+import json
+
+from minillm.cli import main
+from minillm.data import DEFAULT_MIXTURE, build_mixture
+from minillm.quickstart import QuickstartConfig, format_table, held_out_records
+
+TABLE_LABELS = ["summarization ROUGE-1", "summarization ROUGE-2", "summarization ROUGE-L", "translation BLEU",
+                "sentiment accuracy", "paraphrase accuracy", "arithmetic exact match"]
+
+
+def test_quickstart_smoke_prints_the_table_and_writes_a_run_directory(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MINILLM_SMOKE", "1")
+    out = tmp_path / "qs"
+    assert main(["quickstart", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "| before | after |" in printed
+    for label in TABLE_LABELS:
+        assert label in printed, label
+    assert printed.count("prediction:") == QuickstartConfig.smoke().num_samples
+    for name in ("results.json", "quickstart_config.json", "run_config.json", "log.jsonl", "loss_curve.png",
+                 "config.json", "model.safetensors", "tokenizer.json", "training_args.json"):
+        assert (out / name).is_file(), name
+    results = json.loads((out / "results.json").read_text())
+    assert results["steps"] == QuickstartConfig.smoke().max_steps
+    assert results["table"] in printed
+    assert {"translation/bleu", "dialogue_summary/rougeL", "arithmetic/accuracy"} <= results["after"].keys()
+
+
+def test_quickstart_scores_on_examples_never_seen_in_training():
+    config = QuickstartConfig.smoke()
+    test = held_out_records(config)
+    assert len(test) == config.test_examples_per_task * len(DEFAULT_MIXTURE)
+    train_prompts = {r.prompt for r in build_mixture(DEFAULT_MIXTURE, 400, split="train", seed=config.seed)}
+    assert not train_prompts & {r.prompt for r in test}
+
+
+def test_table_shows_fractions_and_bleu_on_its_own_scale():
+    before = {"dialogue_summary/rougeL": 0.01, "translation/bleu": 0.4}
+    after = {"dialogue_summary/rougeL": 0.625, "translation/bleu": 41.27}
+    table = format_table(before, after)
+    assert "| summarization ROUGE-L        | 0.010 | 0.625 |" in table
+    assert "| translation BLEU             | 0.4 | 41.3 |" in table
+    assert "sentiment" not in table  # rows without results are left out

@@ -1,0 +1,223 @@
+"""Specification of the Trainer: exact resume, the nan guard, Ctrl-C, gradient accumulation,
+frozen parameters, the run directory (log, plot, best model) and its arguments."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+import minillm
+from minillm.checkpoint import load_checkpoint
+from minillm.data import Tokenizer, build_mixture
+from minillm.data.collate import collate, tokenize_records
+from minillm.models import T5Config, T5ForConditionalGeneration
+from minillm.train import NonFiniteLossError, Trainer, TrainingArguments
+
+
+@pytest.fixture(scope="module")
+def records():
+    return build_mixture(examples_per_task=16, seed=0)
+
+
+@pytest.fixture(scope="module")
+def eval_records():
+    return build_mixture(examples_per_task=2, split="validation", seed=0)
+
+
+@pytest.fixture(scope="module")
+def tokenizer(records):
+    texts = [t for r in records for t in (r.prompt, r.completion)]
+    return Tokenizer.train(texts, vocab_size=300, num_sentinels=4)
+
+
+def tiny_model(tokenizer, dropout=0.1, seed=0):
+    """A T5 small enough that a step takes milliseconds; dropout > 0 exercises the RNG state."""
+    minillm.manual_seed(seed)
+    config = T5Config(vocab_size=tokenizer.vocab_size, d_model=16, d_kv=8, d_ff=32, num_layers=1,
+                      num_heads=2, dropout_rate=dropout)
+    return T5ForConditionalGeneration(config)
+
+
+def make_args(tmp_path, name="run", **overrides):
+    base = dict(output_dir=str(tmp_path / name), max_steps=6, batch_size=8, learning_rate=3e-3,
+                warmup_steps=2, log_every=1, max_source_length=48, max_target_length=16,
+                eval_max_new_tokens=6, eval_num_examples=6, progress=False)
+    return TrainingArguments(**{**base, **overrides})
+
+
+def state_of(model):
+    return {k: v.copy() for k, v in model.state_dict().items()}
+
+
+def stop_at(step):
+    """A callback that presses "Ctrl-C" (raises KeyboardInterrupt) after the given step."""
+    def callback(trainer, current, logs):
+        if current == step:
+            raise KeyboardInterrupt
+    return callback
+
+
+def test_resume_after_interrupt_is_bit_identical_to_an_uninterrupted_run(tmp_path, tokenizer, records):
+    straight = tiny_model(tokenizer)
+    Trainer(straight, tokenizer, make_args(tmp_path, "straight", gradient_accumulation_steps=2, log_every=2),
+            records).train()
+
+    first = tiny_model(tokenizer)
+    args = make_args(tmp_path, "resumed", gradient_accumulation_steps=2, log_every=2)
+    result = Trainer(first, tokenizer, args, records, callbacks=[stop_at(3)]).train()
+    assert result.interrupted and result.global_step == 3
+
+    minillm.manual_seed(123)  # a different RNG state and a different initialization: both restored
+    second = tiny_model(tokenizer, seed=7)
+    resumed = Trainer(second, tokenizer, args, records).train(resume_from=os.path.join(args.output_dir, "checkpoint"))
+    assert resumed.global_step == 6 and not resumed.interrupted
+    expected, got = state_of(straight), state_of(second)
+    assert expected.keys() == got.keys()
+    for name in expected:
+        assert np.array_equal(expected[name], got[name]), name
+    # The resumed log has each logged step once, with the same (windowed mean) losses as the
+    # uninterrupted run, although the interruption fell inside a logging window (step 3 of 2-4).
+    read = lambda d: [json.loads(x) for x in open(tmp_path / d / "log.jsonl")]  # noqa: E731
+    losses = lambda d: [(e["step"], e["loss"]) for e in read(d) if "loss" in e]  # noqa: E731
+    assert losses("resumed") == losses("straight")
+
+
+def test_ctrl_c_saves_a_checkpoint_of_the_last_finished_step_and_returns(tmp_path, tokenizer, records):
+    model = tiny_model(tokenizer)
+    args = make_args(tmp_path)
+    result = Trainer(model, tokenizer, args, records, callbacks=[stop_at(2)]).train()
+    assert result.interrupted and result.global_step == 2
+    fresh = tiny_model(tokenizer, seed=5)
+    assert load_checkpoint(os.path.join(args.output_dir, "checkpoint"), fresh)["step"] == 2
+    for name, array in state_of(model).items():
+        assert np.array_equal(array, fresh.state_dict()[name])
+    assert not os.path.exists(os.path.join(args.output_dir, "model.safetensors"))  # not a finished run
+
+
+def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path, tokenizer, records):
+    model = tiny_model(tokenizer)
+    real_forward = model.forward
+    calls = {"n": 0}
+
+    def forward_with_nan_at_step_4(**batch):
+        calls["n"] += 1
+        output = real_forward(**batch)
+        if calls["n"] == 4:
+            output.loss = output.loss * float("nan")
+        return output
+
+    model.forward = forward_with_nan_at_step_4
+    args = make_args(tmp_path, save_every=1)
+    trainer = Trainer(model, tokenizer, args, records)
+    with pytest.raises(NonFiniteLossError, match="step 4") as error:
+        trainer.train()
+    assert error.value.step == 4 and error.value.checkpoint == trainer.checkpoint_dir
+    assert "step 3" in str(error.value) and trainer.checkpoint_dir in str(error.value)
+    # The checkpoint on disk is the one of step 3, and equals the (untouched) model.
+    restored = tiny_model(tokenizer, seed=9)
+    assert load_checkpoint(trainer.checkpoint_dir, restored)["step"] == 3
+    for name, array in model.state_dict().items():
+        assert np.array_equal(array, restored.state_dict()[name])
+    last = json.loads(open(os.path.join(args.output_dir, "log.jsonl")).read().splitlines()[-1])
+    assert last["step"] == 4 and "nan" in last["error"]
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # overflow on the way to inf is the point
+def test_a_huge_learning_rate_is_caught_before_any_parameter_turns_nan(tmp_path, tokenizer, records):
+    model = tiny_model(tokenizer, dropout=0.0)
+    args = make_args(tmp_path, learning_rate=1e30, warmup_steps=0, lr_schedule="constant", max_grad_norm=0,
+                     save_every=1, max_steps=20)
+    with pytest.raises(NonFiniteLossError, match=r"training stopped at step \d+") as error:
+        Trainer(model, tokenizer, args, records).train()
+    assert error.value.step >= 2
+    for name, array in model.state_dict().items():
+        assert np.all(np.isfinite(array)), name
+
+
+def test_gradient_accumulation_gives_the_gradient_of_one_big_batch(tmp_path, tokenizer, records):
+    model = tiny_model(tokenizer, dropout=0.0)
+    trainer = Trainer(model, tokenizer, make_args(tmp_path), records)
+    pairs, _ = tokenize_records(records[:8], tokenizer, 48, 16)
+    # Micro-batches of different sizes and target lengths: a plain mean of batch means would be wrong.
+    micro = [collate(pairs[:3]), collate(pairs[3:])]
+
+    def gradients(batches):
+        model.zero_grad()
+        loss = trainer.training_step(batches, step=1)
+        return loss, {name: p.grad.copy() for name, p in model.named_parameters()}
+
+    big_loss, big = gradients([collate(pairs)])
+    acc_loss, acc = gradients(micro)
+    assert acc_loss == pytest.approx(big_loss, rel=1e-5)
+    for name in big:
+        np.testing.assert_allclose(acc[name], big[name], rtol=1e-4, atol=1e-6, err_msg=name)
+
+
+def test_frozen_parameters_are_never_changed(tmp_path, tokenizer, records):
+    model = tiny_model(tokenizer)
+    for name, p in model.named_parameters():
+        p.requires_grad = name.startswith("decoder.block")
+    before = state_of(model)
+    trainer = Trainer(model, tokenizer, make_args(tmp_path, weight_decay=0.1), records)
+    optimized = {id(p) for g in trainer.optimizer.param_groups for p in g["params"]}
+    trainer.train()
+    for name, p in model.named_parameters():
+        assert (id(p) in optimized) == p.requires_grad
+        changed = not np.array_equal(before[name], p.data)
+        assert changed == p.requires_grad, name
+
+
+def test_a_model_with_everything_frozen_is_refused(tmp_path, tokenizer, records):
+    model = tiny_model(tokenizer).requires_grad_(False)
+    with pytest.raises(ValueError, match="requires_grad"):
+        Trainer(model, tokenizer, make_args(tmp_path), records)
+
+
+def test_run_directory_holds_log_plot_best_model_and_final_model(tmp_path, tokenizer, records, eval_records):
+    pytest.importorskip("matplotlib")
+    args = make_args(tmp_path, eval_every=3, metric_for_best="eval_loss", eval_num_examples=10)
+    result = Trainer(tiny_model(tokenizer), tokenizer, args, records, eval_data=eval_records).train()
+    out = args.output_dir
+    for name in ("log.jsonl", "loss_curve.png", "training_args.json", "tokenizer.json", "config.json",
+                 "model.safetensors", "checkpoint/trainer_state.json", "best/model.safetensors",
+                 "best/metrics.json"):
+        assert os.path.isfile(os.path.join(out, name)), name
+    assert open(os.path.join(out, "loss_curve.png"), "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    log = [json.loads(line) for line in open(os.path.join(out, "log.jsonl"))]
+    assert [e["step"] for e in log if "loss" in e] == [1, 2, 3, 4, 5, 6]
+    assert all({"lr", "grad_norm", "tokens_per_sec"} <= e.keys() for e in log if "loss" in e)
+    evals = [e for e in log if "eval_loss" in e]
+    assert [e["step"] for e in evals] == [3, 6]
+    assert result.best_metric == min(e["eval_loss"] for e in evals)
+    assert json.load(open(os.path.join(out, "best", "metrics.json")))["step"] == result.best_step
+    # The task metrics are there too (each built-in task's own metric).
+    assert "translation/bleu" in result.metrics and "dialogue_summary/rougeL" in result.metrics
+    assert TrainingArguments.load(os.path.join(out, "training_args.json")) == args
+    reloaded = T5ForConditionalGeneration.from_pretrained(out)
+    assert reloaded.config.d_model == 16
+
+
+def test_epochs_set_the_number_of_steps_with_accumulation(tmp_path, tokenizer, records):
+    args = make_args(tmp_path, max_steps=0, num_epochs=2, batch_size=16, gradient_accumulation_steps=2)
+    trainer = Trainer(tiny_model(tokenizer), tokenizer, args, records)
+    assert len(trainer.train_batches) == 5  # 80 records / 16
+    assert trainer.total_steps == 5  # ceil(2 epochs x 5 batches / 2)
+
+
+def test_evaluate_scores_generations_with_a_custom_metric(tmp_path, tokenizer, eval_records):
+    trainer = Trainer(tiny_model(tokenizer), tokenizer, make_args(tmp_path, eval_num_examples=4), eval_records,
+                      eval_data=eval_records, metric=lambda predictions, recs: {"n": len(predictions)})
+    assert trainer.evaluate()["n"] == 4  # the periodic eval: the first eval_num_examples records
+    results = trainer.evaluate(eval_records)  # records given explicitly: all of them
+    assert results["n"] == len(eval_records) == 10 and results["eval_loss"] > 0
+
+
+def test_training_arguments_reject_unknown_keys_and_bad_values():
+    with pytest.raises(ValueError, match="unknown key 'lr'.*cfg.json|cfg.json.*unknown key 'lr'"):
+        TrainingArguments.from_dict({"lr": 1e-3}, source="cfg.json")
+    with pytest.raises(ValueError, match="optimizer"):
+        TrainingArguments(optimizer="sgd")
+    with pytest.raises(ValueError, match="batch_size"):
+        TrainingArguments(batch_size=0)
+    args = TrainingArguments(output_dir="x", max_steps=3)
+    assert TrainingArguments.from_dict(json.loads(json.dumps(args.to_dict()))) == args
