@@ -1,6 +1,7 @@
 """Install minillm: `pip install -e ".[test]"`.
 
-The core needs only numpy, tokenizers, safetensors and tqdm. Everything else is an extra.
+The core needs numpy, tokenizers, safetensors, tqdm and threadpoolctl (BLAS thread control).
+Everything else is an extra.
 """
 from setuptools import find_packages, setup
 
@@ -29,7 +30,8 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["minillm", "minillm.*"]),
-    install_requires=["numpy>=1.23", "tokenizers>=0.15", "safetensors>=0.4", "tqdm>=4.60"],
+    install_requires=["numpy>=1.23", "tokenizers>=0.15", "safetensors>=0.4", "tqdm>=4.60",
+                      "threadpoolctl>=3.1"],
     extras_require=EXTRAS,
     entry_points={"console_scripts": ["minillm=minillm.cli:main"]},
 )

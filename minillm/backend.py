@@ -121,6 +121,38 @@ def to_device(array, device: "str | Device"):
 
 
 # ----------------------------------------------------------------------------------------------
+# CPU threads
+# ----------------------------------------------------------------------------------------------
+_thread_limiter = None
+
+
+def set_num_threads(n: int | None) -> None:
+    """Limit the BLAS library under NumPy (OpenBLAS/MKL) to ``n`` threads; None restores it.
+
+    Small models multiply small matrices, where extra BLAS threads spend more time waking up and
+    spinning than computing; on a busy machine they can make a step ten times slower. minillm's
+    commands therefore take a ``--threads`` option. Uses the ``threadpoolctl`` package.
+    """
+    global _thread_limiter
+    from threadpoolctl import threadpool_limits  # noqa: PLC0415
+
+    if _thread_limiter is not None:
+        _thread_limiter.restore_original_limits()
+        _thread_limiter = None
+    if n is not None:
+        if n < 1:
+            raise ValueError(f"set_num_threads: need at least 1 thread, got {n}")
+        _thread_limiter = threadpool_limits(limits=int(n), user_api="blas")
+
+
+def get_num_threads() -> int:
+    """The number of threads NumPy's BLAS uses now (the largest, if several BLAS libraries are loaded)."""
+    from threadpoolctl import threadpool_info  # noqa: PLC0415
+
+    return max((info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"), default=1)
+
+
+# ----------------------------------------------------------------------------------------------
 # Random numbers: one generator per backend, reseeded together by manual_seed.
 # ----------------------------------------------------------------------------------------------
 _rngs: dict = {}

@@ -25,6 +25,7 @@ import re
 import sys
 
 from . import cli_commands as commands
+from .backend import set_num_threads
 from .optim import SCHEDULE_NAMES
 from .quickstart import QuickstartConfig
 from .train_args import OPTIMIZERS, NonFiniteLossError, TrainingArguments
@@ -91,6 +92,9 @@ def add_model_arguments(parser) -> None:
 
 def _common(parser, out_default: str | None) -> None:
     parser.add_argument("--config", metavar="FILE", help="JSON file of options; flags override it")
+    parser.add_argument("--threads", type=int, default=None, metavar="N",
+                        help="BLAS threads for NumPy (default: the library's own choice, usually all "
+                             "cores; 1 is often faster for toy models or on a busy machine)")
     if out_default is not None:
         parser.add_argument("--out", default=out_default, metavar="DIR",
                             help=f"run directory to write (default: {out_default})")
@@ -259,6 +263,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``minillm`` console script and of ``python -m minillm``; returns the exit code."""
     args = parse_args(argv)
     try:
+        if getattr(args, "threads", None):
+            set_num_threads(args.threads)
         return int(args.func(args) or 0)
     except NonFiniteLossError as err:  # the message names the step and the last good checkpoint
         print(f"minillm {args.command}: {err}", file=sys.stderr)
