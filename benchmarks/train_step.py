@@ -39,7 +39,9 @@ for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import numpy as np  # noqa: E402
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+# Python put this script's folder first on sys.path; it holds kernels.py, which would shadow the
+# `kernels` package that transformers probes for. Use the repository root instead.
+sys.path[0] = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 import minillm  # noqa: E402
 from minillm.models import T5Config, T5ForConditionalGeneration  # noqa: E402
 from minillm.optim import AdamW  # noqa: E402
