@@ -11,6 +11,7 @@ Adding a tutorial is one entry in ``TUTORIALS``: the script's file name and a fu
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -92,6 +93,122 @@ def check_gpu_kernels(summary: dict, out_dir: Path) -> None:
         assert summary["gpu_timings_ms"] == {}
 
 
+def check_lora(summary: dict, out_dir: Path) -> None:
+    """07: LoraLinear is W + s B A (forward and both projected gradients); merging changes nothing."""
+    assert summary["lora_forward_max_abs_err"] < 1e-6
+    assert summary["lora_grad_A_max_abs_err"] < 1e-6       # dL/dA = s B^T G
+    assert summary["lora_grad_B_max_abs_err"] < 1e-6       # dL/dB = s G A^T
+    assert summary["frozen_weight_has_no_grad"] and summary["init_matches_base"]
+    assert summary["delta_weight_rank"] == summary["lora_rank_demo"]
+    sweep = summary["rank_sweep"]
+    assert [row["r"] for row in sweep] == [1, 2, 4, 8, 16]
+    assert all(a["trainable"] < b["trainable"] for a, b in zip(sweep, sweep[1:]))  # linear in r
+    assert all(row["optimizer_bytes"] == 8 * row["trainable"] for row in sweep)    # AdamW: 2 float32 each
+    assert summary["trainable_pct_r8"] < 10
+    assert summary["optimizer_state_ratio_full_over_r8"] > 5
+    assert summary["merged_vs_unmerged_logits_max_abs_diff"] < 1e-4  # float32 rounding only
+    assert summary["merged_generation_identical"]
+    assert summary["lora_layers_after_merge"] == 0
+    assert summary["merged_num_parameters"] == summary["total_params"]
+    _expect_figures(summary, out_dir, "rank_sweep.png")
+
+
+def check_peft_methods(summary: dict, out_dir: Path) -> None:
+    """08: every method is in the table; PEFT leaves frozen weights alone; adapters switch by name."""
+    assert summary["methods"] == ["base (no tuning)", "full fine-tuning", "LoRA r=8", "adapters m=16",
+                                  "prompt tuning n=20", "selective norms+last"]
+    for row in summary["table"][2:]:
+        assert row["frozen_unchanged"] is True and row["frozen_checked"] > 0, row["method"]
+        assert 0 < row["trainable"] < summary["total_params"]
+    assert summary["frozen_base_unchanged_all"]
+    assert summary["adapter_count_matches_formula"] and summary["adapter_init_max_abs_diff"] == 0.0
+    assert summary["prompt_count_matches_formula"] and summary["prompt_input_length_added"] == 20
+    assert summary["switch_changes_logits_max"] > 1e-3      # another adapter computes something else
+    assert summary["switch_back_max_abs_diff"] == 0.0       # and switching back restores it exactly
+    assert summary["disabled_vs_base_max_abs_diff"] == 0.0
+    assert summary["multi_base_untouched"]
+    assert set(summary["multi_task_scores"]) == {"base (disabled)", "dialogue_summary", "translation"}
+    _expect_figures(summary, out_dir, "method_comparison.png")
+
+
+def _finite(*values) -> bool:
+    return all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)
+
+
+def check_train_toy_t5(summary: dict, out_dir: Path) -> None:
+    """03: the loss fell in both phases; the saved model reloads and generates the same tokens."""
+    assert summary["pretrain_loss_last"] < summary["pretrain_loss_first"]
+    assert summary["finetune_loss_last"] < summary["finetune_loss_first"]
+    assert summary["pretrain_eval_loss_last"] < summary["pretrain_eval_loss_first"]
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "toy_info.json"):
+        assert (out_dir / "model" / name).is_file(), f"model/{name} was not saved"
+    assert summary["reload_generates_same"]
+    assert set(summary["test_before"]) == set(summary["test_after"]) and "score" in summary["test_after"]
+    _expect_figures(summary, out_dir, "loss_curves.png")
+
+
+def check_prompting(summary: dict, out_dir: Path) -> None:
+    """04: few-shot prompts hold their shots; decoding identities hold; every setting was scored."""
+    assert summary["few_shot_prompt_contains_shots"]
+    assert summary["greedy_equals_num_beams_1"] and summary["greedy_equals_top_k_1_sampling"]
+    assert summary["same_seed_repeats"]
+    for task, by_k in summary["icl_scores"].items():
+        assert sorted(by_k) == sorted(str(k) for k in summary["icl_shot_counts"]), task
+        assert all(0.0 <= v <= 100.0 for v in by_k.values()), task
+    assert summary["tokens_kept"]["top-k=5"] == 5
+    assert summary["tokens_kept"]["top-p=0.9"] <= summary["tokens_kept"]["T=1"]
+    p = summary["first_token_prob_by_temperature"]
+    assert p["T=0.5"] >= p["T=1"] >= p["T=2"]  # the top token: sharper when colder
+    assert summary["decoding"]["greedy"]["distinct"] == 1
+    _expect_figures(summary, out_dir, "next_token_distribution.png")
+
+
+def check_instruction_finetuning(summary: dict, out_dir: Path) -> None:
+    """05: the JSONL round trip drops nothing; full fine-tuning changed every weight; ROUGE did not fall."""
+    assert summary["jsonl_records_loaded"] == summary["jsonl_lines_written"] > 0
+    assert summary["jsonl_blank_lines"] == 0
+    assert "line 2" in summary["bad_line_error"]
+    assert summary["parameter_tensors_changed"] == summary["parameter_tensors"]
+    for key in ("rouge1", "rouge2", "rougeL", "translation_bleu"):
+        assert _finite(summary["before"][key], summary["after"][key])
+    if not summary["smoke"]:  # a few smoke steps prove nothing about quality
+        assert summary["after"]["rougeL"] >= summary["before"]["rougeL"]
+        assert summary["loss_last"] < summary["loss_first"]
+    _expect_figures(summary, out_dir, "rouge_before_after.png")
+
+
+def check_forgetting(summary: dict, out_dir: Path) -> None:
+    """06: each forgetting table has every task and a row per stage; BWT is the matrix's BWT."""
+    tasks, learned_at = summary["tasks"], summary["learned_at"]
+    assert set(summary["matrices"]) == {"single-task", "multitask"}
+    for arm, matrix in summary["matrices"].items():
+        assert matrix["tasks"] == tasks and len(matrix["R"]) == 2
+        assert all(len(row) == len(tasks) for row in matrix["R"])
+        old = [i for i, stage in enumerate(learned_at) if stage < 1]
+        expected = sum(matrix["R"][1][i] - matrix["R"][0][i] for i in old) / len(old)
+        assert abs(summary["bwt"][arm] - expected) < 1e-9, arm
+        assert abs(matrix["backward_transfer"] - expected) < 1e-9, arm
+        assert matrix["R"][0] == [summary["base_scores"][t] for t in tasks]
+    _expect_figures(summary, out_dir, "forgetting.png")
+
+
+def check_evaluation(summary: dict, out_dir: Path) -> None:
+    """09: hand ROUGE and BLEU equal the library's; GLUE averages per task; HELM rows are sane."""
+    assert summary["rouge_max_abs_diff"] < 1e-9
+    for kind in ("rouge1", "rouge2", "rougeL"):
+        assert all(abs(h - l) < 1e-9 for h, l in zip(summary["rouge_hand"][kind], summary["rouge_library"][kind]))
+    assert abs(summary["sentence_bleu_hand"] - summary["sentence_bleu_library"]) < 1e-9
+    assert abs(summary["corpus_bleu_hand"] - summary["corpus_bleu_library"]) < 1e-9
+    assert summary["corpus_rougeL_max_abs_diff"] < 1e-9
+    assert abs(summary["glue_score"] - summary["glue_score_by_hand"]) < 1e-9
+    assert set(summary["glue_per_task"]) == {"sentiment", "paraphrase", "arithmetic", "translation", "dialogue_summary"}
+    assert [row["scenario"] for row in summary["helm"]] == ["sentiment", "paraphrase", "arithmetic"]
+    for row in summary["helm"]:
+        assert row["robustness"] <= row["accuracy"] + 1e-9  # worst case over clean and perturbed
+        assert row["ece"] is None or 0.0 <= row["ece"] <= 1.0
+    _expect_figures(summary, out_dir, "lcs_table.png", "helm_robustness.png")
+
+
 class Tutorial(NamedTuple):
     script: str
     check: Callable[[dict, Path], None]
@@ -100,6 +217,13 @@ class Tutorial(NamedTuple):
 TUTORIALS = [
     Tutorial("01_autograd.py", check_autograd),
     Tutorial("02_attention_and_transformer.py", check_attention),
+    Tutorial("03_train_toy_t5.py", check_train_toy_t5),
+    Tutorial("04_prompting_and_generation.py", check_prompting),
+    Tutorial("05_instruction_finetuning.py", check_instruction_finetuning),
+    Tutorial("06_forgetting_and_multitask.py", check_forgetting),
+    Tutorial("07_lora.py", check_lora),
+    Tutorial("08_adapters_prompts_selective.py", check_peft_methods),
+    Tutorial("09_evaluation_and_benchmarks.py", check_evaluation),
     Tutorial("10_gpu_kernels.py", check_gpu_kernels),
 ]
 
