@@ -42,39 +42,11 @@ MAX_SRC, MAX_TGT = 96, 32
 
 
 def rouge(predictions, references) -> dict:
-    """ROUGE-1/2/L F1 x 100: minillm.metrics when present, else a small inline version."""
-    try:
-        from minillm.metrics import corpus_rouge  # noqa: PLC0415
+    """Corpus ROUGE-1/2/L F1 x 100 (minillm.metrics, which matches rouge-score)."""
+    from minillm.metrics import corpus_rouge  # noqa: PLC0415
 
-        scores = corpus_rouge(predictions, references, rouge_types=("rouge1", "rouge2", "rougeL"))
-        return {k: 100 * v.mid.fmeasure for k, v in scores.items()}
-    except ImportError:
-        return _inline_rouge(predictions, references)
-
-
-def _inline_rouge(predictions, references) -> dict:
-    def ngrams(tokens, n):
-        return [tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)]
-
-    def f1(overlap, p, r):
-        return 0.0 if overlap == 0 else 2 * overlap / (p + r)
-
-    def lcs(a, b):
-        table = [[0] * (len(b) + 1) for _ in range(len(a) + 1)]
-        for i, x in enumerate(a):
-            for j, y in enumerate(b):
-                table[i + 1][j + 1] = table[i][j] + 1 if x == y else max(table[i][j + 1], table[i + 1][j])
-        return table[-1][-1]
-
-    out = {"rouge1": [], "rouge2": [], "rougeL": []}
-    for pred, ref in zip(predictions, references):
-        p, r = pred.lower().split(), ref.lower().split()
-        for n, key in ((1, "rouge1"), (2, "rouge2")):
-            gp, gr = ngrams(p, n), ngrams(r, n)
-            overlap = sum(min(gp.count(g), gr.count(g)) for g in set(gp))
-            out[key].append(f1(overlap, len(gp), len(gr)))
-        out["rougeL"].append(f1(lcs(p, r), len(p), len(r)))
-    return {k: 100 * float(np.mean(v)) for k, v in out.items()}
+    scores = corpus_rouge(predictions, references, rouge_types=("rouge1", "rouge2", "rougeL"))
+    return {k: 100 * v.mid.fmeasure for k, v in scores.items()}
 
 
 def train(model, batcher, steps, lr):
