@@ -17,12 +17,10 @@ The course notes' claim, as an experiment:
    backward transfer BWT = mean over A, B, C of (score after - score of the base).
 
 Expected: full fine-tuning forgets (large drops), multitask and LoRA far less, and LoRA with
-the adapter off is the base model itself, so its drop is exactly zero. Measured at the default
-sizes (seed 0): full fine-tuning lost 22 BLEU on translation; multitask lost at most 1.7
-points on any old task; LoRA off dropped exactly 0. LoRA *on* had not fit D after 150 steps at
-lr 2e-3 (loss 3.8 vs 1.3 for full fine-tuning) and still disturbed translation: with so few
-steps a rank-8 adapter on a 96-wide model is under-trained (more steps or a higher rate should
-help; not yet measured at this size).
+the adapter off is the base model itself, so its drop is exactly zero. LoRA trains at a higher
+learning rate (1e-2) than full fine-tuning (1e-3): with B = 0 at the start and only r (d_in + d_out)
+numbers per matrix it moves slowly at full fine-tuning's rate (tutorials/07_lora.py shows the
+same). What a run measured goes in the issue notes, not here: rerun it to see.
 
 Scores (0-100): translation BLEU, sentiment accuracy (multiple choice by log-likelihood),
 arithmetic and antonym exact match; all on test-split examples, prompts from template 0.
@@ -39,7 +37,9 @@ import os
 import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+# Replace this script's folder (it holds kernels.py, which shadows the `kernels` package that
+# transformers probes for) with the repository root.
+sys.path[0] = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 
 import minillm  # noqa: E402
 from minillm.data import (DEFAULT_MIXTURE, HELD_OUT_TASKS, TASKS, Batcher, format_example,  # noqa: E402
@@ -59,7 +59,7 @@ SMOKE = os.environ.get("MINILLM_SMOKE") == "1"
 SETTINGS = dict(  # sized for ~5-8 minutes on 2 CPU cores
     d_model=96, d_ff=256, num_layers=2, num_heads=4, vocab_size=800, n_train=1500,
     n_eval=60, batch_size=32, base_steps=500, base_lr=2e-3, adapt_steps=150, adapt_lr=1e-3,
-    lora_lr=2e-3, seed=0)
+    lora_lr=1e-2, seed=0)
 if SMOKE:
     SETTINGS.update(d_model=16, d_ff=32, num_layers=1, vocab_size=300, n_train=40, n_eval=6,
                     batch_size=8, base_steps=3, adapt_steps=2)

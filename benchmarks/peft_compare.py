@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path[0] = str(Path(__file__).resolve().parents[1])  # the repo root, not this folder (its kernels.py would shadow a package)
 
 import minillm  # noqa: E402
 from minillm.data import Batcher, Tokenizer, build_mixture, format_example, get_task, pretraining_corpus  # noqa: E402
