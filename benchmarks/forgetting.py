@@ -112,7 +112,11 @@ def make_scorer(tokenizer, n_eval: int, seed: int):
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--plot", help="save a plot of the scores (needs matplotlib)")
+    parser.add_argument("--lora-targets", default="q,v",
+                        help="comma-separated Linear names LoRA adapts (default: q,v, PEFT's T5 default)")
+    parser.add_argument("--lora-r", type=int, default=8, help="LoRA rank (default: 8)")
     args = parser.parse_args(argv)
+    targets = [t for t in args.lora_targets.split(",") if t]
     s = SETTINGS
     start = time.perf_counter()
     minillm.manual_seed(s["seed"])
@@ -159,11 +163,12 @@ def main(argv=None) -> int:
     except ImportError:
         print("minillm.peft is not available: skipping the LoRA arm")
     else:
-        lora = get_peft_model(fresh_base(), LoraConfig(r=8, lora_alpha=16, target_modules=["q", "v"]))
+        lora = get_peft_model(fresh_base(), LoraConfig(r=args.lora_r, lora_alpha=2 * args.lora_r,
+                                                       target_modules=targets))
         trainable = sum(p.size for p in lora.parameters() if p.requires_grad)
         loss = train(lora, new, tokenizer, s["adapt_steps"], s["lora_lr"], s["batch_size"], s["seed"] + 1)
         report_training("LoRA on D", loss)
-        arms[f"LoRA r=8 on q,v ({trainable:,} params), adapter on"] = score(lora)
+        arms[f"LoRA r={args.lora_r} on {','.join(targets)} ({trainable:,} params), adapter on"] = score(lora)
         with lora.disable_adapter():
             arms["LoRA, adapter off"] = score(lora)
 
