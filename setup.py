@@ -6,7 +6,7 @@ Everything else is an extra.
 from setuptools import find_packages, setup
 
 EXTRAS = {
-    "test": ["pytest>=7", "hypothesis>=6", "pytest-timeout>=2"],
+    "test": ["pytest>=7", "hypothesis>=6", "pytest-timeout>=2", "jupytext>=1.14"],
     "gpu": ["cupy-cuda12x"],
     "plots": ["matplotlib>=3.5"],
     "metrics": ["nltk>=3.8"],
