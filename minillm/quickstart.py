@@ -78,7 +78,7 @@ class QuickstartConfig:
     seed: int = 0
     examples_per_task: int = 4000
     translation_weight: int = 3
-    test_examples_per_task: int = 40
+    test_examples_per_task: int = 32
     vocab_size: int = 1600
     d_model: int = 128
     d_ff: int = 512
