@@ -34,7 +34,11 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
+# Toy matrices are small: one BLAS thread is fastest, and on a busy machine extra threads only
+# spin. Must be set before NumPy loads; set the variables yourself to override.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+import numpy as np  # noqa: E402
 
 TUTORIAL = "08_adapters_prompts_selective"
 HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
