@@ -41,36 +41,10 @@ import numpy as np  # noqa: E402
 
 TUTORIAL = "03_train_toy_t5"
 HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
-sys.path.insert(0, str(HERE.parent))  # run from a checkout without installing minillm
-sys.path.insert(0, str(HERE))         # tutorials/_toy.py, the recipe shared with 04-09
-SMOKE = os.environ.get("MINILLM_SMOKE", "").strip() not in ("", "0", "false", "False")
-OUT = Path(os.environ.get("MINILLM_TUTORIAL_OUT") or HERE / "out") / TUTORIAL
-OUT.mkdir(parents=True, exist_ok=True)
-try:
-    import matplotlib
-    if "ipykernel" not in sys.modules:
-        matplotlib.use("Agg")  # write PNG files; no window needed
-    import matplotlib.pyplot as plt
-except ImportError:
-    plt = None
-    print("matplotlib is not installed, so this run saves no figures (pip install matplotlib).")
-FIGURES = []
+sys.path[:0] = [str(HERE.parent), str(HERE)]  # minillm from this checkout; tutorials/_setup.py
+from _setup import SMOKE, plt, print_table, tutorial_output  # noqa: E402
 
-
-def save_figure(fig, name):
-    """Save a figure as OUT/name (PNG) and remember it for the summary."""
-    fig.savefig(OUT / name, dpi=110, bbox_inches="tight")
-    plt.show() if "ipykernel" in sys.modules else plt.close(fig)  # inline in a notebook
-    FIGURES.append(name)
-    print(f"saved figure {OUT / name}")
-
-
-def print_table(headers, rows):
-    """Print rows as a Markdown table (numbers in short scientific notation)."""
-    cell = lambda v: f"{v:.3g}" if isinstance(v, float) else str(v)  # noqa: E731
-    print("| " + " | ".join(headers) + " |\n|" + "---|" * len(headers))
-    for row in rows:
-        print("| " + " | ".join(cell(v) for v in row) + " |")
+OUT, FIGURES, save_figure = tutorial_output(TUTORIAL)
 
 
 import minillm  # noqa: E402
