@@ -29,7 +29,6 @@
 # %% Setup: output folder, figures, tables (the same cell opens every tutorial)
 import json
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -126,11 +125,11 @@ print_table(["d", "full d^2", "LoRA r=8: 2 d r", "share"],
 # Every arm starts from the same saved state dict, sees the same batches, and takes the same steps.
 
 # %%
-from minillm.data import (DEFAULT_MIXTURE, Batcher, Tokenizer, build_mixture, format_example,  # noqa: E402
+from minillm.data import (DEFAULT_MIXTURE, Tokenizer, build_mixture, format_example,  # noqa: E402
                           get_task, pretraining_corpus, tokenize_records)
 from minillm.metrics import corpus_rouge  # noqa: E402
 from minillm.models import T5Config, T5ForConditionalGeneration  # noqa: E402
-from minillm.optim import AdamW  # noqa: E402
+from _toy import train_loop  # noqa: E402
 
 TASK = "dialogue_summary"
 BASE_STEPS, ADAPT_STEPS, BATCH = (4, 3, 8) if SMOKE else (400, 200, 16)
@@ -142,27 +141,8 @@ LORA_LR, FULL_LR = 1e-2, 1e-3
 
 
 def train(model, pairs, steps, lr, seed=1):
-    """Tutorial 02's loop: AdamW on the parameters that require a gradient. Returns a dict of stats."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = AdamW(params, lr=lr, weight_decay=0.0)
-    batcher, losses, step_s = Batcher(pairs, batch_size=BATCH, seed=seed), [], []
-    model.train()
-    while len(losses) < steps:
-        batcher.set_epoch(len(losses) // len(batcher))
-        for batch in batcher:
-            t0 = time.perf_counter()
-            loss = model(**batch).loss
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            step_s.append(time.perf_counter() - t0)
-            losses.append(loss.item())
-            if len(losses) == steps:
-                break
-    model.eval()
-    state_bytes = sum(v.nbytes for st in optimizer.state.values() for v in st.values() if hasattr(v, "nbytes"))
-    return {"losses": losses, "step_ms": 1e3 * statistics.median(step_s), "optimizer_bytes": int(state_bytes),
-            "trainable": int(sum(p.size for p in params))}
+    """Tutorial 02's training loop (shared in tutorials/_toy.py); returns losses, step time, AdamW bytes."""
+    return train_loop(model, pairs, steps, lr, BATCH, seed)
 
 
 def evaluate(model, records):

@@ -14,11 +14,13 @@ This file is shared by the tutorials; it is not part of the library.
 from __future__ import annotations
 
 import json
+import statistics
 import time
 from pathlib import Path
 
-from minillm.data import DEFAULT_MIXTURE, Tokenizer, build_mixture, pretraining_corpus
+from minillm.data import DEFAULT_MIXTURE, Batcher, Tokenizer, build_mixture, pretraining_corpus
 from minillm.models import T5Config, T5ForConditionalGeneration
+from minillm.optim import AdamW
 from minillm.train import Trainer, TrainingArguments
 
 FEW_SHOT_TASKS = ["translation", "sentiment", "arithmetic"]  # short inputs: 2 shots still fit
@@ -90,3 +92,31 @@ def load_toy_t5(out_root, smoke: bool, echo=print):
     seconds = time.perf_counter() - started
     echo(f"stand-in trained in {seconds:.0f} s")
     return model.eval(), tokenizer, {"source": "stand-in", "smoke": smoke, "steps": steps, "seconds": seconds}
+
+
+def train_loop(model, pairs, steps: int, lr: float, batch_size: int, seed: int = 1) -> dict:
+    """Tutorial 02's plain loop: AdamW on the parameters that require a gradient, for ``steps`` steps.
+
+    Returns the losses, the median step time (ms), the optimizer-state bytes and the trainable count,
+    which tutorials 07 and 08 compare across fine-tuning methods.
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = AdamW(params, lr=lr, weight_decay=0.0)
+    batcher, losses, step_s = Batcher(pairs, batch_size=batch_size, seed=seed), [], []
+    model.train()
+    while len(losses) < steps:
+        batcher.set_epoch(len(losses) // len(batcher))
+        for batch in batcher:
+            t0 = time.perf_counter()
+            loss = model(**batch).loss
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            step_s.append(time.perf_counter() - t0)
+            losses.append(loss.item())
+            if len(losses) == steps:
+                break
+    model.eval()
+    state_bytes = sum(v.nbytes for st in optimizer.state.values() for v in st.values() if hasattr(v, "nbytes"))
+    return {"losses": losses, "step_ms": 1e3 * statistics.median(step_s), "optimizer_bytes": int(state_bytes),
+            "trainable": int(sum(p.size for p in params))}
