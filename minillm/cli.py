@@ -111,7 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "mixture; print a before/after table")
     _common(p, "runs/quickstart")
     add_dataclass_arguments(p, QuickstartConfig, skip={"output_dir"}, group_title="quickstart")
-    p.set_defaults(func=commands.quickstart)
+    # The quickstart's matrices are small: one BLAS thread is as fast on a quiet machine and many
+    # times faster on a busy one (idle BLAS threads spin while they wait).
+    p.set_defaults(func=commands.quickstart, threads=1)
 
     p = sub.add_parser("train-tokenizer", help="train a BPE/Unigram tokenizer with T5's special ids")
     _common(p, "runs/tokenizer")
@@ -263,13 +265,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``minillm`` console script and of ``python -m minillm``; returns the exit code."""
     args = parse_args(argv)
     try:
-        threads = getattr(args, "threads", None)
-        if threads is None and args.command == "quickstart":
-            # The quickstart's matrices are small: one BLAS thread is as fast on a quiet machine
-            # and many times faster on a busy one (idle BLAS threads spin while they wait).
-            threads = 1
-        if threads:
-            set_num_threads(threads)
+        if getattr(args, "threads", None):
+            set_num_threads(args.threads)
         return int(args.func(args) or 0)
     except NonFiniteLossError as err:  # the message names the step and the last good checkpoint
         print(f"minillm {args.command}: {err}", file=sys.stderr)

@@ -173,3 +173,11 @@ def test_builtin_evaluate_scores_each_task_when_the_evaluation_package_is_absent
     results = json.loads(output.read_text())
     assert {"eval_loss", "translation/bleu", "arithmetic/accuracy", "score"} <= results.keys()
     assert "translation/bleu" in capsys.readouterr().out
+
+
+def test_quickstart_defaults_to_one_blas_thread_and_other_commands_to_the_library_choice():
+    from minillm.cli import parse_args
+
+    assert parse_args(["quickstart"]).threads == 1
+    assert parse_args(["quickstart", "--threads", "2"]).threads == 2
+    assert parse_args(["generate", "--model", "run", "--prompt", "hi"]).threads is None
