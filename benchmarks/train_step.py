@@ -66,6 +66,7 @@ def main() -> int:
         print("This benchmark compares against PyTorch: pip install 'minillm[parity]'")
         return 1
     torch.set_num_threads(ARGS.threads)
+    minillm.set_num_threads(ARGS.threads)  # minillm's own threads; BLAS then runs one per call
     minillm.manual_seed(0)
     model = T5ForConditionalGeneration(T5Config(**CONFIG))
     with tempfile.TemporaryDirectory() as folder:

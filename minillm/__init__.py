@@ -3,13 +3,14 @@ evaluated. Read it in this order: backend.py, autograd.py, ops/, nn/, models/t5.
 generation.py, peft/, train.py, metrics/, kernels/ (see README.md)."""
 from . import ops
 from .autograd import Function, Tensor, enable_grad, is_grad_enabled, no_grad, tensor
-from .backend import (DEFAULT_DTYPE, Device, cuda_available, get_array_module, get_rng,
-                      manual_seed, to_device)
+from .backend import (DEFAULT_DTYPE, Device, cuda_available, get_array_module, get_num_threads, get_rng,
+                      manual_seed, set_num_threads, to_device)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Tensor", "Function", "tensor", "no_grad", "enable_grad", "is_grad_enabled", "ops",
     "Device", "cuda_available", "get_array_module", "get_rng", "manual_seed", "to_device",
+    "set_num_threads", "get_num_threads",
     "DEFAULT_DTYPE", "__version__",
 ]

@@ -10,6 +10,8 @@ the same seed therefore produce the same numbers.
 """
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 DEFAULT_DTYPE = np.float32
@@ -127,29 +129,64 @@ _thread_limiter = None
 
 
 def set_num_threads(n: int | None) -> None:
-    """Limit the BLAS library under NumPy (OpenBLAS/MKL) to ``n`` threads; None restores it.
+    """Compute on ``n`` CPU threads; None goes back to NumPy's defaults.
 
-    Small models multiply small matrices, where extra BLAS threads spend more time waking up and
-    spinning than computing; on a busy machine they can make a step ten times slower. minillm's
-    commands therefore take a ``--threads`` option. Uses the ``threadpoolctl`` package.
+    minillm then splits its large matrix products and elementwise kernels over ``n`` threads of
+    its own (``minillm/parallel.py``) and limits the BLAS library under NumPy (OpenBLAS/MKL) to
+    one thread per call, so that the two never compete for the cores. Small models multiply
+    small matrices, where BLAS's own threads spend more time waking up and spinning than
+    computing; on a busy machine they made a step ten times slower. minillm's commands
+    therefore take a ``--threads`` option. Uses the ``threadpoolctl`` package.
     """
     global _thread_limiter
     from threadpoolctl import threadpool_limits  # noqa: PLC0415
 
+    from . import parallel  # noqa: PLC0415
+
+    if n is not None and n < 1:
+        raise ValueError(f"set_num_threads: need at least 1 thread, got {n}")
+    parallel.set_threads(n)
     if _thread_limiter is not None:
         _thread_limiter.restore_original_limits()
         _thread_limiter = None
     if n is not None:
-        if n < 1:
-            raise ValueError(f"set_num_threads: need at least 1 thread, got {n}")
-        _thread_limiter = threadpool_limits(limits=int(n), user_api="blas")
+        _thread_limiter = threadpool_limits(limits=1, user_api="blas")
 
 
 def get_num_threads() -> int:
-    """The number of threads NumPy's BLAS uses now (the largest, if several BLAS libraries are loaded)."""
+    """The threads minillm computes with: ``set_num_threads``'s n, else those of NumPy's BLAS."""
     from threadpoolctl import threadpool_info  # noqa: PLC0415
 
+    if _thread_limiter is not None:
+        from . import parallel  # noqa: PLC0415
+
+        return parallel.num_threads()
     return max((info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"), default=1)
+
+
+@contextlib.contextmanager
+def threads_to_blas():
+    """Inside the block, BLAS gets minillm's threads and minillm splits no work of its own.
+
+    For code that multiplies a few rows at a time (one decoding step of ``generate``): handing a
+    small product to minillm's thread pool costs more than it saves, while BLAS's own threads,
+    which spin between calls, answer within microseconds. Does nothing unless
+    ``set_num_threads`` gave minillm more than one thread.
+    """
+    from threadpoolctl import threadpool_limits  # noqa: PLC0415
+
+    from . import parallel  # noqa: PLC0415
+
+    n = parallel.num_threads()
+    if _thread_limiter is None or n == 1:
+        yield
+        return
+    parallel.set_threads(None)
+    try:
+        with threadpool_limits(limits=n, user_api="blas"):
+            yield
+    finally:
+        parallel.set_threads(n)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from .autograd import Tensor, no_grad
-from .backend import get_array_module, get_rng
+from .backend import get_array_module, get_rng, threads_to_blas
 
 _NEG = -1.0e9  # "impossible", as in transformers (finite, so arithmetic never yields NaN)
 
@@ -81,7 +81,7 @@ def generate(model, input_ids, attention_mask=None, max_new_tokens: int = 32, nu
     was_training = model.training
     model.eval()
     try:
-        with no_grad():
+        with no_grad(), threads_to_blas():  # decoding multiplies a few rows at a time
             ids = input_ids.data if isinstance(input_ids, Tensor) else input_ids
             if ids is not None:
                 ids = get_array_module(ids).asarray(ids)

@@ -181,6 +181,35 @@ def test_rms_norm_output_has_unit_root_mean_square_per_row(rng):
     np.testing.assert_allclose(np.sqrt((y * y).mean(axis=-1)), 1.0, rtol=1e-12)
 
 
+# ------------------------------------------------------------------------------ gated_gelu
+def composed_gated_gelu(gate, up):
+    return ops.gelu(gate, approximate="tanh") * up
+
+
+@OP_SETTINGS
+@given(shape=shapes(), seed=seeds)
+def test_gated_gelu_matches_central_differences_and_its_composition(shape, seed):
+    rng = np.random.default_rng(seed)
+    gate, up = normal(rng, shape, scale=2.0), normal(rng, shape)
+    gradcheck(ops.gated_gelu, gate, up)
+    assert_same_computation(ops.gated_gelu, composed_gated_gelu, gate, up)
+
+
+def test_gated_gelu_gives_only_the_gradients_asked_for(rng):
+    g, u = normal(rng, (3, 4)), normal(rng, (3, 4))
+    gate, up = Tensor(g, requires_grad=True), Tensor(u)
+    ops.gated_gelu(gate, up).sum().backward()
+    assert gate.grad is not None and up.grad is None
+    reference = Tensor(g, requires_grad=True)
+    composed_gated_gelu(reference, Tensor(u)).sum().backward()
+    np.testing.assert_allclose(gate.grad, reference.grad, rtol=1e-12)
+
+
+def test_gated_gelu_rejects_different_shapes():
+    with pytest.raises(ValueError, match=re.escape("gated_gelu: gate (2, 3) and up (3,)")):
+        ops.gated_gelu(Tensor(np.ones((2, 3))), Tensor(np.ones(3)))
+
+
 # ------------------------------------------------------------------------------ dropout
 @pytest.mark.parametrize("p", [0.1, 0.5])
 def test_dropout_gradient_is_the_mask_over_one_minus_p_read_from_the_output(p, rng):
@@ -335,6 +364,7 @@ GPU_CASES = {
     "log_softmax": (ops.log_softmax, [(3, 5)]),
     "cross_entropy": (lambda x: ops.cross_entropy(x, np.array([1, -100, 4])), [(3, 5)]),
     "rms_norm": (ops.rms_norm, [(2, 3, 8), (8,)]),
+    "gated_gelu": (ops.gated_gelu, [(2, 3, 8), (2, 3, 8)]),
     "layer_norm": (ops.layer_norm, [(2, 3, 8), (8,), (8,)]),
     "attention": (lambda q, k, v, b: ops.scaled_dot_product_attention(q, k, v, bias=b, causal=True),
                   [(2, 2, 4, 8), (2, 2, 4, 8), (2, 2, 4, 8), (1, 2, 4, 4)]),

@@ -1,6 +1,7 @@
 """Differentiable ops, one file per family, and the Tensor methods that call them.
 
-    elementwise.py  add sub mul div neg pow exp log sqrt tanh sigmoid relu gelu where maximum minimum clip
+    elementwise.py  add sub mul div neg pow exp log sqrt tanh sigmoid relu gelu gated_gelu where maximum
+                    minimum clip
     reduce.py       sum mean max var logsumexp
     shape.py        reshape transpose permute broadcast_to concat stack split pad getitem
     linalg.py       matmul linear
@@ -8,8 +9,8 @@
                     scaled_dot_product_attention (fused, hand-derived backward)
 """
 from ..autograd import Tensor
-from .elementwise import (add, clip, div, exp, gelu, log, maximum, minimum, mul, neg, pow, relu,
-                          sigmoid, sqrt, sub, sum_to, tanh, where)
+from .elementwise import (add, clip, div, exp, gated_gelu, gelu, log, maximum, minimum, mul, neg,
+                          pow, relu, sigmoid, sqrt, sub, sum_to, tanh, where)
 from .linalg import linear, matmul
 from .nn import (cross_entropy, dropout, embedding, layer_norm, log_softmax, rms_norm,
                  scaled_dot_product_attention, softmax)
@@ -18,7 +19,7 @@ from .shape import broadcast_to, concat, getitem, pad, permute, reshape, split, 
 
 __all__ = [
     "add", "sub", "mul", "div", "neg", "pow", "exp", "log", "sqrt", "tanh", "sigmoid", "relu",
-    "gelu", "where", "maximum", "minimum", "clip", "sum_to",
+    "gelu", "gated_gelu", "where", "maximum", "minimum", "clip", "sum_to",
     "sum", "mean", "max", "var", "logsumexp",
     "reshape", "transpose", "permute", "broadcast_to", "concat", "stack", "split", "pad", "getitem",
     "matmul", "linear",

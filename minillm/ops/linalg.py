@@ -4,12 +4,14 @@ For C = A @ B the chain rule gives  dA = dC @ B^T  and  dB = A^T @ dC.  With bat
 that broadcast, each gradient is then summed back to its input's shape.
 
 On CuPy arrays, and when ``minillm.kernels.enabled()``, the 2-D products run on minillm's own CUDA
-kernels (kernels/matmul.cu); everywhere else they run on NumPy/CuPy's BLAS.
+kernels (kernels/matmul.cu); everywhere else they run on NumPy/CuPy's BLAS, split over minillm's
+CPU threads when there are several (``minillm/parallel.py``).
 """
 from __future__ import annotations
 
 import numpy as np
 
+from .. import parallel
 from ..autograd import Function, Tensor
 from ..backend import get_array_module
 from .elementwise import sum_to
@@ -24,7 +26,7 @@ def _gemm(a, b, transpose_a=False, transpose_b=False):
             xp = get_array_module(a)  # the kernel reads row-major memory: make views contiguous
             return kernels.matmul(xp.ascontiguousarray(a), xp.ascontiguousarray(b),
                                   transpose_a=transpose_a, transpose_b=transpose_b)
-    return (a.T if transpose_a else a) @ (b.T if transpose_b else b)
+    return parallel.matmul(a.T if transpose_a else a, b.T if transpose_b else b)
 
 
 class MatMul(Function):
@@ -42,7 +44,7 @@ class MatMul(Function):
         self.a = a[None, :] if a.ndim == 1 else a
         self.b = b[:, None] if b.ndim == 1 else b
         try:
-            out = self.a @ self.b
+            out = parallel.matmul(self.a, self.b)
         except ValueError:
             raise ValueError(f"matmul: {a.shape} @ {b.shape}: batch dimensions do not broadcast") from None
         self.out_shape = out.shape
@@ -56,9 +58,9 @@ class MatMul(Function):
         grad = grad.reshape(self.out_shape)
         ga = gb = None
         if self.needs_input_grad[0]:
-            ga = sum_to(grad @ self.b.swapaxes(-1, -2), self.a.shape).reshape(self.a_shape)
+            ga = sum_to(parallel.matmul(grad, self.b.swapaxes(-1, -2)), self.a.shape).reshape(self.a_shape)
         if self.needs_input_grad[1]:
-            gb = sum_to(self.a.swapaxes(-1, -2) @ grad, self.b.shape).reshape(self.b_shape)
+            gb = sum_to(parallel.matmul(self.a.swapaxes(-1, -2), grad), self.b.shape).reshape(self.b_shape)
         return ga, gb
 
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from .. import backend
 from ..autograd import Tensor, no_grad
+from ..parallel import map_in_threads
 
 
 class Optimizer:
@@ -80,19 +81,20 @@ class Optimizer:
         Runs inside ``no_grad()`` and writes ``p.data`` in place, so references to the array
         (views, the model's tied weights) see the new values.
         """
+        jobs = []
+        for group in self.param_groups:
+            for p in group["params"]:
+                if not p.requires_grad or p.grad is None:
+                    continue
+                if p.grad.shape != p.data.shape:
+                    raise ValueError(f"{type(self).__name__}.step: gradient of shape {p.grad.shape} "
+                                     f"for a parameter of shape {p.data.shape}")
+                jobs.append((p, p.grad, self.state.setdefault(p, {}), group))
+        # Parameters update independently of one another, so they are shared out over the CPU
+        # threads (NumPy releases the GIL in its loops); on the GPU they simply run in turn.
         with no_grad():
-            for group in self.param_groups:
-                for p in group["params"]:
-                    if not p.requires_grad or p.grad is None:
-                        continue
-                    grad = p.grad
-                    if grad.shape != p.data.shape:
-                        raise ValueError(f"{type(self).__name__}.step: gradient of shape {grad.shape} "
-                                         f"for a parameter of shape {p.data.shape}")
-                    state = self.state.get(p)
-                    if state is None:
-                        state = self.state[p] = {}
-                    self._update(p, grad, state, group)
+            map_in_threads(lambda job: self._update(*job), jobs,
+                           sizes=[p.data.size if isinstance(p.data, np.ndarray) else 0 for p, *_ in jobs])
 
     def _update(self, p, grad, state: dict, group: dict) -> None:  # pragma: no cover - abstract
         """Apply the update rule to one parameter ``p`` (in place) given its gradient."""
