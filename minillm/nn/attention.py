@@ -14,7 +14,7 @@ import math
 import numpy as np
 
 from .. import ops
-from ..autograd import Tensor
+from ..autograd import Tensor, is_grad_enabled
 from ..backend import get_array_module
 from .layers import Embedding, Linear
 from .module import Module
@@ -109,10 +109,7 @@ class MultiHeadAttention(Module):
         if key_value_states is None:  # self-attention
             k, v = self._split_heads(self.k(hidden)), self._split_heads(self.v(hidden))
             if cache is not None:
-                if "k" in cache:
-                    k = ops.concat([cache["k"], k], axis=2)
-                    v = ops.concat([cache["v"], v], axis=2)
-                cache["k"], cache["v"] = k, v
+                k, v = _extend_cache(cache, "k", k), _extend_cache(cache, "v", v)
         elif cache is not None and "k" in cache:  # cross-attention, keys computed at step 0
             k, v = cache["k"], cache["v"]
         else:
@@ -124,3 +121,31 @@ class MultiHeadAttention(Module):
                                                dropout_p=self.dropout if self.training else 0.0)
         out = out.permute(0, 2, 1, 3).reshape(batch, q_len, self.num_heads * self.d_kv)
         return self.o(out)
+
+
+def _extend_cache(cache: dict, name: str, new: Tensor) -> Tensor:
+    """Append this step's keys (or values) to ``cache[name]`` along the length axis; return them all.
+
+    Concatenating would copy every past key at every step, quadratic in the output length. When
+    no gradient is needed (decoding), the keys live instead in a buffer with room to spare,
+    doubled when full, and ``cache[name]`` is a view of its filled part. A cache whose entry was
+    replaced (beam search reorders it) gets a new buffer.
+    """
+    past = cache.get(name)
+    if past is None:
+        full = new
+    elif is_grad_enabled() and (past.requires_grad or new.requires_grad):
+        full = ops.concat([past, new], axis=2)
+    else:
+        buffer = cache.get(name + "_buffer")
+        length, total = past.shape[2], past.shape[2] + new.shape[2]
+        if buffer is None or past.data.base is not buffer or buffer.shape[2] < total:
+            xp = get_array_module(past.data)
+            shape = past.shape[:2] + (max(2 * total, 16),) + past.shape[3:]
+            buffer = xp.empty(shape, dtype=past.data.dtype)
+            buffer[:, :, :length] = past.data
+            cache[name + "_buffer"] = buffer
+        buffer[:, :, length:total] = new.data
+        full = Tensor(buffer[:, :, :total])
+    cache[name] = full
+    return full
