@@ -93,8 +93,9 @@ def add_model_arguments(parser) -> None:
 def _common(parser, out_default: str | None) -> None:
     parser.add_argument("--config", metavar="FILE", help="JSON file of options; flags override it")
     parser.add_argument("--threads", type=int, default=None, metavar="N",
-                        help="BLAS threads for NumPy (default: 1 for quickstart, else the library's own "
-                             "choice, usually all cores; 1 is often faster for toy models or on a busy machine)")
+                        help="CPU threads minillm computes with (default: 1 for quickstart; otherwise NumPy's "
+                             "BLAS decides, usually all cores). 1 is often fastest for toy models or on a busy "
+                             "machine")
     if out_default is not None:
         parser.add_argument("--out", default=out_default, metavar="DIR",
                             help=f"run directory to write (default: {out_default})")
@@ -111,8 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "mixture; print a before/after table")
     _common(p, "runs/quickstart")
     add_dataclass_arguments(p, QuickstartConfig, skip={"output_dir"}, group_title="quickstart")
-    # The quickstart's matrices are small: one BLAS thread is as fast on a quiet machine and many
-    # times faster on a busy one (idle BLAS threads spin while they wait).
+    # The quickstart's matrices are small: one thread is about as fast on a quiet machine and many
+    # times faster on a busy one.
     p.set_defaults(func=commands.quickstart, threads=1)
 
     p = sub.add_parser("train-tokenizer", help="train a BPE/Unigram tokenizer with T5's special ids")
