@@ -88,7 +88,7 @@ def _threads_for(size: int) -> int:
 
 def _run_shares(run, shares: list) -> None:
     """``run(share)`` for every share: the first in this thread, the rest in the pool."""
-    pool = _get_pool(len(shares) - 1) if len(shares) > 1 else None
+    pool = _get_pool(num_threads() - 1) if len(shares) > 1 else None  # one pool, whatever the share count
     futures = [pool.submit(run, share) for share in shares[1:]]
     run(shares[0])
     for future in futures:
