@@ -22,7 +22,7 @@
 # 5. train a tiny T5 to reverse sentences and read its attention as a heat-map.
 #
 # Run: `python tutorials/02_attention_and_transformer.py` (about two minutes of training on two CPU
-# cores; `MINILLM_SMOKE=1` takes seconds). Read alongside: `minillm/ops/nn.py`
+# cores; `MINILLM_SMOKE=1` takes seconds). Read alongside: `minillm/ops/attention.py`
 # (`scaled_dot_product_attention`), `minillm/nn/attention.py`, `minillm/models/t5.py`.
 
 # %% Setup: output folder, figures, tables (the same cell opens every tutorial)

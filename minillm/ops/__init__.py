@@ -1,19 +1,21 @@
 """Differentiable ops, one file per family, and the Tensor methods that call them.
 
-    elementwise.py  add sub mul div neg pow exp log sqrt tanh sigmoid relu gelu gated_gelu where maximum
-                    minimum clip
+    elementwise.py  add sub mul div neg pow exp log sqrt tanh sigmoid relu where maximum minimum clip
+    gelu.py         gelu gated_gelu (blocked kernels)
     reduce.py       sum mean max var logsumexp
     shape.py        reshape transpose permute broadcast_to concat stack split pad getitem
     linalg.py       matmul linear
     nn.py           softmax log_softmax cross_entropy rms_norm layer_norm dropout embedding
-                    scaled_dot_product_attention (fused, hand-derived backward)
+                    (fused, hand-derived backward)
+    attention.py    scaled_dot_product_attention (fused; CUDA kernels on CuPy)
 """
 from ..autograd import Tensor
-from .elementwise import (add, clip, div, exp, gated_gelu, gelu, log, maximum, minimum, mul, neg,
-                          pow, relu, sigmoid, sqrt, sub, sum_to, tanh, where)
+from .elementwise import (add, clip, div, exp, log, maximum, minimum, mul, neg, pow, relu, sigmoid, sqrt,
+                          sub, sum_to, tanh, where)
+from .gelu import gated_gelu, gelu
 from .linalg import linear, matmul
-from .nn import (cross_entropy, dropout, embedding, layer_norm, log_softmax, rms_norm,
-                 scaled_dot_product_attention, softmax)
+from .attention import scaled_dot_product_attention
+from .nn import cross_entropy, dropout, embedding, layer_norm, log_softmax, rms_norm, softmax
 from .reduce import logsumexp, max, mean, sum, var
 from .shape import broadcast_to, concat, getitem, pad, permute, reshape, split, stack, transpose
 

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..autograd import Function, Tensor
 from ..backend import get_array_module, get_rng
-from ..parallel import for_each_row_block, matmul
+from ..parallel import for_each_row_block
 from .elementwise import sum_to
 
 
@@ -278,122 +278,6 @@ class Embedding(Function):
         return gw, None
 
 
-class Attention(Function):
-    """softmax(scale * q k^T + bias, masked) v, with the probabilities kept for backward."""
-
-    def forward(self, q, k, v, bias=None, mask=None, causal=False, scale=1.0, dropout_p=0.0):
-        xp = get_array_module(q)
-        if q.shape[-1] != k.shape[-1] or k.shape[-2] != v.shape[-2]:
-            raise ValueError(f"attention: q {q.shape}, k {k.shape}, v {v.shape} do not fit together")
-        self.q, self.k, self.v, self.scale = q, k, v, scale
-        self.bias_shape = None if bias is None else bias.shape
-        self.fused = None
-        if not isinstance(q, np.ndarray) and dropout_p == 0:
-            out = self._forward_cuda_kernel(q, k, v, bias, mask, causal, scale)
-            if out is not None:
-                return out
-        s = matmul(q, k.swapaxes(-1, -2))  # (batch, heads, q_len, k_len)
-        if scale != 1.0:
-            s *= scale
-        if bias is not None:
-            s += bias  # s is a fresh array: update in place, no extra (batch, heads, q, k) buffer
-        allowed = _allowed(xp, s.shape, mask, causal)
-        # Rows with no allowed key at all (rare: an all-padding input) need their gradient zeroed.
-        self.allowed = allowed if allowed is not None and not bool(allowed.any(axis=-1).all()) else None
-        if allowed is not None:
-            # The most negative float, not -inf: a fully masked row then becomes uniform instead of
-            # NaN (Hugging Face T5 does the same), and never matters for the loss.
-            xp.copyto(s, xp.finfo(s.dtype).min, where=~allowed)
-        self.p = _softmax_(s, -1)
-        self.keep = None
-        if dropout_p > 0:  # dropout on the attention probabilities, as T5 does in training
-            self.keep = keep_mask(self.p.shape, dropout_p, xp) * self.p.dtype.type(1.0 / (1.0 - dropout_p))
-            return matmul(self.p * self.keep, v)
-        return matmul(self.p, v)
-
-    def backward(self, grad):
-        # o = p v,  p = softmax(s),  s = scale q k^T + bias:
-        #   dv = p^T do;  dp = do v^T;  ds = p * (dp - rowsum(dp * p));
-        #   dq = scale ds k;  dk = scale ds^T q;  dbias = ds summed to bias's shape.
-        # Masked scores were replaced by a constant, so ds = 0 there: no gradient leaks through a mask.
-        # With dropout, o = (p * keep) v: dv uses the dropped probabilities and dp is masked too.
-        if self.fused is not None:  # the hand-written CUDA kernel recomputes p from the logsumexp
-            from .. import kernels  # noqa: PLC0415
-
-            q, k, v, bias, key_mask, causal, out, lse = self.fused
-            dq, dk, dv, dbias = kernels.attention_backward(
-                q, k, v, out, lse, get_array_module(grad).ascontiguousarray(grad), bias=bias,
-                key_mask=key_mask, causal=causal, scale=self.scale)
-            return dq, dk, dv, dbias, None
-        p = self.p
-        p_used = p if self.keep is None else p * self.keep
-        dv = sum_to(matmul(p_used.swapaxes(-1, -2), grad), self.v.shape) if self.needs_input_grad[2] else None
-        dp = matmul(grad, self.v.swapaxes(-1, -2))
-        if self.keep is not None:
-            dp *= self.keep
-        # ds = p * (dp - rowsum(dp * p)), computed in dp's buffer to save two large temporaries
-        row = (dp * p).sum(axis=-1, keepdims=True)
-        dp -= row
-        dp *= p
-        ds = dp
-        if self.allowed is not None:  # a fully masked row has p uniform, not 0: zero it explicitly
-            ds = get_array_module(ds).where(self.allowed, ds, 0)
-        dbias = sum_to(ds, self.bias_shape) if self.bias_shape is not None and self.needs_input_grad[3] else None
-        if self.scale != 1.0:
-            ds *= self.scale
-        dq = sum_to(matmul(ds, self.k), self.q.shape) if self.needs_input_grad[0] else None
-        dk = sum_to(matmul(ds.swapaxes(-1, -2), self.q), self.k.shape) if self.needs_input_grad[1] else None
-        return dq, dk, dv, dbias, None
-
-
-    def _forward_cuda_kernel(self, q, k, v, bias, mask, causal, scale):
-        """Run kernels/attention.cu (FlashAttention-style) when the inputs fit it, else None.
-
-        The kernel takes a (batch, k_len) key padding mask and a top-left causal mask; T5's masks
-        are exactly those shapes. Anything else falls back to the composed computation.
-        """
-        from .. import kernels  # noqa: PLC0415  (GPU path only)
-
-        if not kernels.enabled() or q.shape[-1] not in (32, 64, 128) or q.ndim != 4:
-            return None
-        batch, heads, q_len, _ = q.shape
-        k_len = k.shape[-2]
-        if causal and q_len != k_len:
-            return None
-        key_mask = None
-        if mask is not None:
-            if mask.ndim != 4 or mask.shape[1:3] != (1, 1) or mask.shape[-1] != k_len:
-                return None
-            key_mask = mask.reshape(mask.shape[0], k_len)
-            if key_mask.shape[0] != batch:
-                key_mask = get_array_module(q).broadcast_to(key_mask, (batch, k_len))
-        if bias is not None and bias.shape[-3:] != (heads, q_len, k_len):
-            return None
-        xp = get_array_module(q)
-        q, k, v = (xp.ascontiguousarray(t) for t in (q, k, v))
-        key_mask = None if key_mask is None else xp.ascontiguousarray(key_mask)
-        bias = None if bias is None else xp.ascontiguousarray(bias)
-        out, lse = kernels.attention_forward(q, k, v, bias=bias, key_mask=key_mask, causal=causal, scale=scale)
-        self.fused = (q, k, v, bias, key_mask, causal, out, lse)
-        return out
-
-
-def _allowed(xp, shape, mask, causal):
-    """Boolean (…, q_len, k_len) array of the positions a query may attend to, or None for all."""
-    allowed = None
-    if mask is not None:
-        if mask.dtype != bool:
-            raise TypeError(f"attention: mask must be boolean (True = attend), got {mask.dtype}")
-        allowed = mask
-    if causal:
-        q_len, k_len = shape[-2], shape[-1]
-        # Query i (of the last q_len positions) sees keys up to its own position.
-        tri = xp.tril(xp.ones((q_len, k_len), dtype=bool), k=k_len - q_len)
-        allowed = tri if allowed is None else allowed & tri
-    return allowed
-
-
-# ---------------------------------------------------------------------------------- API
 def softmax(x, axis: int = -1) -> Tensor:
     """exp(x) / sum(exp(x)) along ``axis``, computed stably."""
     return Softmax.apply(x, axis=axis)
@@ -437,22 +321,3 @@ def embedding(weight, ids) -> Tensor:
     """Rows of ``weight`` (num_embeddings, dim) picked by integer ``ids`` of any shape."""
     ids = ids.data if isinstance(ids, Tensor) else ids
     return Embedding.apply(weight, ids)
-
-
-def scaled_dot_product_attention(q, k, v, bias=None, mask=None, causal: bool = False,
-                                 scale: float | None = None, dropout_p: float = 0.0) -> Tensor:
-    """Attention over (batch, heads, len, d_head) tensors.
-
-    Args:
-        bias: additive scores broadcastable to (batch, heads, q_len, k_len), e.g. T5's relative
-            position bias; it receives a gradient.
-        mask: boolean, broadcastable to the scores, True where attending is allowed
-            (e.g. a (batch, 1, 1, k_len) key padding mask).
-        causal: forbid attending to later positions.
-        scale: multiplies q k^T; defaults to 1/sqrt(d_head). T5 passes 1.0.
-        dropout_p: probability of dropping an attention weight (training only; seeded).
-    """
-    d = q.shape[-1]
-    scale = 1.0 / float(np.sqrt(d)) if scale is None else float(scale)
-    mask = mask.data if isinstance(mask, Tensor) else mask
-    return Attention.apply(q, k, v, bias, mask, causal=causal, scale=scale, dropout_p=float(dropout_p))
