@@ -173,6 +173,7 @@ class Relu(Function):
         return grad * self.positive
 
 
+# ------------------------------------------------------------------------------- selection
 class Where(Function):
     """Pick a where cond is True, else b; cond gets no gradient."""
 

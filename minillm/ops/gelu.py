@@ -151,9 +151,7 @@ class GatedGelu(Function):
         return d_gate, d_up
 
 
-# ------------------------------------------------------------------------------- selection
-
-
+# ------------------------------------------------------------------------------- functional API
 def gelu(a, approximate: str = "none") -> Tensor:
     """Gaussian error linear unit; ``approximate="tanh"`` gives T5's "gelu_new"."""
     return Gelu.apply(a, approximate=approximate)
