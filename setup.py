@@ -17,6 +17,7 @@ EXTRAS = {
         "rouge-score>=0.1.2",
         "sacrebleu>=2.3",
         "nltk>=3.8",
+        "scipy>=1.9",  # oracle for the correlation/Matthews tests (and the exact erf of gelu)
     ],
 }
 EXTRAS["all"] = sorted({dep for deps in EXTRAS.values() for dep in deps if "cupy" not in dep})
