@@ -28,16 +28,11 @@
 
 # %% Setup: output folder, figures, tables (the same cell opens every tutorial)
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
-# Toy matrices are small: one BLAS thread is fastest, and on a busy machine extra threads only
-# spin. Must be set before NumPy loads; set the variables yourself to override.
-for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
-import numpy as np  # noqa: E402
+import numpy as np
 
 TUTORIAL = "03_train_toy_t5"
 HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()

@@ -3,6 +3,7 @@
 Each tutorial writes its tables to the terminal and its figures (PNG) and ``summary.json`` to
 ``tutorials/out/<tutorial>/``, or to ``$MINILLM_TUTORIAL_OUT/<tutorial>/`` when that is set.
 ``MINILLM_SMOKE=1`` asks for the seconds-long version (tiny sizes; numbers are not meaningful).
+Tutorials run on one CPU thread unless ``MINILLM_THREADS`` says otherwise.
 
 This file is shared by the tutorials; it is not part of the library.
 """
@@ -12,7 +13,13 @@ import os
 import sys
 from pathlib import Path
 
+import minillm  # the tutorials put this checkout first on sys.path before importing this file
+
 SMOKE = os.environ.get("MINILLM_SMOKE", "").strip() not in ("", "0", "false", "False")
+
+# Toy matrices are small: one thread is fastest, and on a busy machine extra BLAS threads only
+# spin. MINILLM_THREADS=n gives the tutorial n threads instead (see minillm/parallel.py).
+minillm.set_num_threads(int(os.environ.get("MINILLM_THREADS", "1")))
 
 try:
     import matplotlib
