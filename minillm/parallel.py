@@ -126,14 +126,13 @@ def for_each_row_block(fn, *arrays) -> None:
     _run_shares(run, shares)
 
 
-def map_in_threads(fn, items, sizes=None) -> None:
+def map_in_threads(fn, items, sizes) -> None:
     """Call ``fn(item)`` for every item, spread over the threads; used for per-parameter updates.
 
     ``sizes`` (one number of elements per item) balance the load: items are dealt, largest
     first, to the thread with the least work so far. Small total work runs in this thread.
     """
-    items = list(items)
-    sizes = [1] * len(items) if sizes is None else list(sizes)
+    items, sizes = list(items), list(sizes)
     threads = min(_threads_for(sum(sizes)), len(items))
     if threads <= 1:
         for item in items:
