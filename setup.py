@@ -34,5 +34,5 @@ setup(
     install_requires=["numpy>=1.23", "tokenizers>=0.15", "safetensors>=0.4", "tqdm>=4.60",
                       "threadpoolctl>=3.1"],
     extras_require=EXTRAS,
-    entry_points={"console_scripts": ["minillm=minillm.cli:main"]},
+    entry_points={"console_scripts": ["minillm=minillm.cli.main:main"]},
 )

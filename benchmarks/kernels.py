@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import cupy as cp  # noqa: E402  (this script needs a GPU by design)
 
-from minillm import kernels  # noqa: E402
+from minillm.fast import cuda as kernels  # noqa: E402
 
 
 def gpu_time_ms(fn, min_total_ms: float = 200.0, max_reps: int = 50) -> float:

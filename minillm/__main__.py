@@ -1,7 +1,7 @@
-"""``python -m minillm ...``: the same as the ``minillm`` command (see ``minillm/cli.py``)."""
+"""``python -m minillm ...``: the same as the ``minillm`` command (see ``minillm/cli/main.py``)."""
 import sys
 
-from .cli import main
+from .cli.main import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -132,7 +132,7 @@ def set_num_threads(n: int | None) -> None:
     """Compute on ``n`` CPU threads; None goes back to NumPy's defaults.
 
     minillm then splits its large matrix products and elementwise kernels over ``n`` threads of
-    its own (``minillm/parallel.py``) and limits the BLAS library under NumPy (OpenBLAS/MKL) to
+    its own (``minillm/fast/threads.py``) and limits the BLAS library under NumPy (OpenBLAS/MKL) to
     one thread per call, so that the two never compete for the cores. Small models multiply
     small matrices, where BLAS's own threads spend more time waking up and spinning than
     computing; on a busy machine they made a step ten times slower. minillm's commands
@@ -141,7 +141,7 @@ def set_num_threads(n: int | None) -> None:
     global _thread_limiter
     from threadpoolctl import threadpool_limits  # noqa: PLC0415
 
-    from . import parallel  # noqa: PLC0415
+    from .fast import threads as parallel  # noqa: PLC0415
 
     if n is not None and n < 1:
         raise ValueError(f"set_num_threads: need at least 1 thread, got {n}")
@@ -158,7 +158,7 @@ def get_num_threads() -> int:
     from threadpoolctl import threadpool_info  # noqa: PLC0415
 
     if _thread_limiter is not None:
-        from . import parallel  # noqa: PLC0415
+        from .fast import threads as parallel  # noqa: PLC0415
 
         return parallel.num_threads()
     return max((info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"), default=1)
@@ -175,7 +175,7 @@ def threads_to_blas():
     """
     from threadpoolctl import threadpool_limits  # noqa: PLC0415
 
-    from . import parallel  # noqa: PLC0415
+    from .fast import threads as parallel  # noqa: PLC0415
 
     n = parallel.num_threads()
     if _thread_limiter is None or n == 1:

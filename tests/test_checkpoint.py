@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 import minillm
-from minillm import checkpoint, ops
-from minillm.checkpoint import load_checkpoint, save_checkpoint
+from minillm import ops
+from minillm.training import checkpoint
+from minillm.training.checkpoint import load_checkpoint, save_checkpoint
 from minillm.nn import Dropout, Linear, Module
 from minillm.optim import AdamW, get_scheduler
 

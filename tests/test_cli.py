@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from minillm.cli import main, parse_args
+from minillm.cli.main import main, parse_args
 from minillm.data import Tokenizer
 from minillm.models import T5ForConditionalGeneration
 
@@ -81,7 +81,7 @@ def test_finetune_on_a_jsonl_file_starts_from_the_pretrained_model(runs):
 
 
 def test_finetune_with_lora_saves_base_and_adapter(runs, smoke):
-    pytest.importorskip("minillm.peft.cli")
+    pytest.importorskip("minillm.cli.peft_options")
     out = runs / "lora"
     assert main(["finetune", "--model", str(runs / "pre"), "--method", "lora", "--lora-r", "2",
                  "--out", str(out)]) == 0
@@ -162,7 +162,7 @@ def test_bad_data_fails_with_the_file_and_line(tmp_path, smoke, capsys):
 def test_builtin_evaluate_scores_each_task_when_the_evaluation_package_is_absent(runs, smoke, tmp_path, capsys):
     import argparse
 
-    from minillm import cli_commands
+    from minillm.cli import commands as cli_commands
 
     parser = argparse.ArgumentParser()
     cli_commands.add_builtin_evaluate_arguments(parser)
@@ -176,7 +176,7 @@ def test_builtin_evaluate_scores_each_task_when_the_evaluation_package_is_absent
 
 
 def test_quickstart_defaults_to_one_blas_thread_and_other_commands_to_the_library_choice():
-    from minillm.cli import parse_args
+    from minillm.cli.main import parse_args
 
     assert parse_args(["quickstart"]).threads == 1
     assert parse_args(["quickstart", "--threads", "2"]).threads == 2

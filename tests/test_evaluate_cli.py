@@ -5,7 +5,7 @@ import json
 import pytest
 
 from minillm.data import TASKS, Tokenizer, format_example
-from minillm.evaluation.cli import SMOKE_EXAMPLES, add_evaluate_arguments, main, run_evaluate
+from minillm.cli.evaluate import SMOKE_EXAMPLES, add_evaluate_arguments, main, run_evaluate
 from minillm.models import T5Config, T5ForConditionalGeneration
 
 

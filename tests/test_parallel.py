@@ -1,4 +1,4 @@
-"""minillm/parallel.py: work split over threads gives the results of one call, and every op that
+"""minillm/fast/threads.py: work split over threads gives the results of one call, and every op that
 splits its work still has the right gradients when it does.
 
 The ``split_everything`` fixture lowers the size thresholds to a few elements and asks for three
@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 import minillm
-from minillm import Tensor, ops, parallel
+from minillm import Tensor, ops
+from minillm.fast import threads as parallel
 from minillm.models import T5Config, T5ForConditionalGeneration
 from minillm.optim import AdamW
 from tests.gradcheck import assert_same_computation, forward_and_grads, gradcheck, normal, positive

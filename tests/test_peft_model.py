@@ -10,7 +10,7 @@ import minillm
 from minillm.models import T5Config, T5ForConditionalGeneration
 from minillm.peft import (AdapterConfig, LoraConfig, LoraLinear, PeftModel, PromptTuningConfig,
                           SelectiveConfig, get_peft_model)
-from minillm.peft.cli import add_peft_arguments, apply_peft
+from minillm.cli.peft_options import add_peft_arguments, apply_peft
 
 
 def tiny_t5(seed=0):

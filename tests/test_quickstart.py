@@ -2,9 +2,9 @@
 table on held-out data plus sample generations, and leaves a complete run directory."""
 import json
 
-from minillm.cli import main
+from minillm.cli.main import main
 from minillm.data import DEFAULT_MIXTURE, build_mixture
-from minillm.quickstart import QuickstartConfig, format_table, held_out_records
+from minillm.cli.quickstart import QuickstartConfig, format_table, held_out_records
 
 TABLE_LABELS = ["summarization ROUGE-1", "summarization ROUGE-2", "summarization ROUGE-L", "translation BLEU",
                 "sentiment accuracy", "paraphrase accuracy", "arithmetic exact match"]

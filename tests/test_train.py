@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 import minillm
-from minillm.checkpoint import load_checkpoint
+from minillm.training.checkpoint import load_checkpoint
 from minillm.data import Tokenizer, build_mixture
 from minillm.data.collate import collate, tokenize_records
 from minillm.models import T5Config, T5ForConditionalGeneration
-from minillm.train import NonFiniteLossError, Trainer, TrainingArguments
+from minillm.training.trainer import NonFiniteLossError, Trainer, TrainingArguments
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@
 #
 # Run: `python tutorials/03_train_toy_t5.py` (about six minutes of CPU time on two cores;
 # `MINILLM_SMOKE=1` takes seconds). Tutorials 04, 05, 06 and 09 reuse the model saved here.
-# Read alongside: `minillm/data/span_corruption.py`, `minillm/data/mixture.py`, `minillm/train.py`.
+# Read alongside: `minillm/data/span_corruption.py`, `minillm/data/mixture.py`, `minillm/training/trainer.py`.
 
 # %% Setup: output folder, figures, tables (the same cell opens every tutorial)
 import json
@@ -45,8 +45,8 @@ OUT, FIGURES, save_figure = tutorial_output(TUTORIAL)
 import minillm  # noqa: E402
 from minillm.data import DEFAULT_MIXTURE, Batcher, build_mixture, pretraining_corpus, span_corruption_pairs  # noqa: E402
 from minillm.models import T5ForConditionalGeneration  # noqa: E402
-from minillm.quickstart import QuickstartConfig, format_table, held_out_records  # noqa: E402
-from minillm.train import Trainer  # noqa: E402
+from minillm.cli.quickstart import QuickstartConfig, format_table, held_out_records  # noqa: E402
+from minillm.training.trainer import Trainer  # noqa: E402
 from _toy import toy_config, toy_mixture, toy_training_args, train_toy_tokenizer  # noqa: E402
 
 minillm.manual_seed(0)

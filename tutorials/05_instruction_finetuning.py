@@ -25,7 +25,7 @@
 # 5. notice what happened to a task we did *not* train on (the cue for tutorial 06).
 #
 # Run: `python tutorials/05_instruction_finetuning.py` (a few minutes on two CPU cores;
-# `MINILLM_SMOKE=1` takes seconds). Read alongside: `minillm/data/jsonl.py`, `minillm/train.py`,
+# `MINILLM_SMOKE=1` takes seconds). Read alongside: `minillm/data/jsonl.py`, `minillm/training/trainer.py`,
 # `minillm/metrics/rouge.py`.
 
 # %% Setup: output folder, figures, tables (the same cell opens every tutorial)
@@ -48,8 +48,8 @@ OUT, FIGURES, save_figure = tutorial_output(TUTORIAL)
 import minillm  # noqa: E402
 from minillm.data import DataError, Record, format_example, get_task, load_jsonl  # noqa: E402
 from minillm.metrics import corpus_bleu, corpus_rouge  # noqa: E402
-from minillm.train import Trainer  # noqa: E402
-from minillm.train_eval import generate_texts  # noqa: E402
+from minillm.training.trainer import Trainer  # noqa: E402
+from minillm.training.evaluation import generate_texts  # noqa: E402
 from _toy import MAX_SOURCE_LENGTH, MAX_TARGET_LENGTH, load_toy_t5, toy_training_args  # noqa: E402
 
 minillm.manual_seed(0)

@@ -46,7 +46,7 @@ import minillm  # noqa: E402
 from minillm.data import build_mixture  # noqa: E402
 from minillm.evaluation import ForgettingMatrix, backward_transfer, builtin_task, run_task, score_task  # noqa: E402
 from minillm.models import T5ForConditionalGeneration  # noqa: E402
-from minillm.train import Trainer  # noqa: E402
+from minillm.training.trainer import Trainer  # noqa: E402
 from _toy import load_toy_t5, toy_training_args  # noqa: E402
 
 minillm.manual_seed(0)

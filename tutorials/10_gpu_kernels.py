@@ -26,7 +26,7 @@
 # Run: `python tutorials/10_gpu_kernels.py` (`MINILLM_SMOKE=1` for a seconds-long run). No GPU is
 # needed: the same `.cu` files compile with g++ against `kernels/emu/cuda_emu.h`, one CPU thread per
 # CUDA thread. Read alongside: `kernels/README.md`, `kernels/matmul.cu`, `kernels/attention.cu`,
-# `minillm/kernels.py` (the host side: grids, shared memory, launches).
+# `minillm/fast/cuda.py` (the host side: grids, shared memory, launches).
 
 # %% Setup: output folder, figures, tables (the same cell opens every tutorial)
 import importlib.util
@@ -48,7 +48,7 @@ OUT, FIGURES, save_figure = tutorial_output(TUTORIAL)
 
 
 import minillm  # noqa: E402
-from minillm import kernels  # noqa: E402
+from minillm.fast import cuda as kernels  # noqa: E402
 from tests.kernels import reference  # noqa: E402  (the kernel tests' float64 references)
 from tests.kernels.emulator import Emulator, build, compiler_available  # noqa: E402
 
@@ -66,7 +66,7 @@ print(f"smoke mode: {SMOKE}; figures and summary.json go to {OUT}")
 #
 # $$\frac{\text{flops}}{\text{bytes from DRAM}} = \frac{2RC}{4(R + C)} .$$
 #
-# The table uses the tile sizes that `minillm/kernels.py` launches (before any help from caches).
+# The table uses the tile sizes that `minillm/fast/cuda.py` launches (before any help from caches).
 
 # %%
 versions = {"naive": (1, 1), "tiled": kernels._MATMUL_BLOCKS["tiled"][1], "blocked": kernels._MATMUL_BLOCKS["blocked"][1]}
@@ -122,7 +122,7 @@ print(f"In this run ({M}x{K} @ {K}x{N}) TILE=16 read {tile_rows[-1][1]:,} values
 # **tiled** (the loop nest above, 16x16 tiles in shared memory) and **blocked** (each thread keeps an
 # 8x8 patch of C in registers and reads `float4`s, so a block reuses each value 128 times). The
 # emulator compiles the unchanged `.cu` with g++, runs every CUDA thread as a CPU thread, and the
-# host code of `minillm/kernels.py` computes exactly the grid and arguments it would send to a GPU.
+# host code of `minillm/fast/cuda.py` computes exactly the grid and arguments it would send to a GPU.
 # Outputs start as NaN, so an element a kernel forgets to write cannot pass. Emulated times measure
 # the emulator, not the kernels.
 

@@ -18,7 +18,7 @@ import minillm  # the tutorials put this checkout first on sys.path before impor
 SMOKE = os.environ.get("MINILLM_SMOKE", "").strip() not in ("", "0", "false", "False")
 
 # Toy matrices are small: one thread is fastest, and on a busy machine extra BLAS threads only
-# spin. MINILLM_THREADS=n gives the tutorial n threads instead (see minillm/parallel.py).
+# spin. MINILLM_THREADS=n gives the tutorial n threads instead (see minillm/fast/threads.py).
 minillm.set_num_threads(int(os.environ.get("MINILLM_THREADS", "1")))
 
 try:

@@ -21,7 +21,7 @@ from pathlib import Path
 from minillm.data import DEFAULT_MIXTURE, Batcher, Tokenizer, build_mixture, pretraining_corpus
 from minillm.models import T5Config, T5ForConditionalGeneration
 from minillm.optim import AdamW
-from minillm.train import Trainer, TrainingArguments
+from minillm.training.trainer import Trainer, TrainingArguments
 
 FEW_SHOT_TASKS = ["translation", "sentiment", "arithmetic"]  # short inputs: 2 shots still fit
 MAX_SOURCE_LENGTH, MAX_TARGET_LENGTH = 192, 32

@@ -7,7 +7,7 @@
     glue_loaders.py  real GLUE/SuperGLUE files (TSV/JSONL) from a local folder
     helm.py          HELM-style report: accuracy, calibration, robustness, efficiency
     forgetting.py    the forgetting matrix R[stage][task] and backward transfer
-    cli.py           `minillm evaluate --suite mini-glue|helm|glue --model RUN_DIR`
+    scoring.py       per-task scores of generated text (ROUGE, BLEU, accuracy, exact match)
 """
 from .forgetting import ForgettingMatrix, backward_transfer
 from .glue_loaders import GLUE_SPECS, GlueSpec, load_glue_task, read_examples, t5_render

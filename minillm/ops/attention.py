@@ -1,8 +1,7 @@
 """Fused attention: softmax(scale * q k^T + bias, masked) v, with a hand-derived backward.
 
-The NumPy path keeps the probabilities for backward. On CuPy arrays, without attention dropout,
-the forward and backward run on minillm's FlashAttention-style CUDA kernels (kernels/attention.cu),
-which keep one logsumexp per query row instead.
+This keeps the probabilities for backward. (The fast layer has a FlashAttention-style version on
+minillm's own CUDA kernels that keeps one logsumexp per query row instead: ``fast/cuda_ops.py``.)
 """
 from __future__ import annotations
 
@@ -10,7 +9,7 @@ import numpy as np
 
 from ..autograd import Function, Tensor
 from ..backend import get_array_module
-from ..parallel import matmul
+from ..fast.threads import matmul
 from .elementwise import sum_to
 from .nn import _softmax_, keep_mask
 
@@ -24,11 +23,6 @@ class Attention(Function):
             raise ValueError(f"attention: q {q.shape}, k {k.shape}, v {v.shape} do not fit together")
         self.q, self.k, self.v, self.scale = q, k, v, scale
         self.bias_shape = None if bias is None else bias.shape
-        self.fused = None
-        if not isinstance(q, np.ndarray) and dropout_p == 0:
-            out = self._forward_cuda_kernel(q, k, v, bias, mask, causal, scale)
-            if out is not None:
-                return out
         s = matmul(q, k.swapaxes(-1, -2))  # (batch, heads, q_len, k_len)
         if scale != 1.0:
             s *= scale
@@ -54,14 +48,6 @@ class Attention(Function):
         #   dq = scale ds k;  dk = scale ds^T q;  dbias = ds summed to bias's shape.
         # Masked scores were replaced by a constant, so ds = 0 there: no gradient leaks through a mask.
         # With dropout, o = (p * keep) v: dv uses the dropped probabilities and dp is masked too.
-        if self.fused is not None:  # the hand-written CUDA kernel recomputes p from the logsumexp
-            from .. import kernels  # noqa: PLC0415
-
-            q, k, v, bias, key_mask, causal, out, lse = self.fused
-            dq, dk, dv, dbias = kernels.attention_backward(
-                q, k, v, out, lse, get_array_module(grad).ascontiguousarray(grad), bias=bias,
-                key_mask=key_mask, causal=causal, scale=self.scale)
-            return dq, dk, dv, dbias, None
         p = self.p
         p_used = p if self.keep is None else p * self.keep
         dv = sum_to(matmul(p_used.swapaxes(-1, -2), grad), self.v.shape) if self.needs_input_grad[2] else None
@@ -82,37 +68,6 @@ class Attention(Function):
         dk = sum_to(matmul(ds.swapaxes(-1, -2), self.q), self.k.shape) if self.needs_input_grad[1] else None
         return dq, dk, dv, dbias, None
 
-
-    def _forward_cuda_kernel(self, q, k, v, bias, mask, causal, scale):
-        """Run kernels/attention.cu (FlashAttention-style) when the inputs fit it, else None.
-
-        The kernel takes a (batch, k_len) key padding mask and a top-left causal mask; T5's masks
-        are exactly those shapes. Anything else falls back to the composed computation.
-        """
-        from .. import kernels  # noqa: PLC0415  (GPU path only)
-
-        if not kernels.enabled() or q.shape[-1] not in (32, 64, 128) or q.ndim != 4:
-            return None
-        batch, heads, q_len, _ = q.shape
-        k_len = k.shape[-2]
-        if causal and q_len != k_len:
-            return None
-        key_mask = None
-        if mask is not None:
-            if mask.ndim != 4 or mask.shape[1:3] != (1, 1) or mask.shape[-1] != k_len:
-                return None
-            key_mask = mask.reshape(mask.shape[0], k_len)
-            if key_mask.shape[0] != batch:
-                key_mask = get_array_module(q).broadcast_to(key_mask, (batch, k_len))
-        if bias is not None and bias.shape[-3:] != (heads, q_len, k_len):
-            return None
-        xp = get_array_module(q)
-        q, k, v = (xp.ascontiguousarray(t) for t in (q, k, v))
-        key_mask = None if key_mask is None else xp.ascontiguousarray(key_mask)
-        bias = None if bias is None else xp.ascontiguousarray(bias)
-        out, lse = kernels.attention_forward(q, k, v, bias=bias, key_mask=key_mask, causal=causal, scale=scale)
-        self.fused = (q, k, v, bias, key_mask, causal, out, lse)
-        return out
 
 
 def _allowed(xp, shape, mask, causal):

@@ -2,7 +2,7 @@
 
 These run on the (tokens, d_ff) activations of every feed-forward layer, the largest
 elementwise work in a T5 step. Each kernel writes every step into a buffer it was given, and
-``for_each_row_block`` (minillm/parallel.py) runs it on blocks of rows small enough to stay in
+``for_each_row_block`` (minillm/fast/threads.py) runs it on blocks of rows small enough to stay in
 the cache, spread over minillm's threads.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ import numpy as np
 
 from ..autograd import Function, Tensor
 from ..backend import get_array_module
-from ..parallel import for_each_row_block
+from ..fast.threads import for_each_row_block
 
 
 def _erf(x):
@@ -76,7 +76,7 @@ def _gelu_tanh_derivative_block(x, h, out):
 class Gelu(Function):
     """GELU(x) = x * Phi(x). ``approximate="tanh"`` is the version T5 calls "gelu_new".
 
-    The tanh version runs as block kernels, cache-sized and split over threads (``parallel.py``).
+    The tanh version runs as block kernels, cache-sized and split over threads (``fast/threads.py``).
     """
 
     def forward(self, a, approximate="none"):

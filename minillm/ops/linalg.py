@@ -3,29 +3,21 @@
 For C = A @ B the chain rule gives  dA = dC @ B^T  and  dB = A^T @ dC.  With batch dimensions
 that broadcast, each gradient is then summed back to its input's shape.
 
-On CuPy arrays, and when ``minillm.kernels.enabled()``, the 2-D products run on minillm's own CUDA
-kernels (kernels/matmul.cu); everywhere else they run on NumPy/CuPy's BLAS, split over minillm's
-CPU threads when there are several (``minillm/parallel.py``).
+The products run on NumPy/CuPy's BLAS. (The fast layer has a version of ``Linear`` on minillm's own
+CUDA kernels: ``minillm/fast/cuda_ops.py``.)
 """
 from __future__ import annotations
 
 import numpy as np
 
-from .. import parallel
+from ..fast import threads as parallel
 from ..autograd import Function, Tensor
 from ..backend import get_array_module
 from .elementwise import sum_to
 
 
 def _gemm(a, b, transpose_a=False, transpose_b=False):
-    """op(a) @ op(b) for 2-D arrays, on the hand-written kernel when that is switched on."""
-    if not isinstance(a, np.ndarray):
-        from .. import kernels  # noqa: PLC0415  (GPU path only)
-
-        if kernels.enabled():
-            xp = get_array_module(a)  # the kernel reads row-major memory: make views contiguous
-            return kernels.matmul(xp.ascontiguousarray(a), xp.ascontiguousarray(b),
-                                  transpose_a=transpose_a, transpose_b=transpose_b)
+    """op(a) @ op(b) for 2-D arrays."""
     if transpose_b and not transpose_a and 1 < a.shape[0] <= 64 and isinstance(a, np.ndarray):
         # A few rows times a transposed matrix (x W^T in one decoding step) is a slow case for
         # OpenBLAS. Computed as (W x^T)^T, the same product took 0.33-0.80 of the time for 8 to
@@ -72,12 +64,17 @@ class MatMul(Function):
 class Linear(Function):
     """y = x W^T + b over any number of leading dimensions, as one (N, in) x (in, out) GEMM."""
 
-    def forward(self, x, weight, bias=None):
+    @staticmethod
+    def check_shapes(x, weight) -> None:
+        """A clear error when x's last axis is not weight's in_features."""
         if x.shape[-1] != weight.shape[1]:
             raise ValueError(
                 f"linear: input {x.shape} has {x.shape[-1]} features but weight {weight.shape} expects "
                 f"{weight.shape[1]} (weight is (out_features, in_features))"
             )
+
+    def forward(self, x, weight, bias=None):
+        self.check_shapes(x, weight)
         self.x_shape = x.shape
         self.x2d = x.reshape(-1, x.shape[-1])  # flatten (batch, seq, in) -> (batch*seq, in)
         self.weight = weight

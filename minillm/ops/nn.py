@@ -10,7 +10,7 @@ import numpy as np
 
 from ..autograd import Function, Tensor
 from ..backend import get_array_module, get_rng
-from ..parallel import for_each_row_block
+from ..fast.threads import for_each_row_block
 from .elementwise import sum_to
 
 
@@ -107,7 +107,7 @@ class CrossEntropy(Function):
 class RMSNorm(Function):
     """T5's layer norm: y = w * x / sqrt(mean(x^2) + eps). No mean subtraction, no bias.
 
-    Runs as row-block kernels (``minillm/parallel.py``): each row is normalised on its own.
+    Runs as row-block kernels (``minillm/fast/threads.py``): each row is normalised on its own.
     """
 
     def forward(self, x, weight, eps=1e-6):

@@ -10,7 +10,7 @@ The API mirrors ``torch.optim.Optimizer`` so that what a learner knows transfers
 * ``state[p]`` is a dict per parameter (moment estimates, step count), created on its first step.
 * ``state_dict()`` returns plain data: NumPy arrays for the tensors of the state and JSON-able
   scalars for everything else, with parameters replaced by their position (0, 1, 2, ... across the
-  groups). ``minillm.checkpoint`` stores the arrays in safetensors and the rest in JSON; no pickle.
+  groups). ``minillm.training.checkpoint`` stores the arrays in safetensors and the rest in JSON; no pickle.
 
 A subclass implements only ``_update(p, grad, state, group)``: the update rule for one parameter.
 """
@@ -20,7 +20,7 @@ import numpy as np
 
 from .. import backend
 from ..autograd import Tensor, no_grad
-from ..parallel import map_in_threads
+from ..fast.threads import map_in_threads
 
 
 class Optimizer:

@@ -1,12 +1,12 @@
 """Parameter-efficient fine-tuning with Hugging Face PEFT's API, one method per file.
 
     config.py         LoraConfig, AdapterConfig, PromptTuningConfig, SelectiveConfig (+ JSON I/O)
-    lora.py           LoraLinear: W x + s B A x; merge/unmerge; target matching
+    tuners.py         the shared machinery: TunerLayer, AdapterDict, target matching, replace_module
+    lora.py           LoraLinear: W x + s B A x; merge/unmerge
     adapters.py       Houlsby bottleneck adapters after attention / feed-forward sub-layers
     prompt_tuning.py  soft prompt prepended to the encoder's input embeddings
     selective.py      train only parameters matching name patterns (last blocks, norms, BitFit)
     model.py          get_peft_model, PeftModel (adapters by name, save/load in PEFT's layout)
-    cli.py            `minillm finetune --method full|lora|adapter|prompt|selective`
 
 The course notes' three families: selective (selective.py), reparametrization (lora.py) and
 additive (adapters.py, prompt_tuning.py).

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 from .. import ops
 from ..nn import Linear, Module, Parameter, init
-from .config import AdapterConfig, AdapterDict, TunerLayer, replace_module
+from .config import AdapterConfig
+from .tuners import AdapterDict, TunerLayer, replace_module
 
 # position -> (index of the sub-layer in a block's ``layer`` list, attribute of the sub-layer module)
 _POSITIONS = {"attention": (0, "SelfAttention"), "cross_attention": (1, "EncDecAttention"),

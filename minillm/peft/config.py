@@ -1,4 +1,4 @@
-"""PEFT configurations and the per-adapter container that every method shares.
+"""PEFT configurations: what each method trains, as PEFT's ``adapter_config.json``.
 
 A config says *what* to train; the method files (lora.py, adapters.py, prompt_tuning.py,
 selective.py) say *how*. Each config writes itself as the ``adapter_config.json`` that Hugging
@@ -13,82 +13,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..nn import Module
-
 CONFIG_NAME = "adapter_config.json"
 WEIGHTS_NAME = "adapter_model.safetensors"
-
-
-class AdapterDict(Module):
-    """Adapter name -> module (PEFT's ``ModuleDict``): ``q.lora_A.default.weight`` in memory.
-
-    The adapter name is one path segment, so several adapters can live side by side on one
-    frozen layer and be switched by name.
-    """
-
-    def __getitem__(self, name: str) -> Module:
-        return self._modules[name]
-
-    def __setitem__(self, name: str, module: Module) -> None:
-        setattr(self, name, module)
-
-    def __delitem__(self, name: str) -> None:
-        delattr(self, name)
-
-    def __contains__(self, name: str) -> bool:
-        return name in self._modules
-
-    def __len__(self) -> int:
-        return len(self._modules)
-
-    def keys(self):
-        """The adapter names, in the order they were added."""
-        return list(self._modules)
-
-
-class TunerLayer(Module):
-    """A wrapper that PEFT put around a base module (``base_layer``), holding per-adapter parts.
-
-    ``active_adapter`` and ``disabled`` are set by ``PeftModel.set_adapter``/``disable_adapter``.
-    Attribute reads the wrapper does not have go to the wrapped module, so code that calls e.g.
-    ``SelfAttention.compute_bias`` keeps working. Subclasses implement ``adapter_parameters``.
-    """
-
-    def __init__(self, base_layer: Module):
-        super().__init__()
-        self.base_layer = base_layer
-        self.active_adapter: str | None = None
-        self.disabled = False
-
-    def __getattr__(self, name):
-        base = self.__dict__.get("base_layer")
-        if base is None:
-            raise AttributeError(name)
-        return getattr(base, name)
-
-    def adapter_names(self) -> list:
-        """Names of the adapters this layer holds."""
-        raise NotImplementedError
-
-    def adapter_parameters(self, name: str) -> dict:
-        """{key relative to this layer, adapter name removed: Parameter} for adapter ``name``."""
-        raise NotImplementedError
-
-    def delete_adapter(self, name: str) -> None:
-        """Forget adapter ``name``."""
-        raise NotImplementedError
-
-    def is_active(self) -> bool:
-        """Whether an adapter of this layer applies in the forward pass right now."""
-        return not self.disabled and self.active_adapter in self.adapter_names()
-
-
-def replace_module(root: Module, name: str, new: Module) -> None:
-    """Put ``new`` at dotted path ``name`` inside ``root``, keeping the parent's child order."""
-    parent_name, _, child = name.rpartition(".")
-    parent = root.get_submodule(parent_name)
-    parent._modules[child] = new  # in place: setattr would move a ModuleList item to the end
-    object.__setattr__(parent, child, new)
 
 
 @dataclass

@@ -20,43 +20,18 @@ from __future__ import annotations
 
 import copy
 import math
-import re
 
 import numpy as np
 
 from .. import ops
 from ..nn import Linear, Module, Parameter, init
-from .config import AdapterDict, LoraConfig, TunerLayer, replace_module
+from .config import LoraConfig
+from .tuners import AdapterDict, TunerLayer, find_targets, replace_module
 
 
 def lora_scaling(config: LoraConfig) -> float:
     """s = alpha / r, or alpha / sqrt(r) with rsLoRA (keeps the update's scale stable as r grows)."""
     return config.lora_alpha / (math.sqrt(config.r) if config.use_rslora else config.r)
-
-
-def module_matches(name: str, targets) -> bool:
-    """PEFT's rule: a regex string must match the whole dotted name; a list entry must equal it or
-    be its last segment(s) (``"q"`` matches ``encoder.block.0.layer.0.SelfAttention.q``)."""
-    if isinstance(targets, str):
-        return re.fullmatch(targets, name) is not None
-    return any(name == t or name.endswith("." + t) for t in targets)
-
-
-def find_targets(model: Module, targets, kind=Linear, what: str = "target_modules") -> list:
-    """Dotted names of the modules matching ``targets``; a clear error if none match or one is not ``kind``."""
-    tuners = [n + "." for n, m in model.named_modules() if isinstance(m, TunerLayer)]
-    names = [n for n, _ in model.named_modules()  # never a module inside an existing wrapper
-             if n and module_matches(n, targets) and not any(n.startswith(t) for t in tuners)]
-    if not names:
-        leaves = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, kind)})
-        raise ValueError(f"{what}={targets!r} matched no module of the model. "
-                         f"{kind.__name__} layers are called: {', '.join(leaves)}")
-    wrong = [f"{n} ({type(model.get_submodule(n)).__name__})" for n in names
-             if not isinstance(model.get_submodule(n), (kind, TunerLayer))]
-    if wrong:
-        raise TypeError(f"{what}={targets!r} matched modules that are not {kind.__name__} layers: "
-                        f"{', '.join(wrong[:5])}. LoRA wraps Linear layers only, e.g. ['q', 'v'].")
-    return names
 
 
 class LoraLinear(TunerLayer):

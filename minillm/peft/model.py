@@ -24,11 +24,11 @@ import numpy as np
 from ..backend import to_device
 from ..nn import Module
 from .adapters import inject_adapters
-from .config import (WEIGHTS_NAME, AdapterConfig, AdapterDict, LoraConfig, PeftConfig,
-                     PromptTuningConfig, SelectiveConfig, TunerLayer, replace_module)
+from .config import WEIGHTS_NAME, AdapterConfig, LoraConfig, PeftConfig, PromptTuningConfig, SelectiveConfig
 from .lora import LoraLinear, ModulesToSave, inject_lora, lora_bias_parameters
 from .prompt_tuning import PromptEmbedding
 from .selective import select_parameters
+from .tuners import AdapterDict, TunerLayer, replace_module
 
 PREFIX = "base_model.model."  # PEFT's key prefix: PeftModel.base_model (LoraModel).model (the T5)
 

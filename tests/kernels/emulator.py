@@ -1,7 +1,7 @@
-"""Run minillm.kernels launches on the CPU: build kernels/emu with g++ and call it through ctypes.
+"""Run minillm.fast.cuda launches on the CPU: build kernels/emu with g++ and call it through ctypes.
 
 ``build()`` compiles one shared library per ``.cu`` file (``kernels/emu/launch_*.cpp`` includes the
-emulator header, then the unchanged ``.cu``). ``Emulator.backend()`` is a ``minillm.kernels._Backend``
+emulator header, then the unchanged ``.cu``). ``Emulator.backend()`` is a ``minillm.fast.cuda._Backend``
 on NumPy arrays, so ``kernels._matmul(emulator.backend(), ...)`` runs exactly the grid and
 arguments that ``kernels.matmul`` would send to the GPU, only on emulated threads.
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from minillm import kernels
+from minillm.fast import cuda as kernels
 
 REPO = Path(__file__).resolve().parents[2]
 EMU_DIR = REPO / "kernels" / "emu"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from minillm import kernels
+from minillm.fast import cuda as kernels
 
 KERNEL_DIR = Path(__file__).resolve().parents[2] / "kernels"
 ARCHS = ["sm_80", "sm_90"]

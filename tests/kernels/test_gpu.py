@@ -1,4 +1,4 @@
-"""The same checks on a real GPU, through CuPy and minillm.kernels (skipped without CuPy + a GPU).
+"""The same checks on a real GPU, through CuPy and minillm.fast.cuda (skipped without CuPy + a GPU).
 
 GPU-ONLY: these never run in CI. benchmarks/gpu_check.sh runs them whenever a GPU is available.
 Tolerances are looser than the emulator's: the GPU's __expf is approximate and FMA order differs.
@@ -6,7 +6,7 @@ Tolerances are looser than the emulator's: the GPU's __expf is approximate and F
 import numpy as np
 import pytest
 
-from minillm import kernels
+from minillm.fast import cuda as kernels
 from tests.kernels import reference
 from tests.kernels.reference import assert_close
 from tests.kernels.test_attention_emulated import HEAD_DIMS, make_problem

@@ -1,11 +1,11 @@
-"""minillm.kernels' host side without a GPU: lazy import, enabled(), and clear argument errors."""
+"""minillm.fast.cuda' host side without a GPU: lazy import, enabled(), and clear argument errors."""
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
-from minillm import kernels
+from minillm.fast import cuda as kernels
 
 
 def never_launch(launch):
@@ -20,7 +20,7 @@ def f32(*shape):
 
 
 def test_importing_the_module_does_not_import_cupy():
-    code = "import sys, minillm.kernels; assert 'cupy' not in sys.modules"
+    code = "import sys, minillm.fast.cuda; assert 'cupy' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from minillm import kernels
+from minillm.fast import cuda as kernels
 from tests.kernels.reference import assert_close
 
 VERSIONS = ["naive", "tiled", "blocked"]

@@ -78,7 +78,7 @@ def _cupy():
     try:
         import cupy
     except ImportError as error:  # pragma: no cover - depends on the machine
-        raise RuntimeError("minillm.kernels needs CuPy (pip install cupy-cuda12x) and a CUDA GPU") from error
+        raise RuntimeError("minillm.fast.cuda needs CuPy (pip install cupy-cuda12x) and a CUDA GPU") from error
     return cupy
 
 

@@ -14,7 +14,7 @@ file, and a key that is not an option of the sub-command is an error naming the 
 Every run writes ``run_config.json`` to its run directory, which ``--config`` accepts back.
 
 ``MINILLM_SMOKE=1`` makes every command run in seconds (tiny model, few steps and examples).
-This file builds the parsers; the commands themselves live in ``cli_commands.py``.
+This file builds the parsers; the commands themselves live in ``commands.py``.
 """
 from __future__ import annotations
 
@@ -24,11 +24,11 @@ import json
 import re
 import sys
 
-from . import cli_commands as commands
-from .backend import set_num_threads
-from .optim import SCHEDULE_NAMES
+from . import commands
+from ..backend import set_num_threads
+from ..optim import SCHEDULE_NAMES
 from .quickstart import QuickstartConfig
-from .train_args import OPTIMIZERS, NonFiniteLossError, TrainingArguments
+from ..training.arguments import OPTIMIZERS, NonFiniteLossError, TrainingArguments
 
 # TrainingArguments fields that a command sets itself rather than taking from a flag.
 _NOT_FLAGS = {"output_dir", "progress"}
@@ -155,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_dataclass_arguments(p, TrainingArguments, skip=_NOT_FLAGS, group_title="training",
                             defaults=dict(eval_every=200, save_every=200, warmup_steps=30, metric_for_best="score"))
     try:
-        from .peft.cli import add_peft_arguments  # noqa: PLC0415  (written separately)
+        from .peft_options import add_peft_arguments  # noqa: PLC0415  (written separately)
         add_peft_arguments(p)
     except ImportError:
         p.add_argument("--method", choices=("full",), default="full",
@@ -165,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="score a model on held-out data")
     _common(p, None)
     try:
-        from .evaluation.cli import add_evaluate_arguments, run_evaluate  # noqa: PLC0415
+        from .evaluate import add_evaluate_arguments, run_evaluate  # noqa: PLC0415
         add_evaluate_arguments(p)
         p.set_defaults(func=lambda args: run_evaluate(args))
     except ImportError:

@@ -29,7 +29,7 @@ import tempfile
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
-from . import backend
+from .. import backend
 
 MODEL_FILE = "model.safetensors"
 OPTIMIZER_FILE = "optimizer.safetensors"

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import backend
-from .autograd import no_grad
-from .data.collate import IGNORE_INDEX, Batcher, Record
-from .scoring import score_predictions
+from .. import backend
+from ..autograd import no_grad
+from ..data.collate import IGNORE_INDEX, Batcher, Record
+from ..evaluation.scoring import score_predictions
 
 
 def as_record(item) -> Record:

@@ -25,11 +25,11 @@ import random
 import time
 from dataclasses import dataclass
 
-from . import backend
-from .data import DEFAULT_MIXTURE, Record, Tokenizer, build_mixture, get_task, pretraining_corpus
-from .data.templates import format_example
-from .models import T5Config, T5ForConditionalGeneration
-from .train import Trainer, TrainingArguments
+from .. import backend
+from ..data import DEFAULT_MIXTURE, Record, Tokenizer, build_mixture, get_task, pretraining_corpus
+from ..data.templates import format_example
+from ..models import T5Config, T5ForConditionalGeneration
+from ..training.trainer import Trainer, TrainingArguments
 
 # The headline metrics of the table: (task, result key, label); BLEU is on a 0-100 scale.
 TABLE_ROWS = [

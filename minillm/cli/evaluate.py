@@ -5,7 +5,7 @@
     minillm evaluate --suite glue --data-dir ~/glue_data --tasks sst2,rte --model runs/flan
 
 RUN_DIR is what the Trainer writes (config.json + model.safetensors + tokenizer.json), or a
-folder with the model in a `model/` sub-folder. `minillm/cli.py` adds these arguments to its
+folder with the model in a `model/` sub-folder. `minillm/cli/main.py` adds these arguments to its
 `evaluate` sub-command and calls `run_evaluate`. With MINILLM_SMOKE=1 every task uses only a
 few examples, so the command finishes in seconds (for tests and tutorials).
 """
@@ -78,10 +78,10 @@ def load_run(run_dir: str, adapter: str | None = None):
 
 
 def _run_suite(args, model, tokenizer, n: int, n_bootstrap: int) -> dict:
-    from .helm import HELM_SCENARIOS, helm_report  # noqa: PLC0415
-    from .harness import builtin_task  # noqa: PLC0415
-    from .glue_loaders import t5_render  # noqa: PLC0415
-    from .suites import run_glue_folder, run_mini_glue  # noqa: PLC0415
+    from ..evaluation.helm import HELM_SCENARIOS, helm_report  # noqa: PLC0415
+    from ..evaluation.harness import builtin_task  # noqa: PLC0415
+    from ..evaluation.glue_loaders import t5_render  # noqa: PLC0415
+    from ..evaluation.suites import run_glue_folder, run_mini_glue  # noqa: PLC0415
 
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None
     if args.suite == "mini-glue":
@@ -134,7 +134,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def main(argv: list | None = None) -> int:
-    """Stand-alone entry point: `python -m minillm.evaluation.cli --model RUN_DIR`."""
+    """Stand-alone entry point: `python -m minillm.cli.evaluate --model RUN_DIR`."""
     parser = add_evaluate_arguments(argparse.ArgumentParser(prog="minillm evaluate",
                                                             description=__doc__.split("\n")[0]))
     return run_evaluate(parser.parse_args(argv))

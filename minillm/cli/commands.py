@@ -19,13 +19,13 @@ import os
 import random
 import sys
 
-from . import backend
-from .data import (DEFAULT_MIXTURE, Batcher, DataError, Tokenizer, build_mixture, load_prompt_completion,
+from .. import backend
+from ..data import (DEFAULT_MIXTURE, Batcher, DataError, Tokenizer, build_mixture, load_prompt_completion,
                    pretraining_corpus, span_corruption_pairs)
-from .models import T5Config, T5ForConditionalGeneration
+from ..models import T5Config, T5ForConditionalGeneration
 from .quickstart import QuickstartConfig, run_quickstart, smoke_mode
-from .train import Trainer, TrainingArguments
-from .train_eval import evaluate_model
+from ..training.trainer import Trainer, TrainingArguments
+from ..training.evaluation import evaluate_model
 
 # What MINILLM_SMOKE=1 forces, so that every command finishes in seconds.
 SMOKE = dict(max_steps=3, batch_size=4, gradient_accumulation_steps=1, eval_every=2, save_every=2, log_every=1,
@@ -81,7 +81,7 @@ def load_model(path: str, tokenizer_path: str | None = None, adapter_dir: str | 
     model = T5ForConditionalGeneration.from_pretrained(model_dir)
     adapter_dir = adapter_dir or path
     if os.path.isfile(os.path.join(adapter_dir, "adapter_config.json")):
-        from .peft import PeftModel  # noqa: PLC0415
+        from ..peft import PeftModel  # noqa: PLC0415
 
         model = PeftModel.from_pretrained(model, adapter_dir)
     tokenizer = load_tokenizer(tokenizer_path or (path if os.path.exists(os.path.join(path, "tokenizer.json"))
@@ -134,7 +134,7 @@ def _report(result, out: str) -> None:
 
 # ---------------------------------------------------------------------------------- commands
 def quickstart(args) -> int:
-    """``minillm quickstart``: see ``minillm.quickstart``."""
+    """``minillm quickstart``: see ``minillm.cli.quickstart``."""
     fields = {f.name for f in dataclasses.fields(QuickstartConfig)} - {"output_dir"}
     values = {name: getattr(args, name) for name in fields}
     config = (QuickstartConfig.smoke(output_dir=args.out, seed=args.seed, progress=args.progress) if smoke_mode()
@@ -220,7 +220,7 @@ def finetune(args) -> int:
     model, tokenizer = model_and_tokenizer(args, lambda: [t for r in train for t in (r.prompt, r.completion)])
     write_run_config(args, args.out)
     if args.method != "full":
-        from .peft.cli import apply_peft  # noqa: PLC0415
+        from .peft_options import apply_peft  # noqa: PLC0415
 
         model.save_pretrained(args.out)  # the frozen base, so the run directory is self-contained
         model = apply_peft(model, args, tokenizer)

@@ -27,7 +27,7 @@ def exact_match(predictions: list[str], references: list[str]) -> float:
 
 def _task_metric(task: str | None) -> str:
     """The metric a task declares ("rouge", "bleu", "accuracy"), or "" for unknown tasks."""
-    from .data.tasks import TASKS  # noqa: PLC0415  (keep this module importable on its own)
+    from ..data.tasks import TASKS  # noqa: PLC0415  (keep this module importable on its own)
 
     return TASKS[task].metric if task in TASKS else ""
 
@@ -35,7 +35,7 @@ def _task_metric(task: str | None) -> str:
 def score_task(metric: str, predictions: list[str], references: list[str]) -> dict[str, float]:
     """The scores of one task's predictions under ``metric`` (see the module table)."""
     try:
-        from . import metrics  # noqa: PLC0415  (written separately; may be missing in a partial install)
+        from .. import metrics  # noqa: PLC0415  (written separately; may be missing in a partial install)
     except ImportError:
         return {"exact_match": exact_match(predictions, references)}
     if metric == "rouge":

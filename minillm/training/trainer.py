@@ -43,14 +43,14 @@ import time
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import backend
+from .. import backend
 from .checkpoint import load_checkpoint, save_checkpoint
-from .data.collate import Batcher, collate
-from .optim import Adafactor, AdamW, clip_grad_norm_, get_scheduler
-from .scoring import score_predictions
-from .train_args import NonFiniteLossError, TrainingArguments, TrainResult
-from .train_eval import as_record, count_target_tokens, evaluate_model, generate_texts
-from .train_log import TrainingLog
+from ..data.collate import Batcher, collate
+from ..optim import Adafactor, AdamW, clip_grad_norm_, get_scheduler
+from ..evaluation.scoring import score_predictions
+from .arguments import NonFiniteLossError, TrainingArguments, TrainResult
+from .evaluation import as_record, count_target_tokens, evaluate_model, generate_texts
+from .log import TrainingLog
 
 __all__ = ["Trainer", "TrainingArguments", "TrainResult", "NonFiniteLossError"]
 
@@ -345,7 +345,7 @@ class Trainer:
                               args.eval_max_new_tokens, args.eval_batch_size, limit, self.metric)
 
     def predict(self, prompts: list[str]) -> list[str]:
-        """Greedy generations for ``prompts``, in order (see ``train_eval.generate_texts``)."""
+        """Greedy generations for ``prompts``, in order (see ``training.evaluation.generate_texts``)."""
         args = self.args
         return generate_texts(self.model, self.tokenizer, prompts, args.max_source_length,
                               args.eval_max_new_tokens, args.eval_batch_size)

@@ -11,7 +11,7 @@ import json
 import os
 from dataclasses import dataclass, field
 
-from .optim import SCHEDULE_NAMES
+from ..optim import SCHEDULE_NAMES
 
 OPTIMIZERS = ("adamw", "adafactor")
 

@@ -1,14 +1,14 @@
 """The PEFT part of ``minillm finetune``: ``--method`` and each method's options as flags.
 
-The command-line entry point (minillm/cli.py) calls ``add_peft_arguments(parser)`` while building
+The command-line entry point (minillm/cli/main.py) calls ``add_peft_arguments(parser)`` while building
 the ``finetune`` sub-command and ``apply_peft(model, args, tokenizer)`` before training.
 """
 from __future__ import annotations
 
 import argparse
 
-from .config import AdapterConfig, LoraConfig, PromptTuningConfig, SelectiveConfig
-from .model import get_peft_model
+from ..peft.config import AdapterConfig, LoraConfig, PromptTuningConfig, SelectiveConfig
+from ..peft.model import get_peft_model
 
 METHODS = ("full", "lora", "adapter", "prompt", "selective")
 

@@ -1,0 +1,47 @@
+"""Which implementation runs an op: its reference formula, or a registered fast one.
+
+An op's class (``ops.RMSNorm``, ``optim.AdamW``...) is its key. A fast implementation registers
+itself under that key with a predicate saying which arrays it handles; ``lookup`` returns the
+first one that accepts, or None, and the reference formula runs. ``MINILLM_FAST=0`` in the
+environment, or ``with minillm.fast_paths(False):``, turns every fast path off, on CPU and GPU.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+
+_enabled = os.environ.get("MINILLM_FAST", "1").strip() not in ("0", "false", "False", "no")
+_registry: dict = {}  # key -> [(accepts, implementation), ...] in registration order
+
+
+def register(key, accepts=lambda *arrays: True):
+    """Decorator: ``implementation`` is a fast version of ``key`` for arrays that ``accepts``."""
+    def add(implementation):
+        _registry.setdefault(key, []).append((accepts, implementation))
+        return implementation
+    return add
+
+
+def lookup(key, *arrays):
+    """The first fast implementation of ``key`` that accepts ``arrays``, or None for the reference."""
+    if _enabled:
+        for accepts, implementation in _registry.get(key, ()):
+            if accepts(*arrays):
+                return implementation
+    return None
+
+
+def fast_paths_enabled() -> bool:
+    """Whether fast implementations may run (``MINILLM_FAST`` unset or 1, and no ``fast_paths(False)``)."""
+    return _enabled
+
+
+@contextlib.contextmanager
+def fast_paths(enabled: bool = True):
+    """Run the enclosed code with fast paths on or off: ``with minillm.fast_paths(False): ...``."""
+    global _enabled
+    previous, _enabled = _enabled, bool(enabled)
+    try:
+        yield
+    finally:
+        _enabled = previous
