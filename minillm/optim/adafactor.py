@@ -84,55 +84,41 @@ class Adafactor(Optimizer):
 
     def _update(self, p, grad, state, group):
         xp = backend.get_array_module(p.data)
-        theta = p.data
-        factored = theta.ndim >= 2
-        beta1 = group["beta1"]
+        theta, beta1 = p.data, group["beta1"]
         if not state:
-            state["step"] = 0
-            if beta1 is not None:
-                state["exp_avg"] = xp.zeros_like(theta)
-            if factored:
-                state["exp_avg_sq_row"] = xp.zeros(theta.shape[:-1], dtype=theta.dtype)   # (..., n)
-                state["exp_avg_sq_col"] = xp.zeros(theta.shape[:-2] + theta.shape[-1:],   # (..., m)
-                                                   dtype=theta.dtype)
-            else:
-                state["exp_avg_sq"] = xp.zeros_like(theta)
+            state.update(self.initial_state(theta, beta1 is not None))
         state["step"] += 1
         t = state["step"]
-        needs_rms = group["scale_parameter"]
-        lr = self.get_lr(group, t, self._rms(theta) if needs_rms else 0.0)
+        lr = self.get_lr(group, t, self._rms(theta) if group["scale_parameter"] else 0.0)   # α_t
         beta2t = 1.0 - t ** float(group["decay_rate"])
-        eps1 = float(group["eps"][0])
-
-        update = xp.multiply(grad, grad)
-        xp.add(update, eps1, out=update)                       # G² + ε1
-        if factored:
-            row, col = state["exp_avg_sq_row"], state["exp_avg_sq_col"]
-            xp.multiply(row, beta2t, out=row)
-            row += (1.0 - beta2t) * update.mean(axis=-1)
-            xp.multiply(col, beta2t, out=col)
-            col += (1.0 - beta2t) * update.mean(axis=-2)
-            # 1/sqrt(V̂) = 1/sqrt(R / mean(R)) · 1/sqrt(C), one factor per row and per column.
-            row_factor = 1.0 / xp.sqrt(row / row.mean(axis=-1, keepdims=True))   # (..., n)
-            col_factor = 1.0 / xp.sqrt(col)                                      # (..., m)
-            xp.multiply(row_factor[..., :, None], col_factor[..., None, :], out=update)
+        squared = grad ** 2 + float(group["eps"][0])                      # G² + ε1
+        if "exp_avg_sq_row" in state:
+            row = state["exp_avg_sq_row"] = beta2t * state["exp_avg_sq_row"] + (1 - beta2t) * squared.mean(axis=-1)
+            col = state["exp_avg_sq_col"] = beta2t * state["exp_avg_sq_col"] + (1 - beta2t) * squared.mean(axis=-2)
+            # 1/sqrt(V̂) = 1/sqrt(R / mean(R)) · 1/sqrt(C): one factor per row, one per column.
+            row_factor = 1 / xp.sqrt(row / row.mean(axis=-1, keepdims=True))   # (..., n)
+            col_factor = 1 / xp.sqrt(col)                                       # (..., m)
+            update = row_factor[..., :, None] * col_factor[..., None, :] * grad   # U = G / sqrt(V̂)
         else:
-            v = state["exp_avg_sq"]
-            xp.multiply(v, beta2t, out=v)
-            xp.multiply(update, 1.0 - beta2t, out=update)
-            xp.add(v, update, out=v)
-            xp.sqrt(v, out=update)
-            xp.divide(1.0, update, out=update)                 # 1/sqrt(V)
-        xp.multiply(update, grad, out=update)                  # U = G / sqrt(V̂)
-
-        clip = max(1.0, self._rms(update) / float(group["clip_threshold"]))
-        xp.multiply(update, lr / clip, out=update)             # Û = α U / max(1, RMS(U)/d)
+            v = state["exp_avg_sq"] = beta2t * state["exp_avg_sq"] + (1 - beta2t) * squared
+            update = grad / xp.sqrt(v)                                          # U = G / sqrt(V)
+        update = (lr / max(1.0, self._rms(update) / float(group["clip_threshold"]))) * update   # Û
         if beta1 is not None:
-            m = state["exp_avg"]
-            xp.multiply(m, float(beta1), out=m)
-            xp.multiply(update, 1.0 - float(beta1), out=update)
-            xp.add(m, update, out=m)
-            update = m
+            update = state["exp_avg"] = float(beta1) * state["exp_avg"] + (1 - float(beta1)) * update
         if group["weight_decay"] != 0:
-            xp.multiply(theta, 1.0 - float(group["weight_decay"]) * lr, out=theta)
-        xp.subtract(theta, update, out=theta)
+            theta *= 1 - float(group["weight_decay"]) * lr                     # θ ← (1 - α_t λ) θ
+        theta -= update                                                         # θ ← θ - Û
+
+    @staticmethod
+    def initial_state(theta, first_moment: bool) -> dict:
+        """Zero statistics: R (..., n) and C (..., m) for a matrix, V like θ for a vector; M if β1 is set."""
+        xp = backend.get_array_module(theta)
+        state = {"step": 0}
+        if first_moment:
+            state["exp_avg"] = xp.zeros_like(theta)
+        if theta.ndim >= 2:
+            state["exp_avg_sq_row"] = xp.zeros(theta.shape[:-1], dtype=theta.dtype)
+            state["exp_avg_sq_col"] = xp.zeros(theta.shape[:-2] + theta.shape[-1:], dtype=theta.dtype)
+        else:
+            state["exp_avg_sq"] = xp.zeros_like(theta)
+        return state

@@ -10,8 +10,6 @@ The two classes differ only in how weight decay enters:
 """
 from __future__ import annotations
 
-import math
-
 from .. import backend
 from .optimizer import Optimizer
 
@@ -23,11 +21,14 @@ class Adam(Optimizer):
     (Kingma & Ba, 2015, "Adam: A Method for Stochastic Optimization", Algorithm 1):
 
         g_t ← g_t + λ θ_{t-1}                      (L2 penalty; only when λ ≠ 0)
-        m_t = β1 m_{t-1} + (1 - β1) g_t
-        v_t = β2 v_{t-1} + (1 - β2) g_t²
-        θ_t = θ_{t-1} - η/(1 - β1^t) · m_t / (sqrt(v_t)/sqrt(1 - β2^t) + ε)
+        m_t = β1 m_{t-1} + (1 - β1) g_t            (first moment)
+        v_t = β2 v_{t-1} + (1 - β2) g_t²           (second moment)
+        m̂_t = m_t / (1 - β1^t),  v̂_t = v_t / (1 - β2^t)
+        θ_t = θ_{t-1} - η m̂_t / (sqrt(v̂_t) + ε)
 
     The factors 1/(1 - β^t) undo the bias of m and v towards their zero initialisation.
+    ``_update`` is these lines on whole arrays; the fast layer (``minillm/fast/cpu_optim.py``)
+    runs the same arithmetic in place and over threads.
 
     Args:
         params: Parameters or param-group dicts.
@@ -55,48 +56,35 @@ class Adam(Optimizer):
         lr, eps, weight_decay = float(group["lr"]), float(group["eps"]), float(group["weight_decay"])
         beta1, beta2 = float(group["betas"][0]), float(group["betas"][1])
         if not state:
-            state["step"] = 0
-            state["exp_avg"] = xp.zeros_like(p.data)       # m
-            state["exp_avg_sq"] = xp.zeros_like(p.data)    # v
+            state.update(step=0, exp_avg=xp.zeros_like(p.data), exp_avg_sq=xp.zeros_like(p.data))
         state["step"] += 1
-        t = state["step"]
-        m, v, theta = state["exp_avg"], state["exp_avg_sq"], p.data
+        t, theta = state["step"], p.data
 
-        if weight_decay != 0:
-            if self.decoupled_weight_decay:
-                xp.multiply(theta, 1.0 - lr * weight_decay, out=theta)   # θ ← (1 - ηλ) θ
-            else:
-                grad = grad + weight_decay * theta                         # g ← g + λθ
-
-        # One scratch array serves every intermediate below, so a step allocates it once.
-        scratch = xp.multiply(grad, 1.0 - beta1)
-        xp.multiply(m, beta1, out=m)
-        xp.add(m, scratch, out=m)                          # m = β1 m + (1-β1) g
-        xp.multiply(grad, grad, out=scratch)
-        xp.multiply(scratch, 1.0 - beta2, out=scratch)
-        xp.multiply(v, beta2, out=v)
-        xp.add(v, scratch, out=v)                          # v = β2 v + (1-β2) g²
-
-        step_size = lr / (1.0 - beta1 ** t)
-        bias_correction2_sqrt = math.sqrt(1.0 - beta2 ** t)
-        xp.sqrt(v, out=scratch)
-        xp.divide(scratch, bias_correction2_sqrt, out=scratch)
-        xp.add(scratch, eps, out=scratch)                  # sqrt(v̂) + ε
-        xp.divide(m, scratch, out=scratch)
-        xp.multiply(scratch, -step_size, out=scratch)
-        xp.add(theta, scratch, out=theta)                  # θ -= η m̂ / (sqrt(v̂) + ε)
+        if weight_decay != 0 and not self.decoupled_weight_decay:
+            grad = grad + weight_decay * theta                           # Adam's L2: g ← g + λθ
+        m = state["exp_avg"] = beta1 * state["exp_avg"] + (1 - beta1) * grad         # first moment
+        v = state["exp_avg_sq"] = beta2 * state["exp_avg_sq"] + (1 - beta2) * grad ** 2  # second
+        m_hat = m / (1 - beta1 ** t)                                     # bias corrections
+        v_hat = v / (1 - beta2 ** t)
+        if weight_decay != 0 and self.decoupled_weight_decay:
+            theta *= 1 - lr * weight_decay                               # AdamW: θ ← (1 - ηλ) θ
+        theta -= lr * m_hat / (xp.sqrt(v_hat) + eps)                     # θ ← θ - η m̂ / (√v̂ + ε)
 
 
 class AdamW(Adam):
     """Adam with decoupled weight decay, with the same semantics and defaults as ``torch.optim.AdamW``.
 
-    (Loshchilov & Hutter, 2019, "Decoupled Weight Decay Regularization", Algorithm 2.) The only
-    change from ``Adam``: instead of adding λθ to the gradient, every step first shrinks
+    (Loshchilov & Hutter, 2019, "Decoupled Weight Decay Regularization", Algorithm 2):
 
-        θ_{t-1} ← (1 - η λ) θ_{t-1}
+        m_t = β1 m_{t-1} + (1 - β1) g_t            (the raw gradient: no λθ added)
+        v_t = β2 v_{t-1} + (1 - β2) g_t²
+        m̂_t = m_t / (1 - β1^t),  v̂_t = v_t / (1 - β2^t)
+        θ_t = θ_{t-1} - η (m̂_t / (sqrt(v̂_t) + ε) + λ θ_{t-1})
 
-    and then applies the Adam step with the raw gradient. Weight decay then acts the same on
-    every parameter, whatever its gradient history; with Adam's L2 it is divided by sqrt(v).
+    The paper writes the step as η_t (α m̂/(...) + λθ) with a schedule multiplier η_t; as in
+    PyTorch, ``lr`` is the product η = η_t α, so the decay is ηλθ. The code applies it first,
+    θ ← (1 - ηλ) θ, then the Adam step, which is the same sum. Weight decay then acts the same
+    on every parameter, whatever its gradient history; with Adam's L2 it is divided by sqrt(v).
     The default λ is 0.01, as in PyTorch.
     """
 

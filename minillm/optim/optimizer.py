@@ -12,7 +12,8 @@ The API mirrors ``torch.optim.Optimizer`` so that what a learner knows transfers
   scalars for everything else, with parameters replaced by their position (0, 1, 2, ... across the
   groups). ``minillm.training.checkpoint`` stores the arrays in safetensors and the rest in JSON; no pickle.
 
-A subclass implements only ``_update(p, grad, state, group)``: the update rule for one parameter.
+A subclass implements only ``_update(p, grad, state, group)``: the update rule for one parameter,
+written as its paper writes it. Its in-place, threaded twin lives in the fast layer.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ import numpy as np
 
 from .. import backend
 from ..autograd import Tensor, no_grad
-from ..fast.threads import map_in_threads
+from ..fast.dispatch import lookup
 
 
 class Optimizer:
@@ -79,7 +80,10 @@ class Optimizer:
         """Update every parameter that requires grad and has a gradient; skip the others.
 
         Runs inside ``no_grad()`` and writes ``p.data`` in place, so references to the array
-        (views, the model's tied weights) see the new values.
+        (views, the model's tied weights) see the new values. The reference path updates one
+        parameter after another in this thread with ``_update``; a fast version registered for
+        this optimizer's class (``minillm/fast/cpu_optim.py``: in place, over threads) runs
+        instead when the fast layer is on.
         """
         jobs = []
         for group in self.param_groups:
@@ -90,11 +94,13 @@ class Optimizer:
                     raise ValueError(f"{type(self).__name__}.step: gradient of shape {p.grad.shape} "
                                      f"for a parameter of shape {p.data.shape}")
                 jobs.append((p, p.grad, self.state.setdefault(p, {}), group))
-        # Parameters update independently of one another, so they are shared out over the CPU
-        # threads (NumPy releases the GIL in its loops); on the GPU they simply run in turn.
+        fast_step = lookup(type(self), *[p.data for p, *_ in jobs])
         with no_grad():
-            map_in_threads(lambda job: self._update(*job), jobs,
-                           sizes=[p.data.size if isinstance(p.data, np.ndarray) else 0 for p, *_ in jobs])
+            if fast_step is not None:
+                fast_step(self, jobs)
+            else:
+                for p, grad, state, group in jobs:
+                    self._update(p, grad, state, group)
 
     def _update(self, p, grad, state: dict, group: dict) -> None:  # pragma: no cover - abstract
         """Apply the update rule to one parameter ``p`` (in place) given its gradient."""

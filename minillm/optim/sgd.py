@@ -1,7 +1,6 @@
 """Stochastic gradient descent with momentum, Nesterov momentum and L2 weight decay."""
 from __future__ import annotations
 
-from .. import backend
 from .optimizer import Optimizer
 
 
@@ -41,20 +40,13 @@ class SGD(Optimizer):
                                       weight_decay=weight_decay, nesterov=nesterov))
 
     def _update(self, p, grad, state, group):
-        xp = backend.get_array_module(p.data)
         lr, momentum = float(group["lr"]), float(group["momentum"])
-        weight_decay = float(group["weight_decay"])
+        weight_decay, dampening = float(group["weight_decay"]), float(group["dampening"])
         if weight_decay != 0:
-            grad = grad + weight_decay * p.data          # a new array: p.grad stays untouched
+            grad = grad + weight_decay * p.data                     # g ← g + λθ (a new array)
         if momentum != 0:
             buf = state.get("momentum_buffer")
-            if buf is None:
-                buf = state["momentum_buffer"] = grad.copy()
-            else:
-                xp.multiply(buf, momentum, out=buf)
-                if group["dampening"] == 0:
-                    xp.add(buf, grad, out=buf)
-                else:
-                    buf += (1.0 - float(group["dampening"])) * grad
-            grad = grad + momentum * buf if group["nesterov"] else buf
-        p.data -= lr * grad
+            buf = grad.copy() if buf is None else momentum * buf + (1 - dampening) * grad
+            state["momentum_buffer"] = buf                          # b_t
+            grad = grad + momentum * buf if group["nesterov"] else buf   # d_t
+        p.data -= lr * grad                                         # θ ← θ - η d_t

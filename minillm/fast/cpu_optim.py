@@ -1,0 +1,135 @@
+"""The optimizers' fast path on the CPU: the update rules of ``optim/``, in place and over threads.
+
+Read ``optim/adam.py`` first. There ``Adam._update`` is Algorithm 2 of the paper on whole
+arrays: ``m = β1 m + (1 - β1) g`` builds a new array for every product and sum, about ten
+temporaries as large as the parameter per step. For a T5 model that is gigabytes of memory
+traffic per step, spent in allocation and in streaming arrays that leave the cache.
+
+This module runs the same arithmetic with NumPy's ``out=`` arguments: each product is written
+into one of two scratch arrays or straight into the state (m, v) and the parameter. Parameters
+update independently of one another, so the updates are also shared out over minillm's threads
+(``threads.map_in_threads``; NumPy releases the GIL inside its loops).
+
+Every line performs the same float operations, on the same operands and in the same order, as
+its reference: the results are bitwise equal, and ``tests/test_optim_fast.py`` checks exactly
+that. (Addition and multiplication are commutative in IEEE arithmetic, so ``a + b`` may become
+``add(b, a)``; but never ``(a·b)·c`` for ``a·(b·c)``, and never ``x · (1/y)`` for ``x / y``.)
+
+Each class gets one registration: ``dispatch.lookup(AdamW, *arrays)`` returns a ``step`` taking
+``(optimizer, jobs)``; ``Optimizer.step`` calls it instead of its own one-thread loop.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..optim.adafactor import Adafactor
+from ..optim.adam import Adam, AdamW
+from ..optim.sgd import SGD
+from .dispatch import register
+from .threads import map_in_threads
+
+
+def _all_numpy(*arrays) -> bool:
+    """The fast path is for NumPy arrays; CuPy parameters take the reference path."""
+    return all(isinstance(a, np.ndarray) for a in arrays)
+
+
+def _threaded(update):
+    """A ``step(optimizer, jobs)`` that runs ``update(optimizer, p, grad, state, group)`` per job, over threads."""
+    def step(optimizer, jobs):
+        map_in_threads(lambda job: update(optimizer, *job), jobs, sizes=[p.data.size for p, *_ in jobs])
+    return step
+
+
+def adam_update(optimizer, p, grad, state, group) -> None:
+    """``Adam._update`` / ``AdamW._update`` in place: two scratch arrays per parameter and step."""
+    lr, eps, weight_decay = float(group["lr"]), float(group["eps"]), float(group["weight_decay"])
+    beta1, beta2 = float(group["betas"][0]), float(group["betas"][1])
+    if not state:
+        state.update(step=0, exp_avg=np.zeros_like(p.data), exp_avg_sq=np.zeros_like(p.data))
+    state["step"] += 1
+    t, theta, m, v = state["step"], p.data, state["exp_avg"], state["exp_avg_sq"]
+    decoupled = optimizer.decoupled_weight_decay
+
+    if weight_decay != 0 and not decoupled:
+        grad = np.add(grad, np.multiply(theta, weight_decay))     # g + λθ, a new array
+    scratch = np.multiply(grad, 1 - beta1)
+    np.multiply(m, beta1, out=m)
+    np.add(m, scratch, out=m)                                     # m = β1 m + (1-β1) g
+    np.multiply(grad, grad, out=scratch)
+    np.multiply(scratch, 1 - beta2, out=scratch)
+    np.multiply(v, beta2, out=v)
+    np.add(v, scratch, out=v)                                     # v = β2 v + (1-β2) g²
+    denom = np.divide(v, 1 - beta2 ** t)
+    np.sqrt(denom, out=denom)
+    np.add(denom, eps, out=denom)                                 # √v̂ + ε
+    np.divide(m, 1 - beta1 ** t, out=scratch)
+    np.multiply(scratch, lr, out=scratch)                         # η m̂
+    np.divide(scratch, denom, out=scratch)
+    if weight_decay != 0 and decoupled:
+        np.multiply(theta, 1 - lr * weight_decay, out=theta)      # θ ← (1 - ηλ) θ
+    np.subtract(theta, scratch, out=theta)                        # θ ← θ - η m̂ / (√v̂ + ε)
+
+
+def sgd_update(optimizer, p, grad, state, group) -> None:
+    """``SGD._update`` in place: the momentum buffer is updated where it lies."""
+    lr, momentum = float(group["lr"]), float(group["momentum"])
+    weight_decay, dampening = float(group["weight_decay"]), float(group["dampening"])
+    if weight_decay != 0:
+        grad = np.add(grad, np.multiply(p.data, weight_decay))   # g + λθ, a new array
+    if momentum != 0:
+        buf = state.get("momentum_buffer")
+        if buf is None:
+            buf = state["momentum_buffer"] = grad.copy()
+        else:
+            np.multiply(buf, momentum, out=buf)
+            # (1 - τ) g with τ = 0 multiplies by exactly 1: skip it.
+            np.add(buf, grad if dampening == 0 else np.multiply(grad, 1 - dampening), out=buf)
+        grad = np.add(grad, np.multiply(buf, momentum)) if group["nesterov"] else buf
+    np.subtract(p.data, np.multiply(grad, lr), out=p.data)       # θ ← θ - η d
+
+
+def adafactor_update(optimizer, p, grad, state, group) -> None:
+    """``Adafactor._update`` in place: one scratch array as large as the parameter."""
+    theta, beta1 = p.data, group["beta1"]
+    if not state:
+        state.update(Adafactor.initial_state(theta, beta1 is not None))
+    state["step"] += 1
+    t = state["step"]
+    lr = Adafactor.get_lr(group, t, Adafactor._rms(theta) if group["scale_parameter"] else 0.0)
+    beta2t = 1.0 - t ** float(group["decay_rate"])
+    update = np.multiply(grad, grad)
+    np.add(update, float(group["eps"][0]), out=update)           # G² + ε1
+    if "exp_avg_sq_row" in state:
+        row, col = state["exp_avg_sq_row"], state["exp_avg_sq_col"]
+        np.multiply(row, beta2t, out=row)
+        np.add(row, (1 - beta2t) * update.mean(axis=-1), out=row)
+        np.multiply(col, beta2t, out=col)
+        np.add(col, (1 - beta2t) * update.mean(axis=-2), out=col)
+        row_factor = 1 / np.sqrt(row / row.mean(axis=-1, keepdims=True))
+        col_factor = 1 / np.sqrt(col)
+        np.multiply(row_factor[..., :, None], col_factor[..., None, :], out=update)
+        np.multiply(update, grad, out=update)                    # U = G / sqrt(V̂)
+    else:
+        v = state["exp_avg_sq"]
+        np.multiply(v, beta2t, out=v)
+        np.multiply(update, 1 - beta2t, out=update)
+        np.add(v, update, out=v)
+        np.sqrt(v, out=update)
+        np.divide(grad, update, out=update)                      # U = G / sqrt(V)
+    np.multiply(update, lr / max(1.0, Adafactor._rms(update) / float(group["clip_threshold"])), out=update)
+    if beta1 is not None:
+        m = state["exp_avg"]
+        np.multiply(m, float(beta1), out=m)
+        np.multiply(update, 1 - float(beta1), out=update)
+        np.add(m, update, out=m)
+        update = m
+    if group["weight_decay"] != 0:
+        np.multiply(theta, 1 - float(group["weight_decay"]) * lr, out=theta)
+    np.subtract(theta, update, out=theta)                        # θ ← θ - Û
+
+
+register(Adam, accepts=_all_numpy)(_threaded(adam_update))
+register(AdamW, accepts=_all_numpy)(_threaded(adam_update))
+register(SGD, accepts=_all_numpy)(_threaded(sgd_update))
+register(Adafactor, accepts=_all_numpy)(_threaded(adafactor_update))
