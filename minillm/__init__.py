@@ -4,9 +4,9 @@ peft/, optim/, training/, metrics/, evaluation/, and then the speed chapter: fas
 (see README.md and docs/architecture.md)."""
 from . import ops
 from .autograd import Function, Tensor, enable_grad, is_grad_enabled, no_grad, tensor
-from .backend import (DEFAULT_DTYPE, Device, cuda_available, get_array_module, get_num_threads, get_rng,
-                      manual_seed, set_num_threads, to_device)
+from .backend import DEFAULT_DTYPE, Device, cuda_available, get_array_module, get_rng, manual_seed, to_device
 from .fast import fast_paths, fast_paths_enabled, register_all as _register_fast_paths
+from .fast.threads import get_num_threads, set_num_threads
 
 __version__ = "0.1.0"
 

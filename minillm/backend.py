@@ -10,8 +10,6 @@ the same seed therefore produce the same numbers.
 """
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 
 DEFAULT_DTYPE = np.float32
@@ -123,73 +121,6 @@ def to_device(array, device: "str | Device"):
 
 
 # ----------------------------------------------------------------------------------------------
-# CPU threads
-# ----------------------------------------------------------------------------------------------
-_thread_limiter = None
-
-
-def set_num_threads(n: int | None) -> None:
-    """Compute on ``n`` CPU threads; None goes back to NumPy's defaults.
-
-    minillm then splits its large matrix products and elementwise kernels over ``n`` threads of
-    its own (``minillm/fast/threads.py``) and limits the BLAS library under NumPy (OpenBLAS/MKL) to
-    one thread per call, so that the two never compete for the cores. Small models multiply
-    small matrices, where BLAS's own threads spend more time waking up and spinning than
-    computing; on a busy machine they made a step ten times slower. minillm's commands
-    therefore take a ``--threads`` option. Uses the ``threadpoolctl`` package.
-    """
-    global _thread_limiter
-    from threadpoolctl import threadpool_limits  # noqa: PLC0415
-
-    from .fast import threads as parallel  # noqa: PLC0415
-
-    if n is not None and n < 1:
-        raise ValueError(f"set_num_threads: need at least 1 thread, got {n}")
-    parallel.set_threads(n)
-    if _thread_limiter is not None:
-        _thread_limiter.restore_original_limits()
-        _thread_limiter = None
-    if n is not None:
-        _thread_limiter = threadpool_limits(limits=1, user_api="blas")
-
-
-def get_num_threads() -> int:
-    """The threads minillm computes with: ``set_num_threads``'s n, else those of NumPy's BLAS."""
-    from threadpoolctl import threadpool_info  # noqa: PLC0415
-
-    if _thread_limiter is not None:
-        from .fast import threads as parallel  # noqa: PLC0415
-
-        return parallel.num_threads()
-    return max((info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"), default=1)
-
-
-@contextlib.contextmanager
-def threads_to_blas():
-    """Inside the block, BLAS gets minillm's threads and minillm splits no work of its own.
-
-    For code that multiplies a few rows at a time (one decoding step of ``generate``): handing a
-    small product to minillm's thread pool costs more than it saves, while BLAS's own threads,
-    which spin between calls, answer within microseconds. Does nothing unless
-    ``set_num_threads`` gave minillm more than one thread.
-    """
-    from threadpoolctl import threadpool_limits  # noqa: PLC0415
-
-    from .fast import threads as parallel  # noqa: PLC0415
-
-    n = parallel.num_threads()
-    if _thread_limiter is None or n == 1:
-        yield
-        return
-    parallel.set_threads(None)
-    try:
-        with threadpool_limits(limits=n, user_api="blas"):
-            yield
-    finally:
-        parallel.set_threads(n)
-
-
-# ----------------------------------------------------------------------------------------------
 # Random numbers: one generator per backend, reseeded together by manual_seed.
 # ----------------------------------------------------------------------------------------------
 _rngs: dict = {}
@@ -220,3 +151,19 @@ def set_rng_state(state: dict) -> None:
     """Restore a state produced by ``get_rng_state``."""
     manual_seed(state["seed"])
     get_rng(np).bit_generator.state = state["numpy"]
+
+
+def keep_mask(shape, p: float, xp=np):
+    """A boolean mask, True with probability 1 - p, from the seeded generator (dropout's mask).
+
+    On NumPy each element compares 16 random bits with p * 65536 (so p is rounded to a multiple
+    of 1/65536): the bits come straight from the generator, four elements per 64-bit draw, about
+    four times faster than uniform floats, and dropout runs on every activation. On CuPy:
+    uniform floats u, kept where u >= p. The reference op and the fast layer both draw here, so
+    a seed gives one mask whichever path runs.
+    """
+    if xp is not np:
+        return get_rng(xp).random(shape, dtype=np.float32) >= p
+    size = int(np.prod(shape, dtype=np.int64))
+    bits = get_rng(np).bit_generator.random_raw((size + 3) // 4).view(np.uint16)[:size]
+    return bits.reshape(shape) >= int(round(p * 65536))

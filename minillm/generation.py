@@ -15,7 +15,8 @@ from __future__ import annotations
 import numpy as np
 
 from .autograd import Tensor, no_grad
-from .backend import get_array_module, get_rng, threads_to_blas
+from .backend import get_array_module, get_rng
+from .fast.threads import threads_to_blas
 
 _NEG = -1.0e9  # "impossible", as in transformers (finite, so arithmetic never yields NaN)
 

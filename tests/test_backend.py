@@ -133,22 +133,3 @@ def test_manual_seed_makes_cupy_draws_repeat():
     first = minillm.get_rng(cp).random(4)
     minillm.manual_seed(11)
     np.testing.assert_array_equal(minillm.get_rng(cp).random(4).get(), first.get())
-
-
-def test_set_num_threads_limits_blas_and_none_restores_it():
-    from minillm.backend import get_num_threads, set_num_threads
-
-    before = get_num_threads()
-    set_num_threads(1)
-    try:
-        assert get_num_threads() == 1
-    finally:
-        set_num_threads(None)
-    assert get_num_threads() == before
-
-
-def test_set_num_threads_rejects_zero():
-    from minillm.backend import set_num_threads
-
-    with pytest.raises(ValueError, match="at least 1 thread"):
-        set_num_threads(0)

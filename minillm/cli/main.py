@@ -25,7 +25,7 @@ import re
 import sys
 
 from . import commands
-from ..backend import set_num_threads
+from ..fast.threads import set_num_threads
 from ..optim import SCHEDULE_NAMES
 from .quickstart import QuickstartConfig
 from ..training.arguments import OPTIMIZERS, NonFiniteLossError, TrainingArguments

@@ -11,8 +11,8 @@
     cpu_gelu.py       GELU (tanh) and gated GELU as row-block kernels
     cpu_dropout.py    dropout's scaling as row-block kernels (the same mask as the reference)
     cpu_embedding.py  the embedding gradient as sort + segmented sum
-    cuda.py      launchers for the hand-written kernels in kernels/*.cu (CuPy)
-    cuda_ops.py  ops on those kernels, registered as fast versions of their reference ops
+    cuda.py           launchers for the hand-written kernels in kernels/*.cu (CuPy)
+    cuda_ops.py       ops on those kernels, registered as fast versions of their reference ops
 
 ``register_all()`` imports the modules that register implementations; ``minillm`` calls it once.
 """
@@ -22,8 +22,7 @@ from .dispatch import fast_paths, fast_paths_enabled, lookup, register
 def register_all() -> None:
     """Import every module that registers a fast implementation (each registers on import)."""
     from . import (cpu_attention, cpu_dropout, cpu_embedding, cpu_gelu, cpu_linalg,  # noqa: F401, PLC0415
-                   cpu_norms, cpu_softmax, cuda_ops)
-    from . import cpu_optim  # noqa: F401, PLC0415
+                   cpu_norms, cpu_optim, cpu_softmax, cuda_ops)
 
 
 __all__ = ["fast_paths", "fast_paths_enabled", "lookup", "register", "register_all"]

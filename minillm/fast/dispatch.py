@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import os
 
+import numpy as np
+
 _enabled = os.environ.get("MINILLM_FAST", "1").strip() not in ("0", "false", "False", "no")
 _registry: dict = {}  # key -> [(accepts, implementation), ...] in registration order
 
@@ -29,6 +31,11 @@ def lookup(key, *arrays):
             if accepts(*arrays):
                 return implementation
     return None
+
+
+def numpy_float(array) -> bool:
+    """For ``accepts``: ``array`` is a float32 or float64 NumPy array (what the CPU kernels take)."""
+    return isinstance(array, np.ndarray) and array.dtype in (np.float32, np.float64)
 
 
 def fast_paths_enabled() -> bool:

@@ -26,6 +26,7 @@ keeps whatever threads it had. CuPy arrays are never split; the GPU is parallel 
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -40,14 +41,14 @@ the kernel to the next; between blocks, a thread pays one Python loop turn."""
 MIN_ELEMENTS = 1 << 17
 """Less work than this runs in one call in this thread: a hand-off costs tens of microseconds."""
 
-_threads = 1  # set by set_threads (from minillm.set_num_threads)
+_threads = 1  # set by set_threads (from set_num_threads)
 _pool: ThreadPoolExecutor | None = None
 _pool_size = 0
 _in_worker = threading.local()  # work submitted from a worker runs inline, never waits on the pool
 
 
 def set_threads(n: int | None) -> None:
-    """Split work over ``n`` threads (None: do not split). Called by minillm.set_num_threads."""
+    """Split work over ``n`` threads (None: do not split); BLAS is left alone (see set_num_threads)."""
     global _threads
     if n is not None and n < 1:
         raise ValueError(f"set_threads: need at least 1 thread, got {n}")
@@ -194,3 +195,62 @@ def matmul(a, b):
 def _cuts(n: int, parts: int) -> list[tuple[int, int]]:
     bounds = np.linspace(0, n, min(parts, n) + 1).astype(int)
     return list(zip(bounds[:-1].tolist(), bounds[1:].tolist()))
+
+
+# ------------------------------------------------------------------------ the public thread switch
+_thread_limiter = None
+
+
+def set_num_threads(n: int | None) -> None:
+    """Compute on ``n`` CPU threads; None goes back to NumPy's defaults (``minillm.set_num_threads``).
+
+    minillm then splits its large matrix products and elementwise kernels over ``n`` threads of
+    its own (above) and limits the BLAS library under NumPy (OpenBLAS/MKL) to one thread per
+    call, so that the two never compete for the cores. Small models multiply small matrices,
+    where BLAS's own threads spend more time waking up and spinning than computing; on a busy
+    machine they made a step ten times slower. minillm's commands therefore take a ``--threads``
+    option. Uses the ``threadpoolctl`` package.
+    """
+    global _thread_limiter
+    from threadpoolctl import threadpool_limits  # noqa: PLC0415
+
+    if n is not None and n < 1:
+        raise ValueError(f"set_num_threads: need at least 1 thread, got {n}")
+    set_threads(n)
+    if _thread_limiter is not None:
+        _thread_limiter.restore_original_limits()
+        _thread_limiter = None
+    if n is not None:
+        _thread_limiter = threadpool_limits(limits=1, user_api="blas")
+
+
+def get_num_threads() -> int:
+    """The threads minillm computes with: ``set_num_threads``'s n, else those of NumPy's BLAS."""
+    from threadpoolctl import threadpool_info  # noqa: PLC0415
+
+    if _thread_limiter is not None:
+        return num_threads()
+    return max((info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"), default=1)
+
+
+@contextlib.contextmanager
+def threads_to_blas():
+    """Inside the block, BLAS gets minillm's threads and minillm splits no work of its own.
+
+    For code that multiplies a few rows at a time (one decoding step of ``generate``): handing a
+    small product to minillm's thread pool costs more than it saves, while BLAS's own threads,
+    which spin between calls, answer within microseconds. Does nothing unless
+    ``set_num_threads`` gave minillm more than one thread.
+    """
+    from threadpoolctl import threadpool_limits  # noqa: PLC0415
+
+    n = num_threads()
+    if _thread_limiter is None or n == 1:
+        yield
+        return
+    set_threads(None)
+    try:
+        with threadpool_limits(limits=n, user_api="blas"):
+            yield
+    finally:
+        set_threads(n)

@@ -1,13 +1,18 @@
 """Differentiable ops, one file per family, and the Tensor methods that call them.
 
     elementwise.py  add sub mul div neg pow exp log sqrt tanh sigmoid relu where maximum minimum clip
-    gelu.py         gelu gated_gelu (blocked kernels)
+    gelu.py         gelu gated_gelu
     reduce.py       sum mean max var logsumexp
     shape.py        reshape transpose permute broadcast_to concat stack split pad getitem
     linalg.py       matmul linear
-    nn.py           softmax log_softmax cross_entropy rms_norm layer_norm dropout embedding
-                    (fused, hand-derived backward)
-    attention.py    scaled_dot_product_attention (fused; CUDA kernels on CuPy)
+    softmax.py      softmax log_softmax cross_entropy (fused, hand-derived backward)
+    norms.py        rms_norm layer_norm
+    dropout.py      dropout
+    embedding.py    embedding
+    attention.py    scaled_dot_product_attention (fused)
+
+Every op here is its reference formula (docs/gradients.md), written on whole arrays. Faster
+versions of some ops live in ``minillm/fast/`` and are proven equal by tests/test_fast_vs_reference.py.
 """
 from ..autograd import Tensor
 from .elementwise import (add, clip, div, exp, log, maximum, minimum, mul, neg, pow, relu, sigmoid, sqrt,
@@ -15,7 +20,10 @@ from .elementwise import (add, clip, div, exp, log, maximum, minimum, mul, neg, 
 from .gelu import gated_gelu, gelu
 from .linalg import linear, matmul
 from .attention import scaled_dot_product_attention
-from .nn import cross_entropy, dropout, embedding, layer_norm, log_softmax, rms_norm, softmax
+from .dropout import dropout
+from .embedding import embedding
+from .norms import layer_norm, rms_norm
+from .softmax import cross_entropy, log_softmax, softmax
 from .reduce import logsumexp, max, mean, sum, var
 from .shape import broadcast_to, concat, getitem, pad, permute, reshape, split, stack, transpose
 

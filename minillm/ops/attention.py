@@ -1,6 +1,7 @@
 """Fused attention: softmax(scale * q k^T + bias, masked) v, with a hand-derived backward.
 
-This keeps the probabilities for backward. (The fast layer has a FlashAttention-style version on
+This keeps the probabilities for backward. (The fast layer has a CPU version that works in place
+and on minillm's threads, ``fast/cpu_attention.py``, and a FlashAttention-style version on
 minillm's own CUDA kernels that keeps one logsumexp per query row instead: ``fast/cuda_ops.py``.)
 """
 from __future__ import annotations
@@ -8,10 +9,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..autograd import Function, Tensor
-from ..backend import get_array_module
-from ..fast.threads import matmul
+from ..backend import get_array_module, keep_mask
 from .elementwise import sum_to
-from .nn import _softmax_, keep_mask
+from .softmax import softmax_array
 
 
 class Attention(Function):
@@ -23,24 +23,22 @@ class Attention(Function):
             raise ValueError(f"attention: q {q.shape}, k {k.shape}, v {v.shape} do not fit together")
         self.q, self.k, self.v, self.scale = q, k, v, scale
         self.bias_shape = None if bias is None else bias.shape
-        s = matmul(q, k.swapaxes(-1, -2))  # (batch, heads, q_len, k_len)
-        if scale != 1.0:
-            s *= scale
+        s = scale * (q @ k.swapaxes(-1, -2))  # (batch, heads, q_len, k_len)
         if bias is not None:
-            s += bias  # s is a fresh array: update in place, no extra (batch, heads, q, k) buffer
+            s = s + bias
         allowed = _allowed(xp, s.shape, mask, causal)
         # Rows with no allowed key at all (rare: an all-padding input) need their gradient zeroed.
         self.allowed = allowed if allowed is not None and not bool(allowed.any(axis=-1).all()) else None
         if allowed is not None:
             # The most negative float, not -inf: a fully masked row then becomes uniform instead of
             # NaN (Hugging Face T5 does the same), and never matters for the loss.
-            xp.copyto(s, xp.finfo(s.dtype).min, where=~allowed)
-        self.p = _softmax_(s, -1)
+            s = xp.where(allowed, s, xp.finfo(s.dtype).min)
+        self.p = softmax_array(s, -1)
         self.keep = None
         if dropout_p > 0:  # dropout on the attention probabilities, as T5 does in training
             self.keep = keep_mask(self.p.shape, dropout_p, xp) * self.p.dtype.type(1.0 / (1.0 - dropout_p))
-            return matmul(self.p * self.keep, v)
-        return matmul(self.p, v)
+            return (self.p * self.keep) @ v
+        return self.p @ v
 
     def backward(self, grad):
         # o = p v,  p = softmax(s),  s = scale q k^T + bias:
@@ -50,24 +48,18 @@ class Attention(Function):
         # With dropout, o = (p * keep) v: dv uses the dropped probabilities and dp is masked too.
         p = self.p
         p_used = p if self.keep is None else p * self.keep
-        dv = sum_to(matmul(p_used.swapaxes(-1, -2), grad), self.v.shape) if self.needs_input_grad[2] else None
-        dp = matmul(grad, self.v.swapaxes(-1, -2))
+        dv = sum_to(p_used.swapaxes(-1, -2) @ grad, self.v.shape) if self.needs_input_grad[2] else None
+        dp = grad @ self.v.swapaxes(-1, -2)
         if self.keep is not None:
-            dp *= self.keep
-        # ds = p * (dp - rowsum(dp * p)), computed in dp's buffer to save two large temporaries
-        row = (dp * p).sum(axis=-1, keepdims=True)
-        dp -= row
-        dp *= p
-        ds = dp
+            dp = dp * self.keep
+        ds = p * (dp - (dp * p).sum(axis=-1, keepdims=True))
         if self.allowed is not None:  # a fully masked row has p uniform, not 0: zero it explicitly
             ds = get_array_module(ds).where(self.allowed, ds, 0)
         dbias = sum_to(ds, self.bias_shape) if self.bias_shape is not None and self.needs_input_grad[3] else None
-        if self.scale != 1.0:
-            ds *= self.scale
-        dq = sum_to(matmul(ds, self.k), self.q.shape) if self.needs_input_grad[0] else None
-        dk = sum_to(matmul(ds.swapaxes(-1, -2), self.q), self.k.shape) if self.needs_input_grad[1] else None
+        ds = self.scale * ds
+        dq = sum_to(ds @ self.k, self.q.shape) if self.needs_input_grad[0] else None
+        dk = sum_to(ds.swapaxes(-1, -2) @ self.q, self.k.shape) if self.needs_input_grad[1] else None
         return dq, dk, dv, dbias, None
-
 
 
 def _allowed(xp, shape, mask, causal):

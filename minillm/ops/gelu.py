@@ -1,9 +1,7 @@
-"""GELU and the gated GELU of T5's feed-forward, as cache-sized block kernels split over threads.
+"""GELU, and the gated GELU of T5 v1.1's feed-forward, with their derivatives.
 
-These run on the (tokens, d_ff) activations of every feed-forward layer, the largest
-elementwise work in a T5 step. Each kernel writes every step into a buffer it was given, and
-``for_each_row_block`` (minillm/fast/threads.py) runs it on blocks of rows small enough to stay in
-the cache, spread over minillm's threads.
+GELU(x) = x Phi(x), Phi the standard normal CDF. T5 uses the tanh approximation
+("gelu_new"): x h with h = (1 + tanh(u)) / 2, u = sqrt(2/pi) (x + 0.044715 x^3).
 """
 from __future__ import annotations
 
@@ -13,7 +11,6 @@ import numpy as np
 
 from ..autograd import Function, Tensor
 from ..backend import get_array_module
-from ..fast.threads import for_each_row_block
 
 
 def _erf(x):
@@ -36,56 +33,32 @@ _INV_SQRT_2 = 1.0 / math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
 
-def _gelu_tanh_block(x, h, out):
-    """h = 0.5 (1 + tanh(u)) and out = x h = gelu(x), with u = sqrt(2/pi) (x + 0.044715 x^3).
-
-    Every step writes into ``h`` or ``out``: this runs on the (tokens, d_ff) activations of
-    every feed-forward layer, and at that size each temporary array costs real time. (x * x * x,
-    never x**3: NumPy's float power is ~60x slower than two multiplies.)
-    """
+def gelu_tanh_h(x):
+    """h = (1 + tanh(u)) / 2 with u = sqrt(2/pi) (x + 0.044715 x^3), so that gelu_tanh(x) = x h.
+    (x * x * x, not x**3: NumPy's float power is far slower than two multiplies.)"""
     xp = get_array_module(x)
-    xp.multiply(x, x, out=h)
-    h *= 0.044715 * _SQRT_2_OVER_PI
-    h += _SQRT_2_OVER_PI
-    h *= x                                # u = sqrt(2/pi) x (1 + 0.044715 x^2)
-    xp.tanh(h, out=h)
-    h += 1
-    h *= 0.5
-    xp.multiply(x, h, out=out)
+    return 0.5 * (1 + xp.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)))
 
 
-def _gelu_tanh_derivative_block(x, h, out):
-    """out = gelu'(x), from x and the forward pass's h = 0.5 (1 + tanh(u)), in place.
+def gelu_tanh_derivative(x, h):
+    """gelu_tanh'(x), from x and h = gelu_tanh_h(x).
 
-    gelu(x) = x h, so gelu' = h + x dh/du u'. With T = tanh(u), dh/du = (1 - T^2) / 2 and
+    gelu(x) = x h, so gelu' = h + x dh/du u'. With T = tanh(u), dh/du = (1 - T^2) / 2, and
     1 - T^2 = (1 - T)(1 + T) = 4 h (1 - h), so dh/du = 2 h (1 - h), and
         gelu'(x) = h (1 + (1 - h) 2 x u'),   u' = sqrt(2/pi) (1 + 3 * 0.044715 x^2).
     """
-    xp = get_array_module(x)
-    w = xp.empty_like(x)
-    xp.multiply(x, x, out=w)
-    w *= 6 * 0.044715 * _SQRT_2_OVER_PI
-    w += 2 * _SQRT_2_OVER_PI
-    w *= x                                # 2 x u'
-    xp.subtract(1, h, out=out)
-    out *= w
-    out += 1
-    out *= h
+    u_prime = _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x * x)
+    return h * (1 + (1 - h) * 2 * x * u_prime)
 
 
 class Gelu(Function):
-    """GELU(x) = x * Phi(x). ``approximate="tanh"`` is the version T5 calls "gelu_new".
-
-    The tanh version runs as block kernels, cache-sized and split over threads (``fast/threads.py``).
-    """
+    """GELU(x) = x * Phi(x). ``approximate="tanh"`` is the version T5 calls "gelu_new"."""
 
     def forward(self, a, approximate="none"):
-        xp = get_array_module(a)
         self.a, self.approximate = a, approximate
         if approximate == "tanh":
-            self.h, out = xp.empty_like(a), xp.empty_like(a)
-            for_each_row_block(_gelu_tanh_block, a, self.h, out)
-            return out
+            self.h = gelu_tanh_h(a)
+            return a * self.h
         if approximate != "none":
             raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
         self.cdf = 0.5 * (1 + _erf(a * _INV_SQRT_2))
@@ -95,13 +68,7 @@ class Gelu(Function):
         xp = get_array_module(grad)
         a = self.a
         if self.approximate == "tanh":
-            def block(a, h, grad, out):
-                _gelu_tanh_derivative_block(a, h, out)
-                out *= grad
-
-            out = xp.empty_like(a)
-            for_each_row_block(block, a, self.h, grad, out)
-            return out
+            return grad * gelu_tanh_derivative(a, self.h)
         # d/dx x Phi(x) = Phi(x) + x phi(x),  phi(x) = e^(-x^2/2) / sqrt(2 pi)
         return grad * (self.cdf + a * _INV_SQRT_2PI * xp.exp(-0.5 * a * a))
 
@@ -110,7 +77,7 @@ class GatedGelu(Function):
     """gelu_tanh(gate) * up: the gated feed-forward of T5 v1.1 and FLAN-T5, fused.
 
     Composed, it is two ops (gelu, multiply) that save four activations; fused, it saves gate,
-    up and h = 0.5 (1 + tanh(u)), and computes both gradients in one blocked pass:
+    up and h = (1 + tanh(u)) / 2, and the product rule gives both gradients:
         d up   = g * gelu(gate) = g * gate * h
         d gate = g * up * gelu'(gate)
     """
@@ -118,36 +85,13 @@ class GatedGelu(Function):
     def forward(self, gate, up):
         if gate.shape != up.shape:
             raise ValueError(f"gated_gelu: gate {gate.shape} and up {up.shape} must have the same shape")
-        xp = get_array_module(gate)
         self.gate, self.up = gate, up
-        self.h, out = xp.empty_like(gate), xp.empty_like(gate)
-
-        def block(gate, up, h, out):
-            _gelu_tanh_block(gate, h, out)
-            out *= up
-
-        for_each_row_block(block, gate, up, self.h, out)
-        return out
+        self.h = gelu_tanh_h(gate)
+        return gate * self.h * up
 
     def backward(self, grad):
-        xp = get_array_module(grad)
-        d_gate = xp.empty_like(self.gate) if self.needs_input_grad[0] else None
-        d_up = xp.empty_like(self.gate) if self.needs_input_grad[1] else None
-        outputs = [d for d in (d_gate, d_up) if d is not None]
-
-        def block(gate, up, h, g, *outs):
-            outs = list(outs)
-            if d_gate is not None:
-                out = outs.pop(0)
-                _gelu_tanh_derivative_block(gate, h, out)
-                out *= g
-                out *= up
-            if d_up is not None:
-                out = outs.pop(0)
-                xp.multiply(gate, h, out=out)
-                out *= g
-
-        for_each_row_block(block, self.gate, self.up, self.h, grad, *outputs)
+        d_gate = grad * self.up * gelu_tanh_derivative(self.gate, self.h) if self.needs_input_grad[0] else None
+        d_up = grad * self.gate * self.h if self.needs_input_grad[1] else None
         return d_gate, d_up
 
 

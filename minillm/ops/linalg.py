@@ -3,27 +3,14 @@
 For C = A @ B the chain rule gives  dA = dC @ B^T  and  dB = A^T @ dC.  With batch dimensions
 that broadcast, each gradient is then summed back to its input's shape.
 
-The products run on NumPy/CuPy's BLAS. (The fast layer has a version of ``Linear`` on minillm's own
-CUDA kernels: ``minillm/fast/cuda_ops.py``.)
+The products run on NumPy/CuPy's BLAS, one call each. (The fast layer splits them over minillm's
+threads on the CPU, ``fast/cpu_linalg.py``, and runs ``Linear`` on minillm's own CUDA kernels on
+the GPU, ``fast/cuda_ops.py``.)
 """
 from __future__ import annotations
 
-import numpy as np
-
-from ..fast import threads as parallel
 from ..autograd import Function, Tensor
-from ..backend import get_array_module
 from .elementwise import sum_to
-
-
-def _gemm(a, b, transpose_a=False, transpose_b=False):
-    """op(a) @ op(b) for 2-D arrays."""
-    if transpose_b and not transpose_a and 1 < a.shape[0] <= 64 and isinstance(a, np.ndarray):
-        # A few rows times a transposed matrix (x W^T in one decoding step) is a slow case for
-        # OpenBLAS. Computed as (W x^T)^T, the same product took 0.33-0.80 of the time for 8 to
-        # 32 rows of width 256 (one thread), and about the same at 64; generation gained ~5%.
-        return parallel.matmul(b, a.T).T
-    return parallel.matmul(a.T if transpose_a else a, b.T if transpose_b else b)
 
 
 class MatMul(Function):
@@ -41,7 +28,7 @@ class MatMul(Function):
         self.a = a[None, :] if a.ndim == 1 else a
         self.b = b[:, None] if b.ndim == 1 else b
         try:
-            out = parallel.matmul(self.a, self.b)
+            out = self.a @ self.b
         except ValueError:
             raise ValueError(f"matmul: {a.shape} @ {b.shape}: batch dimensions do not broadcast") from None
         self.out_shape = out.shape
@@ -55,9 +42,9 @@ class MatMul(Function):
         grad = grad.reshape(self.out_shape)
         ga = gb = None
         if self.needs_input_grad[0]:
-            ga = sum_to(parallel.matmul(grad, self.b.swapaxes(-1, -2)), self.a.shape).reshape(self.a_shape)
+            ga = sum_to(grad @ self.b.swapaxes(-1, -2), self.a.shape).reshape(self.a_shape)
         if self.needs_input_grad[1]:
-            gb = sum_to(parallel.matmul(self.a.swapaxes(-1, -2), grad), self.b.shape).reshape(self.b_shape)
+            gb = sum_to(self.a.swapaxes(-1, -2) @ grad, self.b.shape).reshape(self.b_shape)
         return ga, gb
 
 
@@ -79,7 +66,7 @@ class Linear(Function):
         self.x2d = x.reshape(-1, x.shape[-1])  # flatten (batch, seq, in) -> (batch*seq, in)
         self.weight = weight
         self.has_bias = bias is not None
-        out = _gemm(self.x2d, weight, transpose_b=True)
+        out = self.x2d @ weight.T
         if bias is not None:
             out += bias
         return out.reshape(*x.shape[:-1], weight.shape[0])
@@ -88,9 +75,9 @@ class Linear(Function):
         g2d = grad.reshape(-1, grad.shape[-1])  # (N, out)
         gx = gw = gb = None
         if self.needs_input_grad[0]:
-            gx = _gemm(g2d, self.weight).reshape(self.x_shape)  # dx = dy W
+            gx = (g2d @ self.weight).reshape(self.x_shape)  # dx = dy W
         if self.needs_input_grad[1]:
-            gw = _gemm(g2d, self.x2d, transpose_a=True)  # dW = dy^T x
+            gw = g2d.T @ self.x2d  # dW = dy^T x
         if self.has_bias and self.needs_input_grad[2]:
             gb = g2d.sum(axis=0)  # db = sum over rows of dy
         return gx, gw, gb

@@ -122,10 +122,8 @@ class GetItem(Function):
         full = xp.zeros(self.shape, dtype=grad.dtype)
         if _is_basic_index(self.index):
             full[self.index] = grad  # a view of distinct elements: plain assignment
-        elif xp is np:
-            np.add.at(full, self.index, grad)  # repeated indices must add up
         else:
-            xp.add.at(full, self.index, grad)
+            xp.add.at(full, self.index, grad)  # repeated indices must add up
         return full
 
 

@@ -1,5 +1,6 @@
-"""minillm/fast/threads.py: work split over threads gives the results of one call, and every op that
-splits its work still has the right gradients when it does.
+"""minillm/fast/threads.py and the CPU kernels on it: work split over threads gives the results of
+one call, every op that splits its work still has the right gradients when it does, and the
+thread switch (``minillm.set_num_threads``, ``threads_to_blas``) sets and restores BLAS.
 
 The ``split_everything`` fixture lowers the size thresholds to a few elements and asks for three
 threads, so that the tiny float64 inputs of a gradient check are cut into many blocks, shared out
@@ -205,7 +206,7 @@ def test_t5_training_step_on_threads_matches_one_thread(split_everything):
 def test_threads_to_blas_hands_the_threads_over_and_back():
     from threadpoolctl import threadpool_info
 
-    from minillm.backend import threads_to_blas
+    from minillm.fast.threads import threads_to_blas
 
     def blas_threads():
         return {info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"}
@@ -232,3 +233,22 @@ def test_generation_on_two_threads_gives_the_tokens_of_one():
     finally:
         minillm.set_num_threads(None)
     np.testing.assert_array_equal(two, one)
+
+
+def test_set_num_threads_limits_blas_and_none_restores_it():
+    from minillm.fast.threads import get_num_threads, set_num_threads
+
+    before = get_num_threads()
+    set_num_threads(1)
+    try:
+        assert get_num_threads() == 1
+    finally:
+        set_num_threads(None)
+    assert get_num_threads() == before
+
+
+def test_set_num_threads_rejects_zero():
+    from minillm.fast.threads import set_num_threads
+
+    with pytest.raises(ValueError, match="at least 1 thread"):
+        set_num_threads(0)
