@@ -21,8 +21,8 @@
 # 4. split attention into heads and reproduce `MultiHeadAttention` from its four weight matrices;
 # 5. train a tiny T5 to reverse sentences and read its attention as a heat-map.
 #
-# Run: `python tutorials/02_attention_and_transformer.py` (about two minutes of training on two CPU
-# cores; `MINILLM_SMOKE=1` takes seconds). Read alongside: `minillm/ops/attention.py`
+# Run: `python tutorials/02_attention_and_transformer.py` (it prints its training time and its total wall time;
+# `MINILLM_SMOKE=1` takes seconds). Read alongside: `minillm/ops/attention.py`
 # (`scaled_dot_product_attention`), `minillm/nn/attention.py`, `minillm/models/t5.py`.
 
 # %% Setup: output folder, figures, tables (the same cell opens every tutorial)
@@ -39,6 +39,7 @@ sys.path[:0] = [str(HERE.parent), str(HERE)]  # minillm from this checkout; tuto
 from _setup import SMOKE, plt, print_table, tutorial_output  # noqa: E402
 
 OUT, FIGURES, save_figure = tutorial_output(TUTORIAL)
+WALL = time.perf_counter()
 
 
 import minillm  # noqa: E402
@@ -370,7 +371,9 @@ summary = {
     "recompute_vs_layer_max_abs_diff": recompute_diff,
     "best_mirror_attention": float(mirror[best_layer, best_head]),
     "best_mirror_layer_head": [int(best_layer), int(best_head)],
+    "wall_seconds": round(time.perf_counter() - WALL, 1),
     "figures": FIGURES,
 }
 (OUT / "summary.json").write_text(json.dumps(summary, indent=2))
+print(f"This run took {summary['wall_seconds']:.0f} s of wall time.")
 print("SUMMARY " + json.dumps(summary))

@@ -22,7 +22,7 @@
 # 4. read the two loss curves, and score the model on held-out tasks before and after;
 # 5. save the model and tokenizer (`save_pretrained`) so that later tutorials can load them.
 #
-# Run: `python tutorials/03_train_toy_t5.py` (about six minutes of CPU time on two cores;
+# Run: `python tutorials/03_train_toy_t5.py` (it prints each phase's time and its total wall time;
 # `MINILLM_SMOKE=1` takes seconds). Tutorials 04, 05, 06 and 09 reuse the model saved here.
 # Read alongside: `minillm/data/span_corruption.py`, `minillm/data/mixture.py`, `minillm/training/trainer.py`.
 
@@ -253,4 +253,5 @@ summary = {
     "figures": FIGURES,
 }
 (OUT / "summary.json").write_text(json.dumps(summary, indent=2))
+print(f"This run took {summary['wall_seconds']:.0f} s of wall time.")
 print("SUMMARY " + json.dumps(summary))

@@ -24,7 +24,7 @@
 # 4. evaluate a summarizer with ROUGE before and after, and read example outputs, not just scores;
 # 5. notice what happened to a task we did *not* train on (the cue for tutorial 06).
 #
-# Run: `python tutorials/05_instruction_finetuning.py` (a few minutes on two CPU cores;
+# Run: `python tutorials/05_instruction_finetuning.py` (it prints its own wall time at the end;
 # `MINILLM_SMOKE=1` takes seconds). Read alongside: `minillm/data/jsonl.py`, `minillm/training/trainer.py`,
 # `minillm/metrics/rouge.py`.
 
@@ -210,4 +210,5 @@ summary = {
     "figures": FIGURES,
 }
 (OUT / "summary.json").write_text(json.dumps(summary, indent=2))
+print(f"This run took {summary['wall_seconds']:.0f} s of wall time.")
 print("SUMMARY " + json.dumps(summary))

@@ -22,7 +22,7 @@
 #    earlier skills, and what it costs on the new task at equal compute;
 # 4. decide when forgetting matters ("I only need one task") and when it does not.
 #
-# Run: `python tutorials/06_forgetting_and_multitask.py` (a few minutes on two CPU cores;
+# Run: `python tutorials/06_forgetting_and_multitask.py` (it prints its own wall time at the end;
 # `MINILLM_SMOKE=1` takes seconds). Read alongside: `minillm/evaluation/forgetting.py`,
 # `minillm/data/mixture.py`, `benchmarks/forgetting.py` (the same experiment with LoRA as a third arm).
 
@@ -197,4 +197,5 @@ summary = {
     "figures": FIGURES,
 }
 (OUT / "summary.json").write_text(json.dumps(summary, indent=2))
+print(f"This run took {summary['wall_seconds']:.0f} s of wall time.")
 print("SUMMARY " + json.dumps(summary))

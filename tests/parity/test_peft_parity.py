@@ -95,3 +95,17 @@ def test_soft_prompt_saved_by_minillm_loads_into_peft(base_dir, tmp_path):
     expected = our_logits(ours)
     assert np.abs(expected - hf_logits(hf_base(base_dir))).max() > 1e-3
     assert_close(hf_logits(theirs), expected)
+
+
+@pytest.mark.parametrize("targets", [["q", "v"], ["q", "k", "v", "o", "wi", "wo"]])
+def test_trainable_percent_is_peft_s(base_dir, targets):
+    """Same base, same LoRA: the (trainable, all) counts and trainable% equal PEFT's own."""
+    from minillm.peft.model import trainable_percent  # noqa: PLC0415
+
+    theirs = peft.get_peft_model(hf_base(base_dir), peft.LoraConfig(r=4, target_modules=targets,
+                                                                     task_type="SEQ_2_SEQ_LM"))
+    ours = get_peft_model(T5ForConditionalGeneration.from_pretrained(base_dir),
+                          LoraConfig(r=4, target_modules=targets))
+    trainable, total = theirs.get_nb_trainable_parameters()
+    assert ours.get_nb_trainable_parameters() == (trainable, total)
+    assert trainable_percent(ours) == pytest.approx(100 * trainable / total, rel=1e-12)
