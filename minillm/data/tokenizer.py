@@ -133,8 +133,29 @@ class Tokenizer:
 
     @classmethod
     def from_file(cls, path: str) -> "Tokenizer":
-        """Load a `tokenizer.json` (ours or a Hugging Face T5 one)."""
-        return cls(_HFTokenizer.from_file(str(path)))
+        """Load a `tokenizer.json` (ours or a Hugging Face T5 one).
+
+        Raises:
+            FileNotFoundError / ValueError: naming the file, when it is missing, is not a
+                tokenizer the `tokenizers` library can read, or lacks T5's special ids.
+        """
+        path = str(path)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"{path} does not exist (expected a tokenizer.json)")
+        try:
+            hf_tokenizer = _HFTokenizer.from_file(path)
+        except Exception as err:  # the Rust library raises a bare Exception with serde's message
+            raise ValueError(f"{path}: not a valid tokenizer.json ({err})") from None
+        try:
+            return cls(hf_tokenizer)
+        except ValueError as err:
+            raise ValueError(f"{path}: not a T5-style tokenizer: {err}") from None
+
+    def check_fits(self, vocab_size: int, source: str = "the model") -> None:
+        """Raise a ValueError if this tokenizer makes ids that ``source``'s embedding of ``vocab_size`` rows lacks."""
+        if self.vocab_size > vocab_size:
+            raise ValueError(f"the tokenizer has {self.vocab_size} ids but {source} has vocab_size "
+                             f"{vocab_size}: ids from {vocab_size} on would index past its embedding")
 
     @classmethod
     def from_pretrained(cls, directory: str) -> "Tokenizer":

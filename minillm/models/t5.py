@@ -14,7 +14,7 @@ moves between the two without a mapping table (see models/hf.py).
 from __future__ import annotations
 
 import dataclasses
-import json
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,8 +22,10 @@ import numpy as np
 from .. import ops
 from ..autograd import Tensor
 from ..backend import get_array_module
+from ..files import read_json
 from ..nn import Dropout, Embedding, Linear, Module, ModuleList, RMSNorm
 from ..nn.attention import MultiHeadAttention
+from .hf import load_pretrained, save_pretrained
 
 
 @dataclass
@@ -54,13 +56,46 @@ class T5Config:
     extra: dict = field(default_factory=dict)  # unknown keys from a config.json, kept for saving
 
     def __post_init__(self):
-        if self.scale_decoder_outputs is None:
-            self.scale_decoder_outputs = self.tie_word_embeddings
         if self.num_decoder_layers is None:
             self.num_decoder_layers = self.num_layers
+        self._check_types_and_ranges()
+        if self.scale_decoder_outputs is None:
+            self.scale_decoder_outputs = self.tie_word_embeddings
+
+    def _check_types_and_ranges(self) -> None:
+        """Refuse a value of the wrong type or out of range, naming the key, before any array exists.
+
+        A config.json comes from anywhere; ``"d_model": "512"`` or ``"num_heads": 0`` must fail here,
+        not as a NumPy error deep inside the model (or as a huge allocation).
+        """
+        sizes = ("vocab_size", "d_model", "d_kv", "d_ff", "num_layers", "num_decoder_layers", "num_heads",
+                 "relative_attention_num_buckets", "relative_attention_max_distance")
+        for name in sizes + ("pad_token_id", "eos_token_id", "decoder_start_token_id"):
+            value = getattr(self, name)
+            if type(value) is not int:
+                raise ValueError(f"T5Config: {name} must be an integer, got {value!r}")
+            if value < (1 if name in sizes else 0):
+                raise ValueError(f"T5Config: {name} must be >= {1 if name in sizes else 0}, got {value}")
+        for name in ("pad_token_id", "eos_token_id", "decoder_start_token_id"):
+            if getattr(self, name) >= self.vocab_size:
+                raise ValueError(f"T5Config: {name}={getattr(self, name)} is not an id of a vocabulary of "
+                                 f"{self.vocab_size}")
+        for name, low, high in (("dropout_rate", 0.0, 1.0), ("layer_norm_epsilon", 0.0, math.inf),
+                                ("initializer_factor", 0.0, math.inf)):
+            value = getattr(self, name)
+            if type(value) not in (int, float) or not math.isfinite(value) or not low <= value < high:
+                raise ValueError(f"T5Config: {name} must be a finite number in [{low}, {high}), got {value!r}")
+        if self.layer_norm_epsilon == 0 or self.initializer_factor == 0:
+            raise ValueError("T5Config: layer_norm_epsilon and initializer_factor must be > 0")
+        for name in ("tie_word_embeddings", "scale_decoder_outputs"):
+            if not isinstance(getattr(self, name), bool) and not (name == "scale_decoder_outputs"
+                                                                  and self.scale_decoder_outputs is None):
+                raise ValueError(f"T5Config: {name} must be true or false, got {getattr(self, name)!r}")
         if self.feed_forward_proj not in ("relu", "gated-gelu", "gelu", "gated-relu"):
             raise ValueError(f"T5Config: feed_forward_proj must be 'relu' or 'gated-gelu', "
                              f"got {self.feed_forward_proj!r}")
+        if not isinstance(self.extra, dict):
+            raise ValueError("T5Config: extra must be a dict")
 
     @property
     def is_gated_act(self) -> bool:
@@ -83,12 +118,14 @@ class T5Config:
 
     @classmethod
     def from_json_file(cls, path) -> "T5Config":
-        """Read a config.json, with a clear error when it is not valid JSON."""
+        """Read a config.json; a ValueError names the file when it is not valid JSON or a value is wrong."""
+        values = read_json(path, "config.json")
+        if not isinstance(values, dict):
+            raise ValueError(f"{path}: expected a JSON object of settings, got {type(values).__name__}")
         try:
-            with open(path, encoding="utf-8") as f:
-                return cls.from_dict(json.load(f))
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path}: line {err.lineno}: not valid JSON ({err.msg})") from None
+            return cls.from_dict(values)
+        except ValueError as err:
+            raise ValueError(f"{path}: {err}") from None
 
 
 @dataclass
@@ -270,17 +307,15 @@ class T5ForConditionalGeneration(Module):
             self.lm_head.weight = self.shared.weight
 
     # Hugging Face method names, implemented in models/hf.py and generation.py.
+    config_class = T5Config  # what models/hf.py reads config.json into
+
     @classmethod
     def from_pretrained(cls, directory, **kwargs) -> "T5ForConditionalGeneration":
         """Load ``config.json`` + ``model.safetensors`` from a Hugging Face folder."""
-        from .hf import load_pretrained  # noqa: PLC0415
-
         return load_pretrained(cls, directory, **kwargs)
 
     def save_pretrained(self, directory) -> None:
         """Write ``config.json`` + ``model.safetensors`` that transformers can load."""
-        from .hf import save_pretrained  # noqa: PLC0415
-
         save_pretrained(self, directory)
 
     def generate(self, input_ids, attention_mask=None, **kwargs):

@@ -10,11 +10,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..files import atomic_write_text, read_json
+from .pattern import compile_pattern
+
 CONFIG_NAME = "adapter_config.json"
 WEIGHTS_NAME = "adapter_model.safetensors"
+_KIND_TEXT = {"int": "an integer", "number": "a finite number", "bool": "true or false",
+              "names": "a list of strings", "names or regex": "a list of module names or one regex string"}
 
 
 @dataclass
@@ -40,19 +46,45 @@ class PeftConfig:
         names = {f.name for f in dataclasses.fields(target)}
         return target(**{k: v for k, v in d.items() if k in names})
 
+    def _check_types(self, **kinds) -> None:
+        """Raise a ValueError naming the field whose value is not of its kind ("int", "number", "names")."""
+        for name, kind in kinds.items():
+            value = getattr(self, name)
+            if kind == "int":
+                ok = type(value) is int
+            elif kind == "number":
+                ok = type(value) in (int, float) and math.isfinite(value)
+            elif kind == "bool":
+                ok = type(value) is bool
+            else:  # "names": a list of strings, or (for target_modules) one regex string
+                ok = (isinstance(value, list) and all(isinstance(v, str) for v in value)) or (
+                    kind == "names or regex" and isinstance(value, str))
+            if not ok:
+                raise ValueError(f"{type(self).__name__}: {name} must be {_KIND_TEXT[kind]}, got {value!r}")
+
     def save_pretrained(self, directory) -> None:
-        """Write ``adapter_config.json`` into ``directory``."""
+        """Write ``adapter_config.json`` into ``directory`` (atomically)."""
         Path(directory).mkdir(parents=True, exist_ok=True)
-        text = json.dumps(self.to_dict(), indent=2, sort_keys=True)
-        (Path(directory) / CONFIG_NAME).write_text(text, encoding="utf-8")
+        atomic_write_text(Path(directory) / CONFIG_NAME, json.dumps(self.to_dict(), indent=2, sort_keys=True))
 
     @classmethod
     def from_pretrained(cls, directory) -> "PeftConfig":
-        """Read ``adapter_config.json`` from ``directory`` (PEFT's or minillm's)."""
+        """Read ``adapter_config.json`` from ``directory`` (PEFT's or minillm's).
+
+        Raises:
+            FileNotFoundError / ValueError: naming the file, when it is missing, is not JSON, or
+                holds a value of the wrong type or out of range.
+        """
         path = Path(directory) / CONFIG_NAME
-        if not path.exists():
+        if not path.is_file():
             raise FileNotFoundError(f"{path} does not exist: not a PEFT adapter folder")
-        return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        values = read_json(path, CONFIG_NAME)
+        if not isinstance(values, dict):
+            raise ValueError(f"{path}: expected a JSON object, got {type(values).__name__}")
+        try:
+            return cls.from_dict(values)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{path}: {err}") from None
 
 
 @dataclass
@@ -84,15 +116,23 @@ class LoraConfig(PeftConfig):
     fan_in_fan_out: bool = False
 
     def __post_init__(self):
+        if self.target_modules is None:
+            self.target_modules = ["q", "v"]  # PEFT's default for T5
+        self._check_types(r="int", lora_alpha="number", lora_dropout="number", use_rslora="bool",
+                          target_modules="names or regex")
         if self.r <= 0:
             raise ValueError(f"LoraConfig: r must be a positive integer, got {self.r}")
+        if not 0 <= self.lora_dropout < 1:
+            raise ValueError(f"LoraConfig: lora_dropout must be in [0, 1), got {self.lora_dropout}")
+        if isinstance(self.target_modules, str):
+            compile_pattern(self.target_modules)  # refuses a pattern that would need backtracking
+        if self.modules_to_save is not None:
+            self._check_types(modules_to_save="names")
         if self.bias not in ("none", "all", "lora_only"):
             raise ValueError(f"LoraConfig: bias must be 'none', 'all' or 'lora_only', got {self.bias!r}")
         if self.init_lora_weights not in (True, False, "gaussian"):
             raise ValueError(f"LoraConfig: init_lora_weights must be True, False or 'gaussian', "
                              f"got {self.init_lora_weights!r}")
-        if self.target_modules is None:
-            self.target_modules = ["q", "v"]  # PEFT's default for T5
         if self.fan_in_fan_out:
             raise ValueError("LoraConfig: fan_in_fan_out (GPT-2's Conv1D layout) is not supported")
 
@@ -118,6 +158,7 @@ class AdapterConfig(PeftConfig):
     init_std: float = 1e-2
 
     def __post_init__(self):
+        self._check_types(adapter_size="int", positions="names", stacks="names", init_std="number")
         if self.adapter_size <= 0:
             raise ValueError(f"AdapterConfig: adapter_size must be positive, got {self.adapter_size}")
         bad = set(self.positions) - {"attention", "cross_attention", "ffn"}
@@ -158,6 +199,7 @@ class PromptTuningConfig(PeftConfig):
         if self.prompt_tuning_init not in ("random", "sample_vocab", "text"):
             raise ValueError(f"PromptTuningConfig: prompt_tuning_init must be 'random', 'sample_vocab' "
                              f"or 'text', got {self.prompt_tuning_init!r}")
+        self._check_types(num_virtual_tokens="int")
         if self.num_virtual_tokens <= 0:
             raise ValueError(f"PromptTuningConfig: num_virtual_tokens must be positive, "
                              f"got {self.num_virtual_tokens}")
@@ -186,6 +228,11 @@ class SelectiveConfig(PeftConfig):
     bitfit: bool = False
 
     def __post_init__(self):
+        self._check_types(patterns="names", last_n_decoder_blocks="int", bitfit="bool")
+        for pattern in self.patterns:
+            compile_pattern(pattern)  # refuses a pattern that would need backtracking
+        if self.last_n_decoder_blocks < 0:
+            raise ValueError(f"SelectiveConfig: last_n_decoder_blocks must be >= 0, got {self.last_n_decoder_blocks}")
         if not self.patterns and not self.last_n_decoder_blocks and not self.bitfit:
             raise ValueError("SelectiveConfig: give patterns, last_n_decoder_blocks or bitfit=True")
 

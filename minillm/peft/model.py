@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..backend import to_device
+from ..files import load_safetensors, save_safetensors
 from ..nn import Module
 from .adapters import inject_adapters
 from .config import WEIGHTS_NAME, AdapterConfig, LoraConfig, PeftConfig, PromptTuningConfig, SelectiveConfig
@@ -60,8 +61,9 @@ class PeftModel(Module):
         """Add a new adapter (not made active: call ``set_adapter``)."""
         if adapter_name in self.peft_config:
             raise ValueError(f"an adapter named {adapter_name!r} already exists")
-        if "." in adapter_name or not adapter_name:
-            raise ValueError(f"adapter names must be non-empty and contain no '.', got {adapter_name!r}")
+        if not isinstance(adapter_name, str) or not re.fullmatch(r"[A-Za-z0-9_-]+", adapter_name):
+            # A name is a key segment and, when saved, a folder name: no '.', '/' or '..' may leak out.
+            raise ValueError(f"adapter names are letters, digits, '_' and '-' only, got {adapter_name!r}")
         kinds = {type(c) for c in self.peft_config.values()}
         if SelectiveConfig in kinds | {type(config)} and self.peft_config:
             raise ValueError("a selective adapter trains base weights in place, so it cannot share a "
@@ -214,26 +216,48 @@ class PeftModel(Module):
         return state
 
     def save_pretrained(self, directory, selected_adapters: list | None = None) -> None:
-        """Write each adapter in PEFT's layout: "default" in ``directory``, others in ``directory/<name>``."""
-        from safetensors.numpy import save_file  # noqa: PLC0415
+        """Write each adapter in PEFT's layout: "default" in ``directory``, others in ``directory/<name>``.
 
+        Files are written atomically, with the permissions a plain ``open()`` gives.
+        """
         for name in selected_adapters or list(self.peft_config):
+            if name not in self.peft_config:
+                raise KeyError(f"no adapter named {name!r}; adapters: {list(self.peft_config)}")
             out = Path(directory) if name == "default" else Path(directory) / name
             out.mkdir(parents=True, exist_ok=True)
             tensors = {k: np.ascontiguousarray(to_device(p.data, "cpu"))
                        for k, p in sorted(self.adapter_state(name).items())}
-            save_file(tensors, str(out / WEIGHTS_NAME), metadata={"format": "pt"})
+            save_safetensors(out / WEIGHTS_NAME, tensors, metadata={"format": "pt"})
             self.peft_config[name].save_pretrained(out)
 
     def load_adapter(self, directory, adapter_name: str = "default", is_trainable: bool = False) -> None:
-        """Add an adapter from a PEFT folder (minillm's or Hugging Face PEFT's)."""
-        from safetensors.numpy import load_file  # noqa: PLC0415
+        """Add an adapter from a PEFT folder (minillm's or Hugging Face PEFT's).
 
+        Both files are checked before the adapter is added, and if the weights then do not fit the
+        model, the adapter is removed again: a failed load leaves the model as it was.
+
+        Raises:
+            FileNotFoundError / ValueError / KeyError: naming the file and what is wrong with it.
+        """
         config = PeftConfig.from_pretrained(directory)
         if isinstance(config, PromptTuningConfig):
             config.prompt_tuning_init = "random"  # the values come from the file
+        weights = Path(directory) / WEIGHTS_NAME
+        if not weights.is_file():
+            raise FileNotFoundError(f"{weights} does not exist (an adapter folder holds {WEIGHTS_NAME} "
+                                    "beside adapter_config.json)")
+        saved = load_safetensors(weights)  # header checked against the file size first
         self.add_adapter(adapter_name, config)
-        saved = load_file(str(Path(directory) / WEIGHTS_NAME))
+        try:
+            self._copy_adapter_weights(adapter_name, config, saved, weights)
+        except BaseException:
+            self._remove_adapter(adapter_name)
+            raise
+        config.inference_mode = not is_trainable
+        self._update_trainable()
+
+    def _copy_adapter_weights(self, adapter_name: str, config, saved: dict, source) -> None:
+        """Check every key and shape of ``saved`` against the new adapter, then copy the values."""
         own = self.adapter_state(adapter_name)
         if "prompt_embeddings" in saved:
             # PEFT's seq2seq default keeps 2 * n rows (encoder, decoder) but prompt tuning reads only
@@ -241,23 +265,37 @@ class PeftModel(Module):
             saved["prompt_embeddings"] = saved["prompt_embeddings"][: config.num_virtual_tokens]
         missing, unexpected = sorted(set(own) - set(saved)), sorted(set(saved) - set(own))
         if missing or unexpected:
-            if adapter_name != self.active_adapter or len(self.peft_config) == 1:
-                self.delete_adapter(adapter_name)
-            raise KeyError(f"{directory}: adapter file does not fit this model; missing {missing[:5]}, "
+            raise KeyError(f"{source}: adapter file does not fit this model; missing {missing[:5]}, "
                            f"unexpected {unexpected[:5]}")
+        wrong = [f"{key}: file {tuple(saved[key].shape)}, model {p.shape}" for key, p in own.items()
+                 if tuple(saved[key].shape) != p.shape]
+        if wrong:
+            raise ValueError(f"{source}: adapter shapes do not fit this model ({'; '.join(wrong[:3])})")
         for key, p in own.items():
-            if tuple(saved[key].shape) != p.shape:
-                raise ValueError(f"{key}: file has shape {saved[key].shape}, model expects {p.shape}")
             p.data = to_device(saved[key], p.device).astype(p.dtype)
-        config.inference_mode = not is_trainable
+
+    def _remove_adapter(self, adapter_name: str) -> None:
+        """Undo ``add_adapter`` (even for the active adapter): wrappers, prompt, trainable flags."""
+        if adapter_name == self.active_adapter and len(self.peft_config) > 1:
+            self.active_adapter = next(n for n in self.peft_config if n != adapter_name)
+        self.delete_adapter(adapter_name)
         self._update_trainable()
 
     @classmethod
     def from_pretrained(cls, model: Module, directory, adapter_name: str = "default",
                         is_trainable: bool = False) -> "PeftModel":
-        """Wrap ``model`` with the adapter saved in ``directory`` (frozen unless ``is_trainable``)."""
+        """Wrap ``model`` with the adapter saved in ``directory`` (frozen unless ``is_trainable``).
+
+        If loading fails, ``model`` gets its ``requires_grad`` flags back and holds no wrapper.
+        """
+        flags = {name: p.requires_grad for name, p in model.named_parameters()}
         peft = cls(model, None, adapter_name)
-        peft.load_adapter(directory, adapter_name, is_trainable=is_trainable)
+        try:
+            peft.load_adapter(directory, adapter_name, is_trainable=is_trainable)
+        except BaseException:
+            for name, p in model.named_parameters():
+                p.requires_grad = flags[name]
+            raise
         peft.set_adapter(adapter_name)
         return peft
 

@@ -12,10 +12,9 @@ base with other adapters (use LoRA, adapters or prompts for that).
 """
 from __future__ import annotations
 
-import re
-
 from ..nn import Module, Parameter
 from .config import SelectiveConfig
+from .pattern import compile_pattern
 
 NORMS = r"layer_norm\.weight$"
 RELATIVE_ATTENTION_BIAS = r"relative_attention_bias\.weight$"
@@ -38,7 +37,7 @@ def select_parameters(model: Module, config: SelectiveConfig) -> dict[str, Param
     if config.last_n_decoder_blocks:
         patterns.append(last_blocks_pattern(model, config.last_n_decoder_blocks))
     for pattern in patterns:
-        hits = {n: p for n, p in names.items() if re.search(pattern, n)}
+        hits = {n: p for n, p in names.items() if compile_pattern(pattern).search(n)}  # linear time
         if not hits:
             raise ValueError(f"selective pattern {pattern!r} matches no parameter; names look like "
                              f"{', '.join(list(names)[:4])}, ...")

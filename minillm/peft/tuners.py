@@ -6,9 +6,8 @@ part per adapter name (``q.lora_A.default.weight``); ``find_targets`` applies PE
 """
 from __future__ import annotations
 
-import re
-
 from ..nn import Linear, Module
+from .pattern import compile_pattern
 
 
 class AdapterDict(Module):
@@ -83,12 +82,15 @@ def replace_module(root: Module, name: str, new: Module) -> None:
     object.__setattr__(parent, child, new)
 
 
-
 def module_matches(name: str, targets) -> bool:
     """PEFT's rule: a regex string must match the whole dotted name; a list entry must equal it or
-    be its last segment(s) (``"q"`` matches ``encoder.block.0.layer.0.SelfAttention.q``)."""
+    be its last segment(s) (``"q"`` matches ``encoder.block.0.layer.0.SelfAttention.q``).
+
+    The regex runs in time linear in the name (``pattern.py``): a pattern read from a downloaded
+    adapter_config.json can never hang the loader.
+    """
     if isinstance(targets, str):
-        return re.fullmatch(targets, name) is not None
+        return compile_pattern(targets).fullmatch(name)
     return any(name == t or name.endswith("." + t) for t in targets)
 
 

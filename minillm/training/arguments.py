@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from dataclasses import dataclass, field
 
@@ -68,7 +69,17 @@ class TrainingArguments:
     progress: bool = True
 
     def __post_init__(self):
-        """Reject impossible settings early, with the field's name in the message."""
+        """Reject impossible settings early, with the field's name in the message.
+
+        Every number is checked to be finite: ``nan < 0`` is False, so without the check a NaN
+        learning rate would pass a range test and turn every weight NaN at step 1.
+        """
+        for f in dataclasses.fields(self):
+            value, kind = getattr(self, f.name), type(f.default)
+            if kind is float and not (type(value) in (int, float) and math.isfinite(value)):
+                raise ValueError(f"TrainingArguments.{f.name} must be a finite number, got {value!r}")
+            if kind in (int, bool, str) and type(value) is not kind:
+                raise ValueError(f"TrainingArguments.{f.name} must be of type {kind.__name__}, got {value!r}")
         positive = ("batch_size", "gradient_accumulation_steps", "eval_batch_size", "max_source_length",
                     "max_target_length", "eval_max_new_tokens")
         for name in positive:
@@ -85,8 +96,11 @@ class TrainingArguments:
         if self.lr_schedule not in SCHEDULE_NAMES:
             raise ValueError(f"TrainingArguments.lr_schedule must be one of {SCHEDULE_NAMES}, "
                              f"got {self.lr_schedule!r}")
-        if self.learning_rate < 0 or self.weight_decay < 0 or self.max_grad_norm < 0:
-            raise ValueError("TrainingArguments: learning_rate, weight_decay and max_grad_norm must be >= 0")
+        if not self.learning_rate > 0:
+            raise ValueError(f"TrainingArguments.learning_rate must be > 0, got {self.learning_rate}")
+        for name in ("weight_decay", "max_grad_norm", "num_epochs"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"TrainingArguments.{name} must be >= 0, got {getattr(self, name)}")
 
     @property
     def greater_is_better(self) -> bool:

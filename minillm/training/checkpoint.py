@@ -12,7 +12,7 @@ so training resumed from step N continues bit for bit as if it had never stopped
 
 Why "atomic": a crash (or Ctrl-C, or a full disk) in the middle of saving must never destroy the
 last good checkpoint. Every file is written to a temporary name, flushed and fsync'ed, then
-renamed with ``os.replace`` (a rename within one file system is atomic). The whole directory is
+renamed with ``os.replace`` (a rename within one file system is atomic; ``minillm.files``). The whole directory is
 built as ``<dir>.tmp-XXXX`` and swapped in by renames too: the old checkpoint is moved aside,
 the new one moved in, and only then is the old one deleted.
 
@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 
 import numpy as np
-from safetensors.numpy import load_file, save_file
 
 from .. import backend
+from ..files import atomic_write_text, fsync_directory, load_safetensors, read_json, save_safetensors
 
 MODEL_FILE = "model.safetensors"
 OPTIMIZER_FILE = "optimizer.safetensors"
@@ -37,50 +38,45 @@ TRAINER_STATE_FILE = "trainer_state.json"
 FORMAT_VERSION = 1
 
 
-# ---------------------------------------------------------------------------------- atomic files
-def _fsync_directory(path: str) -> None:
-    """Make a rename inside ``path`` durable (a no-op where directories cannot be opened, e.g. Windows)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _atomic_write(path: str, write) -> None:
-    """Call ``write(tmp_path)`` on a temporary file next to ``path``, fsync it, then rename it to ``path``."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp_path = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=directory)
-    os.close(fd)
-    try:
-        write(tmp_path)
-        with open(tmp_path, "rb+") as f:
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp_path, path)
-    except BaseException:
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
-        raise
-
-
+# ---------------------------------------------------------------------------------- files
 def _write_safetensors(path: str, arrays: dict) -> None:
     """Save name -> array to ``path`` atomically (arrays copied to the CPU, made contiguous)."""
     arrays = {k: np.ascontiguousarray(backend.to_device(v, "cpu")) for k, v in arrays.items()}
-    _atomic_write(path, lambda tmp: save_file(arrays, tmp, metadata={"format": "np"}))
+    save_safetensors(path, arrays, metadata={"format": "np"})
 
 
 def _write_json(path: str, obj: dict) -> None:
     """Save ``obj`` as indented JSON to ``path`` atomically."""
-    def write(tmp):
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=2, sort_keys=True)
-    _atomic_write(path, write)
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True))
+
+
+def clean_stale_temporaries(output_dir: str) -> list[str]:
+    """Remove what an interrupted save left in a run directory; returns the names removed.
+
+    A crash in ``save_checkpoint`` can leave ``checkpoint.tmp-XXXX`` (a new checkpoint never swapped
+    in) and, in the instant between its two renames, ``checkpoint.old-XXXX`` with no ``checkpoint``
+    beside it: that one *is* the last good checkpoint, so it is renamed back instead of deleted.
+    ``atomic_write`` leaves ``<file>.XXXX.tmp`` files. Nothing else is touched.
+    """
+    if not os.path.isdir(output_dir):
+        return []
+    removed = []
+    for folder in (output_dir, os.path.join(output_dir, "best")):
+        if not os.path.isdir(folder):
+            continue
+        for name in sorted(os.listdir(folder)):
+            path = os.path.join(folder, name)
+            old = re.fullmatch(r"(.+)\.old-[A-Za-z0-9_]+", name)
+            if old and os.path.isdir(path) and not os.path.exists(os.path.join(folder, old.group(1))):
+                os.replace(path, os.path.join(folder, old.group(1)))  # the last good checkpoint: restore it
+                removed.append(f"{name} (restored as {old.group(1)})")
+            elif (old or re.fullmatch(r".+\.tmp-[A-Za-z0-9_]+", name)) and os.path.isdir(path):
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(name)
+            elif re.fullmatch(r".+\.[A-Za-z0-9_]+\.tmp", name) and os.path.isfile(path):
+                os.remove(path)
+                removed.append(name)
+    return removed
 
 
 # ---------------------------------------------------------------------------------- optimizer <-> files
@@ -143,14 +139,14 @@ def save_checkpoint(directory, model, optimizer=None, scheduler=None, step: int 
             _write_safetensors(os.path.join(tmp_dir, OPTIMIZER_FILE), arrays)
             trainer_state["optimizer"] = scalars
         _write_json(os.path.join(tmp_dir, TRAINER_STATE_FILE), trainer_state)
-        _fsync_directory(tmp_dir)
+        fsync_directory(tmp_dir)
         # Swap: move the old checkpoint aside, move the new one in, and only then delete the old.
         if os.path.exists(directory):
             old_dir = tempfile.mkdtemp(prefix=os.path.basename(directory) + ".old-", dir=parent)
             os.rmdir(old_dir)
             os.replace(directory, old_dir)
         os.replace(tmp_dir, directory)
-        _fsync_directory(parent)
+        fsync_directory(parent)
     except BaseException:
         if old_dir is not None and not os.path.exists(directory):
             os.replace(old_dir, directory)  # put the previous checkpoint back
@@ -191,12 +187,15 @@ def load_checkpoint(directory, model, optimizer=None, scheduler=None) -> dict:
         hint = (f" (an interrupted save left {os.path.join(parent, leftovers[0])}: rename it to recover)"
                 if leftovers else "")
         raise FileNotFoundError(f"checkpoint directory not found: {directory}{hint}")
-    with open(_require_file(directory, TRAINER_STATE_FILE), encoding="utf-8") as f:
-        trainer_state = json.load(f)
+    state_path = _require_file(directory, TRAINER_STATE_FILE)
+    trainer_state = read_json(state_path, TRAINER_STATE_FILE)
+    if not isinstance(trainer_state, dict) or not isinstance(trainer_state.get("step"), int):
+        raise ValueError(f"{state_path}: not a minillm trainer state (expected a JSON object with an integer \"step\")")
 
     model_path = _require_file(directory, MODEL_FILE)
+    arrays = load_safetensors(model_path)
     try:
-        model.load_state_dict(load_file(model_path))
+        model.load_state_dict(arrays)
     except (KeyError, ValueError) as error:
         message = error.args[0] if error.args else str(error)
         raise type(error)(f"{model_path} does not match the model: {message}") from error
@@ -204,7 +203,7 @@ def load_checkpoint(directory, model, optimizer=None, scheduler=None) -> dict:
     if optimizer is not None:
         if trainer_state.get("optimizer") is None:
             raise ValueError(f"checkpoint {directory} was saved without an optimizer")
-        arrays = load_file(_require_file(directory, OPTIMIZER_FILE))
+        arrays = load_safetensors(_require_file(directory, OPTIMIZER_FILE))
         optimizer.load_state_dict(_join_optimizer_state(arrays, trainer_state["optimizer"]))
     if scheduler is not None:
         if trainer_state.get("scheduler") is None:

@@ -20,6 +20,8 @@ import os
 
 import numpy as np
 
+from ..data.collate import IGNORE_INDEX
+
 
 class TrainingLog:
     """Append-only JSONL log of a run, kept in memory too for plotting.
@@ -94,3 +96,22 @@ def _jsonable(value):
         value = float(value)
         return value if math.isfinite(value) else str(value)
     return value
+
+
+class StepMeter:
+    """Losses of a run's steps, and tokens per second of training time (evaluation excluded)."""
+
+    def __init__(self):
+        self.losses, self.tokens, self.seconds = [], 0, 0.0
+
+    def add(self, loss: float, batches: list[dict], seconds: float) -> float:
+        """Record one step; returns the tokens per second so far."""
+        self.losses.append(loss)
+        for batch in batches:  # source tokens read + target tokens predicted
+            self.tokens += int(np.sum(batch["attention_mask"])) + int(np.sum(np.asarray(batch["labels"]) != IGNORE_INDEX))
+        self.seconds += seconds
+        return self.tokens / max(self.seconds, 1e-9)
+
+    def mean_loss(self) -> float:
+        """The mean training loss of the recorded steps (nan when none)."""
+        return float(np.mean(self.losses)) if self.losses else math.nan

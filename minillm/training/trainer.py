@@ -25,7 +25,9 @@ A run directory looks like this:
 
 Resuming is exact: the checkpoint holds parameters, optimizer moments, the schedule position,
 the random-number generator and the position in the data (epoch, batch), so training resumed
-from step k continues bit for bit like a run that never stopped.
+from step k continues bit for bit like a run that never stopped. It is also honest: options that
+differ from the checkpoint's are applied and reported, or refused with the reason
+(``training/resume.py``). Temporary folders that a crash left behind are removed at the start.
 
 The Trainer works with any model that has ``forward(**batch) -> output with .loss``,
 ``generate(input_ids, attention_mask, max_new_tokens=...)``, ``named_parameters()``,
@@ -37,53 +39,23 @@ from __future__ import annotations
 import json
 import math
 import os
-import signal
 import time
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from .. import backend
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import clean_stale_temporaries, load_checkpoint, save_checkpoint
 from ..data.collate import Batcher, collate
 from ..optim import Adafactor, AdamW, clip_grad_norm_, get_scheduler
 from ..evaluation.scoring import score_predictions
 from .arguments import NonFiniteLossError, TrainingArguments, TrainResult
 from .evaluation import as_record, count_target_tokens, evaluate_model, generate_texts
-from .log import TrainingLog
+from .interrupt import DeferSigint
+from .log import StepMeter, TrainingLog
+from .resume import ResumeMismatchError, compare_options, data_fingerprint
 
-__all__ = ["Trainer", "TrainingArguments", "TrainResult", "NonFiniteLossError"]
-
-
-class _DeferSigint:
-    """While active, the first Ctrl-C only sets ``requested``; the loop stops at the next step
-    boundary, where the state is consistent and can be saved. A second Ctrl-C interrupts at once.
-
-    Signal handlers can only be installed from the main thread; elsewhere this does nothing and
-    Ctrl-C raises KeyboardInterrupt as usual.
-    """
-
-    def __init__(self):
-        self.requested, self.forced, self._previous = False, False, None
-
-    def _handler(self, signum, frame):
-        if self.requested:  # the second press: the user wants out now
-            self.forced = True
-            raise KeyboardInterrupt
-        self.requested = True
-        tqdm.write("Ctrl-C: stopping after this step and saving a checkpoint (press again to quit now)")
-
-    def __enter__(self):
-        try:
-            self._previous = signal.signal(signal.SIGINT, self._handler)
-        except ValueError:  # not the main thread
-            self._previous = None
-        return self
-
-    def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-        return False
+__all__ = ["Trainer", "TrainingArguments", "TrainResult", "NonFiniteLossError", "ResumeMismatchError"]
 
 
 class Trainer:
@@ -124,6 +96,8 @@ class Trainer:
         if not trainable:
             raise ValueError("Trainer: the model has no parameter with requires_grad=True")
         self.optimizer = self._make_optimizer(trainable)
+        self._group_weight_decay = [group["weight_decay"] for group in self.optimizer.param_groups]
+        self.data_fingerprint = data_fingerprint(self.train_batches.pairs)
         steps_per_epoch = len(self.train_batches) / args.gradient_accumulation_steps
         self.total_steps = args.max_steps or max(1, math.ceil(args.num_epochs * steps_per_epoch))
         self.scheduler = get_scheduler(args.lr_schedule, self.optimizer, num_warmup_steps=args.warmup_steps,
@@ -133,6 +107,7 @@ class Trainer:
         self.best_dir = os.path.join(out, "best")
         self.log = TrainingLog(os.path.join(out, "log.jsonl"), os.path.join(out, "loss_curve.png"))
         self._checkpoint_step: int | None = None  # step of the checkpoint on disk, for error messages
+        self._last_metrics: dict = {}
 
     def _make_optimizer(self, trainable):
         """AdamW or Adafactor over the trainable parameters; no weight decay on 1-D ones (norms)."""
@@ -172,8 +147,11 @@ class Trainer:
     def _stop_on_nonfinite(self, what: str, step: int):
         """Raise NonFiniteLossError naming the step and the last good checkpoint (left untouched)."""
         saved = os.path.isdir(self.checkpoint_dir)
+        lower = self.args.learning_rate / 10
         where = (f"the last good checkpoint is {self.checkpoint_dir} (step {self._checkpoint_step}); "
-                 f"resume from it with a lower learning rate" if saved
+                 f"resume from it with a lower learning rate (command line: --resume {self.checkpoint_dir} "
+                 f"--learning-rate {lower:g}; Python: learning_rate={lower:g} in TrainingArguments, then "
+                 f"train(resume_from=...))" if saved
                  else "no checkpoint had been saved yet (set save_every to keep one)")
         message = f"training stopped at step {step}: the {what}. The model was not updated; {where}."
         self.log.write({"step": step, "error": message})
@@ -198,99 +176,171 @@ class Trainer:
     def train(self, resume_from: str | None = None) -> TrainResult:
         """Run until ``total_steps``; returns a TrainResult (``interrupted`` after Ctrl-C).
 
+        The loop, as the module docstring states it::
+
+            start (or resume) the run
+            until total_steps: one optimizer step, then its bookkeeping (log, eval, checkpoint)
+            finish: final evaluation, checkpoint and model
+
         Args:
             resume_from: a checkpoint directory (e.g. ``<output_dir>/checkpoint``) to continue from.
+                Options that differ from the checkpoint's are applied and reported, or refused
+                (see ``training/resume.py``).
 
         Raises:
-            NonFiniteLossError: the loss or gradient norm became nan/inf (the message names the step).
+            NonFiniteLossError: the loss, gradient norm or learning rate became nan/inf (the
+                message names the step and how to resume).
+            ResumeMismatchError: ``resume_from`` was made with options this run cannot continue.
         """
-        args, model = self.args, self.model
-        os.makedirs(args.output_dir, exist_ok=True)
-        args.save(os.path.join(args.output_dir, "training_args.json"))
-        if self.tokenizer is not None:
-            self.tokenizer.save(args.output_dir)
-        # Everything the loop needs to continue exactly; saved in the checkpoint's ``extra``.
-        # loss_window holds the losses since the last log line, so a resumed log averages the same.
-        state = {"step": 0, "epoch": 0, "batch_index": 0, "best_metric": None, "best_step": None,
-                 "last_eval_step": None, "loss_window": []}
-        if resume_from is not None:
-            loaded = load_checkpoint(resume_from, model, self.optimizer, self.scheduler)
-            state.update(loaded["extra"], step=loaded["step"])
-        else:
-            backend.manual_seed(args.seed)  # dropout draws the same numbers in every run
-        self._checkpoint_step = state["step"] if resume_from is not None else None
-        self.log.start(keep_until_step=state["step"])  # a resumed run rewrites what came after
-
+        state = self._start(resume_from)
         stream = self._micro_batches(state["epoch"], state["batch_index"])
-        progress = tqdm(total=self.total_steps, initial=state["step"], desc="train", disable=not args.progress,
-                        dynamic_ncols=True)
-        losses, metrics, interrupted = [], {}, False
-        tokens, train_seconds = 0, 0.0  # for tokens/s: time spent in training steps only, not in eval
-        sigint = _DeferSigint()
-        model.train()
+        meter = StepMeter()
+        sigint = DeferSigint()
+        progress = tqdm(total=self.total_steps, initial=state["step"], desc="train",
+                        disable=not self.args.progress, dynamic_ncols=True)
+        self.model.train()
         try:
             with sigint:
                 while state["step"] < self.total_steps:
-                    step = state["step"] + 1
-                    started = time.perf_counter()
-                    drawn = [next(stream) for _ in range(args.gradient_accumulation_steps)]
-                    batches = [batch for _, _, batch in drawn]
-                    loss = self.training_step(batches, step)
-                    trainable = [p for group in self.optimizer.param_groups for p in group["params"]]
-                    grad_norm = (clip_grad_norm_(trainable, args.max_grad_norm) if args.max_grad_norm > 0
-                                 else clip_grad_norm_(trainable, float("inf")))
-                    if not math.isfinite(grad_norm):
-                        self._stop_on_nonfinite(f"gradient norm is {grad_norm}", step)
-                    lr = self.optimizer.param_groups[0]["lr"]  # the lr this step uses
-                    self.optimizer.step()
-                    self.scheduler.step()
-                    self.optimizer.zero_grad()
-                    state.update(step=step, epoch=drawn[-1][0], batch_index=drawn[-1][1])
-                    train_seconds += time.perf_counter() - started
-
-                    # Bookkeeping: progress bar, log, evaluation, checkpoint, callbacks.
-                    losses.append(loss)
-                    window = state["loss_window"]
-                    window.append(loss)
-                    tokens += sum(int(np.sum(b["attention_mask"])) + count_target_tokens(b) for b in batches)
-                    tokens_per_sec = tokens / max(train_seconds, 1e-9)
-                    logs = {"step": step, "epoch": state["epoch"], "loss": loss, "lr": lr,
-                            "grad_norm": grad_norm, "tokens_per_sec": tokens_per_sec}
-                    progress.update(1)
-                    progress.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", tok_s=f"{tokens_per_sec:.0f}")
-                    if (args.log_every and step % args.log_every == 0) or step == self.total_steps:
-                        self.log.write({**logs, "loss": sum(window) / len(window)})
-                        window.clear()
-                    if self.eval_data is not None and args.eval_every and step % args.eval_every == 0:
-                        metrics = self._evaluate_and_keep_best(state)
-                        logs.update(metrics)
-                    if args.save_every and step % args.save_every == 0:
-                        self._save_checkpoint(state)
-                    for callback in self.callbacks:
-                        callback(self, step, logs)
+                    logs = self._optimizer_step(state, stream, meter)
+                    self._bookkeeping(state, logs, progress)
                     if sigint.requested:
                         raise KeyboardInterrupt
         except KeyboardInterrupt:
             if sigint.forced:
                 raise
-            interrupted = True
             progress.close()
             self._save_checkpoint(state)
             tqdm.write(f"interrupted: saved a checkpoint at step {state['step']} in {self.checkpoint_dir}; "
                        f"resume with resume_from={self.checkpoint_dir!r}")
+            return self._result(state, meter, {}, interrupted=True)
         finally:
             progress.close()
             self.log.plot()
+        return self._finish(state, meter)
 
-        if not interrupted:
-            if self.eval_data is not None and state["last_eval_step"] != state["step"]:
-                metrics = self._evaluate_and_keep_best(state)
+    def _start(self, resume_from: str | None) -> dict:
+        """Prepare the run directory and the loop's state: fresh, or restored from a checkpoint.
+
+        The state holds everything the loop needs to continue exactly, and is saved in the
+        checkpoint's ``extra``; ``loss_window`` holds the losses since the last log line, so a
+        resumed log averages the same.
+        """
+        args = self.args
+        os.makedirs(args.output_dir, exist_ok=True)
+        for name in clean_stale_temporaries(args.output_dir):
+            tqdm.write(f"removed {name}, left in {args.output_dir} by an interrupted save")
+        args.save(os.path.join(args.output_dir, "training_args.json"))
+        if self.tokenizer is not None:
+            self.tokenizer.save(args.output_dir)
+        state = {"step": 0, "epoch": 0, "batch_index": 0, "best_metric": None, "best_step": None,
+                 "last_eval_step": None, "loss_window": [], "training_args": self._recorded_args(),
+                 "data_fingerprint": self.data_fingerprint}
+        changed = {}
+        if resume_from is not None:
+            loaded = load_checkpoint(resume_from, self.model, self.optimizer)
+            saved = loaded["extra"]
+            changed = compare_options(saved.get("training_args"), state["training_args"],
+                                      saved.get("data_fingerprint"), self.data_fingerprint, resume_from)
+            state.update({k: v for k, v in saved.items() if k in state}, step=loaded["step"],
+                         training_args=state["training_args"], data_fingerprint=self.data_fingerprint)
+            if "metric_for_best" in changed:
+                state.update(best_metric=None, best_step=None)  # the old best was measured on another metric
+            self._apply_current_options(state["step"])
+            self._checkpoint_step = state["step"]
+        else:
+            backend.manual_seed(args.seed)  # dropout draws the same numbers in every run
+        self.log.start(keep_until_step=state["step"])  # a resumed run rewrites what came after
+        if resume_from is not None:
+            self._report_resume(resume_from, state["step"], changed)
+        return state
+
+    def _optimizer_step(self, state: dict, stream, meter: StepMeter) -> dict:
+        """One optimizer step: forward/backward on its micro-batches, clip, update; returns its logs."""
+        args = self.args
+        step = state["step"] + 1
+        started = time.perf_counter()
+        drawn = [next(stream) for _ in range(args.gradient_accumulation_steps)]
+        batches = [batch for _, _, batch in drawn]
+        loss = self.training_step(batches, step)
+        trainable = [p for group in self.optimizer.param_groups for p in group["params"]]
+        grad_norm = clip_grad_norm_(trainable, args.max_grad_norm if args.max_grad_norm > 0 else float("inf"))
+        if not math.isfinite(grad_norm):
+            self._stop_on_nonfinite(f"gradient norm is {grad_norm}", step)
+        lr = self.optimizer.param_groups[0]["lr"]  # the lr this step uses
+        if not (math.isfinite(lr) and lr >= 0):
+            self._stop_on_nonfinite(f"learning rate is {lr}", step)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad()
+        state.update(step=step, epoch=drawn[-1][0], batch_index=drawn[-1][1])
+        tokens_per_sec = meter.add(loss, batches, time.perf_counter() - started)
+        return {"step": step, "epoch": state["epoch"], "loss": loss, "lr": lr, "grad_norm": grad_norm,
+                "tokens_per_sec": tokens_per_sec}
+
+    def _bookkeeping(self, state: dict, logs: dict, progress) -> None:
+        """After a step: progress bar, log line, evaluation, checkpoint, callbacks."""
+        args, step = self.args, logs["step"]
+        window = state["loss_window"]
+        window.append(logs["loss"])
+        progress.update(1)
+        progress.set_postfix(loss=f"{logs['loss']:.4f}", lr=f"{logs['lr']:.2e}",
+                             tok_s=f"{logs['tokens_per_sec']:.0f}")
+        if (args.log_every and step % args.log_every == 0) or step == self.total_steps:
+            self.log.write({**logs, "loss": sum(window) / len(window)})
+            window.clear()
+        if self.eval_data is not None and args.eval_every and step % args.eval_every == 0:
+            logs.update(self._evaluate_and_keep_best(state))
+        if args.save_every and step % args.save_every == 0:
             self._save_checkpoint(state)
-            self._save_model(args.output_dir)
-            self.log.plot()
-        return TrainResult(global_step=state["step"], train_loss=float(np.mean(losses)) if losses else math.nan,
-                           metrics=metrics, best_metric=state["best_metric"], best_step=state["best_step"],
-                           interrupted=interrupted, output_dir=args.output_dir)
+        for callback in self.callbacks:
+            callback(self, step, logs)
+
+    def _finish(self, state: dict, meter: StepMeter) -> TrainResult:
+        """The end of a run: a last evaluation (unless this step had one), checkpoint, final model."""
+        metrics = {}
+        if self.eval_data is not None:
+            fresh = state["last_eval_step"] == state["step"] and self._last_metrics
+            metrics = self._last_metrics if fresh else self._evaluate_and_keep_best(state)
+        self._save_checkpoint(state)
+        self._save_model(self.args.output_dir)
+        self.log.plot()
+        return self._result(state, meter, metrics, interrupted=False)
+
+    def _result(self, state: dict, meter: StepMeter, metrics: dict, interrupted: bool) -> TrainResult:
+        return TrainResult(global_step=state["step"], train_loss=meter.mean_loss(), metrics=metrics,
+                           best_metric=state["best_metric"], best_step=state["best_step"],
+                           interrupted=interrupted, output_dir=self.args.output_dir)
+
+    # ------------------------------------------------------------------ resuming
+    def _recorded_args(self) -> dict:
+        """The options a checkpoint records, to compare on resume (see ``training/resume.py``)."""
+        return {k: v for k, v in self.args.to_dict().items() if k not in ("output_dir", "progress")}
+
+    def _apply_current_options(self, step: int) -> None:
+        """After loading a checkpoint, make this run's options rule the steps to come.
+
+        The checkpoint restored the optimizer's param groups (lr, weight decay) as they were; the
+        schedule is recomputed from this run's learning rate and schedule at the restored step
+        (for unchanged options that is the very same lr), and each group's weight decay is reset
+        to this run's.
+        """
+        for group, decay in zip(self.optimizer.param_groups, self._group_weight_decay):
+            group["weight_decay"] = decay
+            group["initial_lr"] = self.args.learning_rate
+        self.scheduler.base_lrs = [self.args.learning_rate] * len(self.optimizer.param_groups)
+        self.scheduler.last_epoch = step - 1
+        self.scheduler.step()  # lr = learning_rate x lambda(step)
+
+    def _report_resume(self, checkpoint: str, step: int, changed: dict) -> None:
+        """Print and log which options differ from the checkpoint's (all of them applied)."""
+        if changed:
+            text = ", ".join(f"{name} {old!r} -> {new!r}" for name, (old, new) in sorted(changed.items()))
+            tqdm.write(f"resuming from step {step} of {checkpoint} with changed options (applied): {text}")
+        else:
+            tqdm.write(f"resuming from step {step} of {checkpoint} with the same options")
+        self.log.write({"step": step, "resumed_from": os.path.abspath(checkpoint),
+                        "changed": {k: list(v) for k, v in changed.items()}})
 
     # ------------------------------------------------------------------ saving
     def _save_checkpoint(self, state: dict) -> None:
@@ -314,7 +364,7 @@ class Trainer:
 
     def _evaluate_and_keep_best(self, state: dict) -> dict:
         """Evaluate, log, and save the model to ``best/`` if ``metric_for_best`` improved."""
-        metrics = self.evaluate()
+        metrics = self._last_metrics = self.evaluate()
         state["last_eval_step"] = state["step"]
         self.log.write({"step": state["step"], **metrics})
         key, better = self.args.metric_for_best, self.args.greater_is_better

@@ -1,0 +1,77 @@
+"""Honest resuming: compare the options of a run with those its checkpoint was made with.
+
+A checkpoint records the ``TrainingArguments`` it was trained with and a fingerprint of the
+training data. When a run resumes, every option that differs is sorted into one of two kinds:
+
+* **applied** (and reported): the learning rate and its schedule (warmup, length), weight decay,
+  gradient clipping, evaluation, saving and logging. These act on steps still to come, so a
+  resumed run can, for instance, continue with a lower learning rate after the nan/inf guard
+  stopped it;
+* **refused** (with the reason): the batch size, gradient accumulation, seed, token limits, the
+  optimizer and the data itself. The checkpoint's position in the data ("epoch 2, batch 31")
+  counts batches of a given size in an order drawn from the seed, and the optimizer's moments
+  belong to one optimizer; changing any of them would not continue *this* run, it would quietly
+  start a different one.
+"""
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+
+# Options that change which examples come next or what the saved state means.
+REFUSED = {
+    "batch_size": "the checkpoint's position in the data counts batches of the old size",
+    "gradient_accumulation_steps": "the checkpoint's position in the data counts micro-batches of the old step",
+    "seed": "the data order of every epoch is drawn from the seed",
+    "max_source_length": "the training examples were cut at the old token limit",
+    "max_target_length": "the training examples were cut at the old token limit",
+    "optimizer": "the saved optimizer state (moments) belongs to the old optimizer",
+}
+# Recorded but not compared: where the run is written and how it shows progress.
+IGNORED = {"output_dir", "progress"}
+
+
+class ResumeMismatchError(ValueError):
+    """Resuming would silently change the run: an option or the data differs from the checkpoint's."""
+
+
+def data_fingerprint(pairs) -> str:
+    """A short SHA-256 of the tokenized training examples (source ids, target ids), in order."""
+    digest = hashlib.sha256()
+    for source, target in pairs:
+        digest.update(np.asarray(source, dtype=np.int64).tobytes() + b"|")
+        digest.update(np.asarray(target, dtype=np.int64).tobytes() + b";")
+    return digest.hexdigest()[:16]
+
+
+def compare_options(saved: dict | None, current: dict, saved_fingerprint: str | None, fingerprint: str,
+                    checkpoint: str) -> dict:
+    """The options that differ and will be applied, ``{name: (old, new)}``.
+
+    Args:
+        saved: the checkpoint's recorded TrainingArguments (None for a checkpoint that has none).
+        current: this run's TrainingArguments as a dict.
+        saved_fingerprint / fingerprint: ``data_fingerprint`` of the checkpoint's data and of this run's.
+        checkpoint: the checkpoint directory, named in the error.
+
+    Raises:
+        ResumeMismatchError: a refused option differs, or the data does; the message gives the reason
+            and the way out.
+    """
+    if saved is None:
+        return {}
+    where = f"{checkpoint}/trainer_state.json"
+    for name, reason in REFUSED.items():
+        if name in saved and saved[name] != current[name]:
+            raise ResumeMismatchError(
+                f"{where}: cannot resume with {name}={current[name]!r}: the checkpoint was made with "
+                f"{saved[name]!r}, and {reason}. Resume with {name}={saved[name]!r} (--{name.replace('_', '-')} "
+                f"{saved[name]}), or start a new run.")
+    if saved_fingerprint is not None and saved_fingerprint != fingerprint:
+        raise ResumeMismatchError(
+            f"{where}: cannot resume on different training data: the checkpoint's position in the data "
+            f"refers to other examples (fingerprint {saved_fingerprint}, now {fingerprint}). Resume with "
+            "the same data, or start a new run from the checkpoint's weights instead.")
+    return {name: (saved[name], value) for name, value in current.items()
+            if name not in IGNORED and name in saved and saved[name] != value}
