@@ -56,12 +56,12 @@ def init(timeout: float | None = None) -> "Communicator":
         else a ``SingleProcess`` one.
     """
     global _world
-    if _world is not None:
-        return _world
     if timeout is None:
         timeout = float(os.environ.get("MINILLM_DIST_TIMEOUT", DEFAULT_TIMEOUT_S))
-    if timeout <= 0:
+    if not timeout > 0:
         raise ValueError(f"distributed.init: timeout must be > 0 seconds, got {timeout}")
+    if _world is not None:
+        return _world
     if not launched_by_mpi():
         _world = SingleProcess()
         return _world

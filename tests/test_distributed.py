@@ -1,0 +1,202 @@
+"""Specification of minillm.distributed: one process by default, and N ranks that train as one.
+
+The 2-process tests run ``mpiexec -n 2`` on tests/distributed/train_ranks.py (a tiny T5 and the
+Trainer); they skip with a reason when mpi4py or mpiexec is absent (``pip install
+'minillm[distributed]'``; CI installs it). Each run takes a few seconds.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import minillm
+from minillm import distributed
+from minillm.distributed import DistributedSampler, ZeroRedundancyOptimizer, partition_by_size
+from minillm.distributed.communicator import SingleProcess
+from minillm.distributed.data_parallel import _buckets
+from minillm.nn import Linear
+from minillm.optim import AdamW
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "tests" / "distributed" / "train_ranks.py"
+RUN_TIMEOUT_S = 120  # a hung job fails the test instead of hanging CI
+LAUNCHER_VARS = ("PMI_RANK", "PMI_SIZE", "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "MV2_COMM_WORLD_RANK")
+
+
+def _clean_env(**extra) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in LAUNCHER_VARS}
+    env.update(MINILLM_THREADS="1", OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", **extra)
+    return env
+
+
+def _mpiexec() -> str | None:
+    try:
+        import mpi4py  # noqa: F401, PLC0415
+    except ImportError:
+        return None
+    candidate = Path(sys.executable).parent / "mpiexec"
+    return str(candidate) if candidate.exists() else shutil.which("mpiexec")
+
+
+MPIEXEC = _mpiexec()
+needs_mpi = pytest.mark.skipif(MPIEXEC is None, reason="mpi4py/mpiexec not installed: pip install 'minillm[distributed]'")
+
+
+def run_ranks(n: int, out: Path, *options, timeout: float = RUN_TIMEOUT_S, env=None, check=True):
+    """Run train_ranks.py on n ranks (n = 0: plain python, no MPI); returns the CompletedProcess."""
+    command = [sys.executable, str(SCRIPT), str(out), *map(str, options)]
+    if n:
+        command = [MPIEXEC, "-n", str(n), *command]
+    result = subprocess.run(command, cwd=REPO, env=env or _clean_env(), capture_output=True, text=True,
+                            timeout=timeout)
+    if check:
+        assert result.returncode == 0, f"{' '.join(command)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return result
+
+
+def load_weights(out: Path) -> dict:
+    from safetensors.numpy import load_file  # noqa: PLC0415
+
+    return load_file(str(out / "run" / "model.safetensors"))
+
+
+# ---------------------------------------------------------------------------------- one process
+def test_one_process_is_the_default_and_needs_no_mpi(tmp_path):
+    code = (
+        "import sys; sys.modules['mpi4py'] = None\n"  # as if mpi4py were not installed
+        "import numpy as np\n"
+        "from minillm import distributed as d\n"
+        "w = d.init()\n"
+        "a = np.arange(3.0); d.get_world().all_reduce(a); d.get_world().broadcast(a)\n"
+        "print(type(w).__name__, d.rank(), d.world_size(), d.is_main(), a.tolist(), d.any_rank(False))\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=_clean_env(), capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["SingleProcess", "0", "1", "True", "[0.0,", "1.0,", "2.0]", "False"]
+
+
+def test_launched_by_mpiexec_without_mpi4py_says_what_to_install():
+    code = "import sys; sys.modules['mpi4py'] = None\nfrom minillm import distributed as d\nd.init()\n"
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=_clean_env(PMI_RANK="0"),
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert "pip install 'minillm[distributed]'" in result.stderr
+
+
+def test_collectives_check_their_arguments():
+    world = SingleProcess()
+    with pytest.raises(ValueError, match="op must be"):
+        world.all_reduce(np.zeros(2), op="prod")
+    with pytest.raises(ValueError, match="rank 1 does not exist"):
+        world.broadcast(np.zeros(2), root=1)
+    with pytest.raises(ValueError, match="counts"):
+        world.all_gather(np.zeros(2), np.zeros(3), [3])
+    with pytest.raises(ValueError, match="timeout must be > 0 seconds, got 0"):
+        distributed.init(timeout=0)
+
+
+# ---------------------------------------------------------------------------------- sampler
+@pytest.mark.parametrize("world_size", [1, 2, 3, 4])
+def test_sampler_deals_each_global_batch_into_disjoint_balanced_shares(world_size):
+    batch = [17, 3, 9, 40, 22, 5, 11]
+    shares = [DistributedSampler(rank=r, world_size=world_size).shard(batch) for r in range(world_size)]
+    flat = [i for share in shares for i in share]
+    assert sorted(flat) == sorted(batch)                                  # every example exactly once
+    assert max(map(len, shares)) - min(map(len, shares)) <= 1             # balanced
+    for share in shares:                                                  # order within a share kept
+        assert share == [i for i in batch if i in share]
+
+
+def test_sampler_refuses_a_global_batch_smaller_than_the_world():
+    with pytest.raises(ValueError, match="--batch-size is the global batch"):
+        DistributedSampler(rank=0, world_size=4).check_batch_size(3)
+    with pytest.raises(ValueError, match="rank 2 is not in a world of 2"):
+        DistributedSampler(rank=2, world_size=2)
+
+
+# ---------------------------------------------------------------------------------- buckets, partition
+class _P:
+    def __init__(self, n, dtype=np.float32):
+        self.data = np.zeros(n, dtype=dtype)
+
+
+def test_buckets_are_runs_of_at_most_the_cap_in_order():
+    params = [_P(2), _P(2), _P(2), _P(10), _P(1)]  # 8, 8, 8, 40, 4 bytes
+    buckets = _buckets(params, cap_bytes=20)
+    assert [[params.index(p) for p in b] for b in buckets] == [[0, 1], [2], [3], [4]]
+    assert _buckets([_P(1), _P(1, np.float64)], cap_bytes=100) and len(_buckets([_P(1), _P(1, np.float64)], 100)) == 2
+
+
+@pytest.mark.parametrize("world_size", [1, 2, 3])
+def test_zero_partition_gives_each_parameter_one_owner_and_balances_the_load(world_size):
+    sizes = [4096, 16, 4096, 128, 2048, 16, 512, 4096]
+    owner = partition_by_size(sizes, world_size)
+    assert len(owner) == len(sizes) and set(owner) <= set(range(world_size))
+    loads = [sum(s for s, o in zip(sizes, owner) if o == r) for r in range(world_size)]
+    assert max(loads) - min(loads) <= max(sizes)  # greedy's guarantee: within one parameter
+
+
+# ---------------------------------------------------------------------------------- ZeRO on one rank
+def _two_layer(seed):
+    minillm.manual_seed(seed)
+    return [Linear(6, 5), Linear(5, 3)]
+
+
+def test_zero_on_one_rank_steps_exactly_like_the_optimizer_it_wraps():
+    layers_a, layers_b = _two_layer(1), _two_layer(1)
+    params_a = [p for layer in layers_a for p in layer.parameters()]
+    params_b = [p for layer in layers_b for p in layer.parameters()]
+    plain = AdamW(params_a, lr=1e-2)
+    zero = ZeroRedundancyOptimizer(AdamW(params_b, lr=1e-2), world=SingleProcess())
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        grads = [rng.standard_normal(p.data.shape).astype(np.float32) for p in params_a]
+        for p, q, g in zip(params_a, params_b, grads):
+            p.grad, q.grad = g.copy(), g.copy()
+        plain.step()
+        zero.step()
+    for p, q in zip(params_a, params_b):
+        np.testing.assert_array_equal(p.data, q.data)
+    saved = zero.state_dict()
+    assert set(saved["state"]) == set(plain.state_dict()["state"])
+    for i, entry in plain.state_dict()["state"].items():
+        np.testing.assert_array_equal(entry["exp_avg_sq"], saved["state"][i]["exp_avg_sq"])
+    with pytest.raises(ValueError, match="before its first step"):
+        ZeroRedundancyOptimizer(plain, world=SingleProcess())
+
+
+def test_zero_state_dict_loads_into_a_plain_optimizer_and_back():
+    params = [p for layer in _two_layer(2) for p in layer.parameters()]
+    zero = ZeroRedundancyOptimizer(AdamW(params, lr=1e-2), world=SingleProcess())
+    for p in params:
+        p.grad = np.ones_like(p.data)
+    zero.step()
+    plain = AdamW(params, lr=5.0)
+    plain.load_state_dict(zero.state_dict())
+    assert plain.param_groups[0]["lr"] == 1e-2
+    again = ZeroRedundancyOptimizer(AdamW(params, lr=5.0), world=SingleProcess())
+    again.load_state_dict(plain.state_dict())
+    assert again.local_state_bytes() == zero.local_state_bytes() > 0
+
+
+# ---------------------------------------------------------------------------------- NCCL (no GPU here)
+def test_nccl_module_imports_and_checks_its_arguments_without_a_gpu():
+    from minillm.distributed import nccl  # noqa: PLC0415
+
+    assert nccl.nccl_dtype(np.float32) == "NCCL_FLOAT32" and nccl.nccl_op("sum") == "NCCL_SUM"
+    with pytest.raises(ValueError, match="NCCL has no data type for complex64"):
+        nccl.nccl_dtype(np.complex64)
+    with pytest.raises(ValueError, match="must be one of"):
+        nccl.nccl_op("mean")
+    if not minillm.backend.cuda_available():
+        with pytest.raises((ImportError, RuntimeError)):
+            nccl.NcclCommunicator(SingleProcess())
