@@ -112,7 +112,11 @@ def load_jsonl(path: str, prompt_field: str | Sequence[str] = PROMPT_FIELDS,
     text = _read_text(path)
     task = task or os.path.splitext(os.path.basename(path))[0]
     prompt_names, completion_names = _names(prompt_field), _names(completion_field)
-    lines = text.splitlines()
+    # JSON Lines separates records by "\n" only. str.splitlines() would also split at U+2028,
+    # U+2029, U+0085 and others, which valid JSON may hold unescaped inside a string.
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()  # the newline that ends the last line starts no new one
     result = UserData(path, num_lines=len(lines))
     for number, line in enumerate(lines, start=1):
         if not line.strip():
@@ -121,7 +125,8 @@ def load_jsonl(path: str, prompt_field: str | Sequence[str] = PROMPT_FIELDS,
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as e:
-            raise DataError(path, number, f"not valid JSON ({e.msg} at column {e.colno})") from None
+            message = e.msg.removesuffix(" at")  # json says "Invalid control character at"
+            raise DataError(path, number, f"not valid JSON ({message} at column {e.colno})") from None
         if not isinstance(obj, dict):
             raise DataError(path, number, 'expected a JSON object like {"prompt": ..., '
                                           f'"completion": ...}}, got {type(obj).__name__}')
@@ -154,7 +159,7 @@ def load_csv(path: str, prompt_field: str | Sequence[str] = PROMPT_FIELDS,
             raise DataError(path, 1, f"no column for the {role}: expected one of "
                                      f"{', '.join(names)}; the header has {', '.join(header)}")
         columns[role] = (found[0], header.index(found[0]))
-    result = UserData(path, num_lines=len(text.splitlines()))
+    result = UserData(path, num_lines=text.count("\n") + (not text.endswith("\n")))
     for row in reader:
         number = reader.line_num
         if not any(cell.strip() for cell in row):
