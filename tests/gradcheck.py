@@ -6,7 +6,8 @@ compares the analytic dL/dx from ``backward`` with central differences,
 
     dL/dx_j ~ (L(x + eps e_j) - L(x - eps e_j)) / (2 eps),
 
-in float64. The error of a central difference is O(eps^2) from truncation plus O(1e-16 / eps) from
+in float64, on the reference formulas (``minillm.fast_paths(False)``): the fast layer is checked
+against those in tests/test_fast_vs_reference.py. The error of a central difference is O(eps^2) from truncation plus O(1e-16 / eps) from
 rounding: about 1e-10 at eps = 1e-6, far inside rtol = 1e-5, atol = 1e-7. A wrong backward (a
 missing factor, a transposed matrix, a forgotten sum over a broadcast axis) is off by O(1), so it
 fails loudly.
@@ -30,7 +31,8 @@ def _as_list(out):
 
 
 def gradcheck(fn, *inputs, eps: float = 1e-6, rtol: float = 1e-5, atol: float = 1e-7, seed: int = 0):
-    """Assert that the gradients ``backward`` gives for ``fn`` match central differences.
+    """Assert that the gradients ``backward`` gives for ``fn`` match central differences, with the
+    fast layer off (every op runs its reference formula).
 
     Args:
         fn: takes one Tensor per input and returns a Tensor or a list of Tensors. Constants
@@ -39,6 +41,11 @@ def gradcheck(fn, *inputs, eps: float = 1e-6, rtol: float = 1e-5, atol: float = 
         eps, rtol, atol: step and tolerances of the comparison.
         seed: seed of the random projection R.
     """
+    with minillm.fast_paths(False):
+        _gradcheck(fn, inputs, eps, rtol, atol, seed)
+
+
+def _gradcheck(fn, inputs, eps, rtol, atol, seed):
     arrays = [np.array(x, dtype=np.float64) for x in inputs]
     leaves = [Tensor(a.copy(), requires_grad=True) for a in arrays]
     outs = _as_list(fn(*leaves))

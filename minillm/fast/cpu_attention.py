@@ -69,7 +69,7 @@ class InPlaceAttention(Attention):
             ds = np.where(self.allowed, ds, 0)
         dbias = sum_to(ds, self.bias_shape) if self.bias_shape is not None and self.needs_input_grad[3] else None
         if self.scale != 1.0:
-            ds *= self.scale
+            ds = ds * self.scale  # not in place: dbias may be ds itself (sum_to returns it unchanged)
         dq = sum_to(matmul(ds, self.k), self.q.shape) if self.needs_input_grad[0] else None
         dk = sum_to(matmul(ds.swapaxes(-1, -2), self.q), self.k.shape) if self.needs_input_grad[1] else None
         return dq, dk, dv, dbias, None
