@@ -14,20 +14,31 @@
 // bytes (B, Lk), nonzero = attend. Null pointers mean "no bias" / "no mask". causal: key j is
 // visible from query i only when j <= i (top-left aligned, like torch's is_causal).
 //
-// Fully masked rows (no visible key) give O = 0 and lse = +inf, FlashAttention's convention: the
+// Fully masked rows (no visible key) give O = 0 and lse = +inf here, FlashAttention's convention: the
 // backward's recomputed P = exp(S - lse) is then exactly 0 for every key, so the row's gradients are
-// 0 and no NaN (-inf - -inf) can appear anywhere.
+// 0 and no NaN (-inf - -inf) can appear anywhere. The op that runs these kernels
+// (minillm/fast/cuda_ops.py) then gives such a row the reference's answer, the mean of V (see
+// kernels/README.md, "Fully masked rows").
 //
 // Work split. A block has 128 threads = 16 row groups × 8 column groups. For a tile of S with BR
 // query rows and BC key columns, row group g owns rows g·RT .. g·RT+RT-1 and column group c owns
 // the strided columns c, c+8, c+16, ...: each thread computes an RT×CT patch in registers (register
 // blocking, as in matmul.cu version 3). The 8 threads of a row group are 8 consecutive lanes of one
-// warp, so a row reduction is 3 warp shuffles. Shared-memory rows are padded (D+1, BC+2) so that
-// the lanes of a warp hit different banks.
+// warp, so a row reduction is 3 warp shuffles.
+//
+// Shared-memory padding, D+4. The product loops read 4 consecutive floats of a row at once (one
+// 128-bit load, float4). A warp's 128-bit loads are served a quarter-warp (8 lanes) at a time; in
+// each quarter the 8 lanes are the 8 column groups of one row group, and they read 8 different K
+// rows at the same d. With rows D floats apart (D a multiple of 32) all 8 would start in the same
+// bank: an 8-way conflict. With rows D+4 apart, row r starts at bank 4r mod 32, so the 8 float4
+// tile the 32 banks exactly: no conflict. (D+1 would also spread scalar reads, but breaks the
+// 16-byte alignment a float4 needs, which is why the first version read one float at a time.)
 //
 // Compiled by nvcc, by NVRTC through cupy.RawModule and by g++ with kernels/emu/cuda_emu.h, so no
-// headers. Shared memory is dynamic (it exceeds the 48 KB static limit for D = 128) and is declared
-// with MINILLM_DYNAMIC_SHARED, which the emulator redefines.
+// headers. Shared memory is dynamic (most kernels need more than the 48 KB a block gets without
+// opting in; attention_smem_floats below gives each one's size) and is declared with
+// MINILLM_DYNAMIC_SHARED, which the emulator redefines. Each kernel exists for a few tile sizes
+// (BR × BC): the launcher takes the largest that fits the GPU's per-block shared-memory limit.
 
 #ifndef MINILLM_DYNAMIC_SHARED
 #define MINILLM_DYNAMIC_SHARED(type, name)              \
@@ -38,6 +49,17 @@
 constexpr int kThreads = 128;
 constexpr int kRowGroups = 16;
 constexpr int kColGroups = 8;
+
+// Floats of dynamic shared memory each kernel uses; minillm/fast/cuda.py mirrors this (and the
+// emulator's guard band and AddressSanitizer catch any disagreement). kind: 0 forward, 1 dq, 2 dkdv.
+__host__ __device__ constexpr int attention_smem_floats(int kind, int D, int BR, int BC) {
+    return kind == 0 ? BR * (D + 4) + 2 * BC * (D + 4) + BR * (BC + 4)         // Q, K, V, P
+         : kind == 1 ? 2 * BR * (D + 4) + 2 * BC * (D + 4) + BR * (BC + 4)     // Q, dO, K, V, dS
+                     : 2 * BC * (D + 4) + 2 * BR * (D + 4) + BC * (BR + 4) + 2 * BR;  // K, V, Q, dO, Pᵀ/dSᵀ, lse, D
+}
+
+__device__ __forceinline__ float dot4(float4 a, float4 b) { return a.x * b.x + a.y * b.y + a.z * b.z + a.w * b.w; }
+__device__ __forceinline__ float4 load_float4(const float* p) { return *reinterpret_cast<const float4*>(p); }
 
 __device__ __forceinline__ float positive_infinity() { return __int_as_float(0x7f800000); }
 
@@ -54,13 +76,13 @@ __device__ __forceinline__ float row_group_sum(float x) {
     return x;
 }
 
-// Copy rows row0 .. row0+ROWS-1 of a (len × D) matrix into shared memory with row stride D+1,
+// Copy rows row0 .. row0+ROWS-1 of a (len × D) matrix into shared memory with row stride D+4,
 // writing zeros past len. Consecutive threads read consecutive addresses (coalesced).
 template <int ROWS, int D>
 __device__ __forceinline__ void load_rows(float* dst, const float* src, int row0, int len) {
     for (int e = threadIdx.x; e < ROWS * D; e += kThreads) {
         const int r = e / D, d = e % D;
-        dst[r * (D + 1) + d] = (row0 + r < len) ? src[(long long)(row0 + r) * D + d] : 0.0f;
+        dst[r * (D + 4) + d] = (row0 + r < len) ? src[(long long)(row0 + r) * D + d] : 0.0f;
     }
 }
 
@@ -118,7 +140,7 @@ __device__ void attention_forward(const float* q, const float* k, const float* v
                                   float* out, float* lse, int heads, int q_len, int k_len,
                                   int causal, float scale) {
     constexpr int RT = BR / kRowGroups, CT = BC / kColGroups, DT = D / kColGroups;
-    constexpr int LD = D + 1, LP = BC + 2;
+    constexpr int LD = D + 4, LP = BC + 4;
     MINILLM_DYNAMIC_SHARED(float, smem);
     float* q_s = smem;           // [BR][LD]
     float* k_s = q_s + BR * LD;  // [BC][LD]
@@ -154,16 +176,16 @@ __device__ void attention_forward(const float* q, const float* k, const float* v
 
         // s = Q_tile K_tileᵀ for this thread's RT × CT patch.
         float s[RT][CT] = {};
-        for (int d = 0; d < D; ++d) {
-            float q_reg[RT], k_reg[CT];
+        for (int d = 0; d < D; d += 4) {  // four d at a time: float4 reads, conflict-free with D+4
+            float4 q_reg[RT], k_reg[CT];
             #pragma unroll
-            for (int r = 0; r < RT; ++r) q_reg[r] = q_s[(rg * RT + r) * LD + d];
+            for (int r = 0; r < RT; ++r) q_reg[r] = load_float4(&q_s[(rg * RT + r) * LD + d]);
             #pragma unroll
-            for (int c = 0; c < CT; ++c) k_reg[c] = k_s[(cg + c * kColGroups) * LD + d];
+            for (int c = 0; c < CT; ++c) k_reg[c] = load_float4(&k_s[(cg + c * kColGroups) * LD + d]);
             #pragma unroll
             for (int r = 0; r < RT; ++r)
                 #pragma unroll
-                for (int c = 0; c < CT; ++c) s[r][c] += q_reg[r] * k_reg[c];
+                for (int c = 0; c < CT; ++c) s[r][c] += dot4(q_reg[r], k_reg[c]);
         }
 
         // Online softmax update, row by row.
@@ -241,7 +263,7 @@ __device__ void attention_backward_dq(const float* q, const float* k, const floa
                                       float* delta, float* dq, float* dbias, int heads, int q_len,
                                       int k_len, int causal, float scale) {
     constexpr int RT = BR / kRowGroups, CT = BC / kColGroups, DT = D / kColGroups;
-    constexpr int LD = D + 1, LP = BC + 2;
+    constexpr int LD = D + 4, LP = BC + 4;
     MINILLM_DYNAMIC_SHARED(float, smem);
     float* q_s = smem;            // [BR][LD]
     float* do_s = q_s + BR * LD;  // [BR][LD]
@@ -295,24 +317,24 @@ __device__ void attention_backward_dq(const float* q, const float* k, const floa
         __syncthreads();
 
         float s[RT][CT] = {}, dp[RT][CT] = {};  // q_i · k_j and dO_i · v_j
-        for (int d = 0; d < D; ++d) {
-            float q_reg[RT], do_reg[RT], k_reg[CT], v_reg[CT];
+        for (int d = 0; d < D; d += 4) {
+            float4 q_reg[RT], do_reg[RT], k_reg[CT], v_reg[CT];
             #pragma unroll
             for (int r = 0; r < RT; ++r) {
-                q_reg[r] = q_s[(rg * RT + r) * LD + d];
-                do_reg[r] = do_s[(rg * RT + r) * LD + d];
+                q_reg[r] = load_float4(&q_s[(rg * RT + r) * LD + d]);
+                do_reg[r] = load_float4(&do_s[(rg * RT + r) * LD + d]);
             }
             #pragma unroll
             for (int c = 0; c < CT; ++c) {
-                k_reg[c] = k_s[(cg + c * kColGroups) * LD + d];
-                v_reg[c] = v_s[(cg + c * kColGroups) * LD + d];
+                k_reg[c] = load_float4(&k_s[(cg + c * kColGroups) * LD + d]);
+                v_reg[c] = load_float4(&v_s[(cg + c * kColGroups) * LD + d]);
             }
             #pragma unroll
             for (int r = 0; r < RT; ++r)
                 #pragma unroll
                 for (int c = 0; c < CT; ++c) {
-                    s[r][c] += q_reg[r] * k_reg[c];
-                    dp[r][c] += do_reg[r] * v_reg[c];
+                    s[r][c] += dot4(q_reg[r], k_reg[c]);
+                    dp[r][c] += dot4(do_reg[r], v_reg[c]);
                 }
         }
         #pragma unroll
@@ -359,6 +381,9 @@ __device__ void attention_backward_dq(const float* q, const float* k, const floa
 // One block per BC key rows. The roles of rows and columns swap: row group g owns key rows
 // g·RJ .. g·RJ+RJ-1 and column group c owns the query columns c, c+8, ... of the transposed tile Sᵀ.
 // Causal: query tiles that end before this block's first key see none of its keys and are skipped.
+// Pᵀ and dSᵀ take turns in one shared buffer (two more barriers per tile): at D = 128 that saves
+// BC·(BR+4) floats, 8.5 KB, and brings the kernel to 108 KB, so that two blocks fit an H100's
+// 228 KB per SM (each block also costs 1 KB the driver reserves) instead of one.
 template <int D, int BR, int BC>
 __device__ void attention_backward_dkdv(const float* q, const float* k, const float* v, const float* bias,
                                         long long bias_batch_stride, const unsigned char* key_mask,
@@ -366,15 +391,14 @@ __device__ void attention_backward_dkdv(const float* q, const float* k, const fl
                                         float* dk, float* dv, int heads, int q_len, int k_len,
                                         int causal, float scale) {
     constexpr int RJ = BC / kRowGroups, CI = BR / kColGroups, DT = D / kColGroups;
-    constexpr int LD = D + 1, LP = BR + 2;
+    constexpr int LD = D + 4, LP = BR + 4;
     MINILLM_DYNAMIC_SHARED(float, smem);
     float* k_s = smem;              // [BC][LD]
     float* v_s = k_s + BC * LD;     // [BC][LD]
     float* q_s = v_s + BC * LD;     // [BR][LD]
     float* do_s = q_s + BR * LD;    // [BR][LD]
-    float* p_s = do_s + BR * LD;    // [BC][LP]  Pᵀ of this tile
-    float* ds_s = p_s + BC * LP;    // [BC][LP]  dSᵀ of this tile
-    float* lse_s = ds_s + BC * LP;  // [BR]
+    float* t_s = do_s + BR * LD;    // [BC][LP]  Pᵀ of this tile, then dSᵀ in the same buffer
+    float* lse_s = t_s + BC * LP;   // [BR]
     float* delta_s = lse_s + BR;    // [BR]
 
     const Head head = make_head(bias, bias_batch_stride, key_mask, heads, q_len, k_len, causal, scale);
@@ -406,58 +430,70 @@ __device__ void attention_backward_dkdv(const float* q, const float* k, const fl
         __syncthreads();
 
         float s[RJ][CI] = {}, dp[RJ][CI] = {};  // k_j · q_i and v_j · dO_i
-        for (int d = 0; d < D; ++d) {
-            float k_reg[RJ], v_reg[RJ], q_reg[CI], do_reg[CI];
+        for (int d = 0; d < D; d += 4) {
+            float4 k_reg[RJ], v_reg[RJ], q_reg[CI], do_reg[CI];
             #pragma unroll
             for (int r = 0; r < RJ; ++r) {
-                k_reg[r] = k_s[(rg * RJ + r) * LD + d];
-                v_reg[r] = v_s[(rg * RJ + r) * LD + d];
+                k_reg[r] = load_float4(&k_s[(rg * RJ + r) * LD + d]);
+                v_reg[r] = load_float4(&v_s[(rg * RJ + r) * LD + d]);
             }
             #pragma unroll
             for (int c = 0; c < CI; ++c) {
-                q_reg[c] = q_s[(cg + c * kColGroups) * LD + d];
-                do_reg[c] = do_s[(cg + c * kColGroups) * LD + d];
+                q_reg[c] = load_float4(&q_s[(cg + c * kColGroups) * LD + d]);
+                do_reg[c] = load_float4(&do_s[(cg + c * kColGroups) * LD + d]);
             }
             #pragma unroll
             for (int r = 0; r < RJ; ++r)
                 #pragma unroll
                 for (int c = 0; c < CI; ++c) {
-                    s[r][c] += k_reg[r] * q_reg[c];
-                    dp[r][c] += v_reg[r] * do_reg[c];
+                    s[r][c] += dot4(k_reg[r], q_reg[c]);
+                    dp[r][c] += dot4(v_reg[r], do_reg[c]);
                 }
         }
+        // Pᵀ into t_s (and kept in s, in registers, for dS below).
         #pragma unroll
         for (int r = 0; r < RJ; ++r) {
             const int j = j0 + rg * RJ + r;
             #pragma unroll
             for (int c = 0; c < CI; ++c) {
                 const int ii = cg + c * kColGroups, i = i0 + ii;
-                const float p = head.visible(i, j) ? __expf(head.score(s[r][c], i, j) - lse_s[ii]) : 0.0f;
-                p_s[(rg * RJ + r) * LP + ii] = p;
-                ds_s[(rg * RJ + r) * LP + ii] = p * (dp[r][c] - delta_s[ii]);
+                s[r][c] = head.visible(i, j) ? __expf(head.score(s[r][c], i, j) - lse_s[ii]) : 0.0f;
+                t_s[(rg * RJ + r) * LP + ii] = s[r][c];
             }
         }
         __syncthreads();
-
-        for (int ii = 0; ii < BR; ++ii) {  // dv += Pᵀ dO,  dk += dSᵀ Q
-            float p_reg[RJ], ds_reg[RJ], q_reg[DT], do_reg[DT];
+        for (int ii = 0; ii < BR; ++ii) {  // dv += Pᵀ dO
+            float p_reg[RJ], do_reg[DT];
             #pragma unroll
-            for (int r = 0; r < RJ; ++r) {
-                p_reg[r] = p_s[(rg * RJ + r) * LP + ii];
-                ds_reg[r] = ds_s[(rg * RJ + r) * LP + ii];
-            }
+            for (int r = 0; r < RJ; ++r) p_reg[r] = t_s[(rg * RJ + r) * LP + ii];
             #pragma unroll
-            for (int dd = 0; dd < DT; ++dd) {
-                q_reg[dd] = q_s[ii * LD + cg + dd * kColGroups];
-                do_reg[dd] = do_s[ii * LD + cg + dd * kColGroups];
-            }
+            for (int dd = 0; dd < DT; ++dd) do_reg[dd] = do_s[ii * LD + cg + dd * kColGroups];
             #pragma unroll
             for (int r = 0; r < RJ; ++r)
                 #pragma unroll
-                for (int dd = 0; dd < DT; ++dd) {
-                    dv_acc[r][dd] += p_reg[r] * do_reg[dd];
-                    dk_acc[r][dd] += ds_reg[r] * q_reg[dd];
-                }
+                for (int dd = 0; dd < DT; ++dd) dv_acc[r][dd] += p_reg[r] * do_reg[dd];
+        }
+#ifndef MINILLM_BROKEN_ATTENTION_SYNC
+        __syncthreads();  // everyone has read Pᵀ before dSᵀ overwrites it (test_tsan.py removes this)
+#endif
+        #pragma unroll
+        for (int r = 0; r < RJ; ++r)
+            #pragma unroll
+            for (int c = 0; c < CI; ++c) {
+                const int ii = cg + c * kColGroups;
+                t_s[(rg * RJ + r) * LP + ii] = s[r][c] * (dp[r][c] - delta_s[ii]);
+            }
+        __syncthreads();
+        for (int ii = 0; ii < BR; ++ii) {  // dk += dSᵀ Q
+            float ds_reg[RJ], q_reg[DT];
+            #pragma unroll
+            for (int r = 0; r < RJ; ++r) ds_reg[r] = t_s[(rg * RJ + r) * LP + ii];
+            #pragma unroll
+            for (int dd = 0; dd < DT; ++dd) q_reg[dd] = q_s[ii * LD + cg + dd * kColGroups];
+            #pragma unroll
+            for (int r = 0; r < RJ; ++r)
+                #pragma unroll
+                for (int dd = 0; dd < DT; ++dd) dk_acc[r][dd] += ds_reg[r] * q_reg[dd];
         }
     }
 
@@ -474,12 +510,15 @@ __device__ void attention_backward_dkdv(const float* q, const float* k, const fl
 }
 
 // ================================================================================================
-// Entry points, one per head dim: attention_{forward,backward_dq,backward_dkdv}_d{32,64,128}.
-// Tile sizes (BR query rows, BC key rows) must match _ATTENTION_TILES in minillm/kernels.py, which
-// computes grids and dynamic shared-memory sizes from them. D = 128 halves BC to stay in registers.
+// Entry points: attention_{forward,backward_dq,backward_dkdv}_d<D>_<BR>x<BC>. The launcher
+// (minillm/fast/cuda.py, _ATTENTION_TILES) takes, for each kernel, the first tile size in its list
+// whose shared memory fits the device; the smaller tiles exist for GPUs with less shared memory per
+// block (99 KB on sm_86/sm_89, 64 KB on sm_75). D = 128 halves BC to stay in registers.
+// __launch_bounds__(128, 2): the compiler must leave room for two blocks per SM (≤ 255 registers,
+// never binding at 128 threads, but it states the occupancy the D = 128 dK/dV sizes were cut for).
 // ================================================================================================
 #define MINILLM_ATTENTION_KERNELS(D, BR, BC)                                                            \
-    extern "C" __global__ void __launch_bounds__(kThreads) attention_forward_d##D(                      \
+    extern "C" __global__ void __launch_bounds__(kThreads, 2) attention_forward_d##D##_##BR##x##BC(     \
         const float* __restrict__ q, const float* __restrict__ k, const float* __restrict__ v,          \
         const float* __restrict__ bias, long long bias_batch_stride,                                    \
         const unsigned char* __restrict__ key_mask, float* __restrict__ out, float* __restrict__ lse,   \
@@ -487,7 +526,7 @@ __device__ void attention_backward_dkdv(const float* q, const float* k, const fl
         attention_forward<D, BR, BC>(q, k, v, bias, bias_batch_stride, key_mask, out, lse, heads,       \
                                      q_len, k_len, causal, scale);                                      \
     }                                                                                                   \
-    extern "C" __global__ void __launch_bounds__(kThreads) attention_backward_dq_d##D(                  \
+    extern "C" __global__ void __launch_bounds__(kThreads, 2) attention_backward_dq_d##D##_##BR##x##BC( \
         const float* __restrict__ q, const float* __restrict__ k, const float* __restrict__ v,          \
         const float* __restrict__ bias, long long bias_batch_stride,                                    \
         const unsigned char* __restrict__ key_mask, const float* __restrict__ out,                      \
@@ -497,7 +536,7 @@ __device__ void attention_backward_dkdv(const float* q, const float* k, const fl
         attention_backward_dq<D, BR, BC>(q, k, v, bias, bias_batch_stride, key_mask, out, grad_out,     \
                                          lse, delta, dq, dbias, heads, q_len, k_len, causal, scale);    \
     }                                                                                                   \
-    extern "C" __global__ void __launch_bounds__(kThreads) attention_backward_dkdv_d##D(                \
+    extern "C" __global__ void __launch_bounds__(kThreads, 2) attention_backward_dkdv_d##D##_##BR##x##BC(\
         const float* __restrict__ q, const float* __restrict__ k, const float* __restrict__ v,          \
         const float* __restrict__ bias, long long bias_batch_stride,                                    \
         const unsigned char* __restrict__ key_mask, const float* __restrict__ grad_out,                 \
@@ -508,5 +547,8 @@ __device__ void attention_backward_dkdv(const float* q, const float* k, const fl
     }
 
 MINILLM_ATTENTION_KERNELS(32, 64, 64)
+MINILLM_ATTENTION_KERNELS(32, 32, 32)
 MINILLM_ATTENTION_KERNELS(64, 64, 64)
+MINILLM_ATTENTION_KERNELS(64, 32, 32)
 MINILLM_ATTENTION_KERNELS(128, 64, 32)
+MINILLM_ATTENTION_KERNELS(128, 32, 32)

@@ -235,20 +235,25 @@ __device__ void matmul_blocked(const float* a, const float* b, float* c, int M, 
 // Entry points: one extern "C" kernel per version and transpose pair, so that cupy.RawModule finds
 // them by plain names (matmul_<version>_<nn|nt|tn|tt>) without C++ name mangling.
 // ================================================================================================
-#define MINILLM_MATMUL_KERNEL(version, suffix, threads, TRANS_A, TRANS_B)                         \
-    extern "C" __global__ void __launch_bounds__(threads) matmul_##version##_##suffix(            \
+#define MINILLM_MATMUL_KERNEL(version, suffix, threads, blocks_per_sm, TRANS_A, TRANS_B)          \
+    extern "C" __global__ void __launch_bounds__(threads, blocks_per_sm) matmul_##version##_##suffix( \
         const float* __restrict__ a, const float* __restrict__ b, float* __restrict__ c, int M,   \
         int N, int K, long long batch_stride_a, long long batch_stride_b,                         \
         long long batch_stride_c) {                                                               \
         matmul_##version<TRANS_A, TRANS_B>(a, b, c, M, N, K, batch_stride_a, batch_stride_b,      \
                                            batch_stride_c);                                       \
     }
-#define MINILLM_MATMUL_KERNELS(version, threads)                  \
-    MINILLM_MATMUL_KERNEL(version, nn, threads, false, false)     \
-    MINILLM_MATMUL_KERNEL(version, nt, threads, false, true)      \
-    MINILLM_MATMUL_KERNEL(version, tn, threads, true, false)      \
-    MINILLM_MATMUL_KERNEL(version, tt, threads, true, true)
+#define MINILLM_MATMUL_KERNELS(version, threads, blocks_per_sm)                  \
+    MINILLM_MATMUL_KERNEL(version, nn, threads, blocks_per_sm, false, false)     \
+    MINILLM_MATMUL_KERNEL(version, nt, threads, blocks_per_sm, false, true)      \
+    MINILLM_MATMUL_KERNEL(version, tn, threads, blocks_per_sm, true, false)      \
+    MINILLM_MATMUL_KERNEL(version, tt, threads, blocks_per_sm, true, true)
 
-MINILLM_MATMUL_KERNELS(naive, 256)               // block (32, 8)
-MINILLM_MATMUL_KERNELS(tiled, kTile * kTile)     // block (16, 16)
-MINILLM_MATMUL_KERNELS(blocked, blocked::THREADS)  // block (256)
+// __launch_bounds__(threads, blocks_per_sm) caps registers at 65536 / (threads · blocks_per_sm).
+// The blocked kernel needs 127 of the 128 that two 256-thread blocks per SM allow; one more and
+// the SM holds a single block (registers are allocated 8 at a time: 136 · 256 · 2 > 65536), half
+// the warps to hide latency with. Asking for 2 turns that cliff into a compile-time guarantee
+// (test_compile.py checks both the count and that nothing spills).
+MINILLM_MATMUL_KERNELS(naive, 256, 1)                 // block (32, 8)
+MINILLM_MATMUL_KERNELS(tiled, kTile * kTile, 1)       // block (16, 16)
+MINILLM_MATMUL_KERNELS(blocked, blocked::THREADS, 2)  // block (256)

@@ -2,6 +2,8 @@
 //
 //   g++ -std=c++20 -fsanitize=thread -g -O1 -pthread tsan_check.cpp                 -> no race reported
 //   ... -DMINILLM_BROKEN_SYNC (matmul.cu drops the tiled kernel's second barrier)  -> data race reported
+//   ... -DMINILLM_BROKEN_ATTENTION_SYNC (attention.cu's dK/dV kernel writes dSᵀ over Pᵀ
+//       without waiting for every thread to finish reading Pᵀ)                     -> data race reported
 //
 // It is an executable rather than a ctypes library because the TSan runtime must be loaded at
 // startup. Every emulated CUDA thread is a real std::thread and every __syncthreads a std::barrier,
@@ -50,15 +52,15 @@ static void run_attention() {
     for (int i = 0; i < H * L * L; ++i) bias[i] = 0.1f * float(i % 3);
     for (int j = 0; j < B * L; ++j) mask[j] = j % 5 != 0;
     const dim3 block(kThreads), grid_q((L + 63) / 64, H, B), grid_k((L + 63) / 64, H, B);
-    const std::size_t ld = D + 1;
-    emu::launch(attention_forward_d32, grid_q, block, 4 * (64 * ld + 2 * 64 * ld + 64 * 66), q.data(), k.data(),
-                v.data(), bias.data(), 0LL, mask.data(), out.data(), lse.data(), H, L, L, 1, 1.0f);
-    emu::launch(attention_backward_dq_d32, grid_q, block, 4 * (4 * 64 * ld + 64 * 66), q.data(), k.data(),
-                v.data(), bias.data(), 0LL, mask.data(), out.data(), grad.data(), lse.data(), delta.data(),
-                dq.data(), dbias.data(), H, L, L, 1, 1.0f);
-    emu::launch(attention_backward_dkdv_d32, grid_k, block, 4 * (4 * 64 * ld + 2 * 64 * 66 + 2 * 64), q.data(),
-                k.data(), v.data(), bias.data(), 0LL, mask.data(), grad.data(), lse.data(), delta.data(),
-                dk.data(), dv.data(), H, L, L, 1, 1.0f);
+    auto bytes = [](int kind) { return std::size_t(4) * attention_smem_floats(kind, D, 64, 64); };
+    emu::launch(attention_forward_d32_64x64, grid_q, block, bytes(0), q.data(), k.data(), v.data(),
+                bias.data(), 0LL, mask.data(), out.data(), lse.data(), H, L, L, 1, 1.0f);
+    emu::launch(attention_backward_dq_d32_64x64, grid_q, block, bytes(1), q.data(), k.data(), v.data(),
+                bias.data(), 0LL, mask.data(), out.data(), grad.data(), lse.data(), delta.data(), dq.data(),
+                dbias.data(), H, L, L, 1, 1.0f);
+    emu::launch(attention_backward_dkdv_d32_64x64, grid_k, block, bytes(2), q.data(), k.data(), v.data(),
+                bias.data(), 0LL, mask.data(), grad.data(), lse.data(), delta.data(), dk.data(), dv.data(),
+                H, L, L, 1, 1.0f);
     std::printf("attention d32 forward + backward ran, out[0] = %g\n", out[0]);
 }
 #endif

@@ -24,8 +24,12 @@ from typing import Any, Callable, NamedTuple
 import numpy as np
 
 KERNEL_DIR = Path(os.environ.get("MINILLM_KERNEL_DIR", Path(__file__).resolve().parent.parent / "kernels"))
+# What cupy.RawModule receives. CuPy appends "-ftz=true", the device's "-arch=sm_XX" (or
+# "-arch=compute_XX" when its NVRTC predates the GPU) and include paths our header-free files do not
+# use; tests/kernels/test_nvrtc.py compiles with exactly that list (nvrtc_options).
 _NVRTC_OPTIONS = ("-std=c++17",)
 _STATIC_SHARED_LIMIT = 48 * 1024  # bytes of dynamic shared memory a kernel gets without opting in
+_ATTR_MAX_SHARED_OPTIN = 97  # cudaDevAttrMaxSharedMemoryPerBlockOptin (driver_types.h)
 
 # Must match kernels/matmul.cu: threads per block and the tile of C one block computes.
 _MATMUL_BLOCKS = {  # version: (block dims, (rows of C per block, columns of C per block))
@@ -33,8 +37,10 @@ _MATMUL_BLOCKS = {  # version: (block dims, (rows of C per block, columns of C p
     "tiled": ((16, 16, 1), (16, 16)),
     "blocked": ((256, 1, 1), (128, 128)),
 }
-# Must match MINILLM_ATTENTION_KERNELS in kernels/attention.cu: head dim -> (BR query rows, BC key rows).
-_ATTENTION_TILES = {32: (64, 64), 64: (64, 64), 128: (64, 32)}
+# Must match the MINILLM_ATTENTION_KERNELS lines of kernels/attention.cu: head dim -> the
+# (BR query rows, BC key rows) tiles compiled, in order of preference (the first that fits runs).
+_ATTENTION_TILES = {32: ((64, 64), (32, 32)), 64: ((64, 64), (32, 32)), 128: ((64, 32), (32, 32))}
+_ATTENTION_KINDS = ("forward", "backward_dq", "backward_dkdv")
 _ATTENTION_THREADS = 128
 
 
@@ -57,6 +63,7 @@ class _Backend(NamedTuple):
     empty: Callable  # (shape, dtype) -> array the kernels overwrite completely
     zeros: Callable
     launch: Callable[[Launch], None]
+    shared_limit: int  # bytes of dynamic shared memory one block may have (after opting in)
 
 
 # ---- loading and launching on the GPU ----------------------------------------------------------
@@ -107,12 +114,37 @@ def _launch_on_gpu(launch: Launch) -> None:
     function(launch.grid, launch.block, args, shared_mem=launch.shared_mem)
 
 
+_shared_limits: dict[int, int] = {}
+
+
+def shared_memory_limit() -> int:
+    """Bytes of shared memory one block may use on the current device, after opting in.
+
+    48 KB needs no opt-in; past that each kernel opts in (``_function``) up to this limit:
+    227 KB on an H100 (sm_90), 163 KB on an A100 (sm_80), 99 KB on sm_86/sm_89 (A10, L4, RTX 30/40),
+    64 KB on sm_75 (T4).
+    """
+    cupy = _cupy()
+    device = cupy.cuda.Device().id
+    if device not in _shared_limits:
+        _shared_limits[device] = int(cupy.cuda.runtime.deviceGetAttribute(_ATTR_MAX_SHARED_OPTIN, device))
+    return _shared_limits[device]
+
+
+def nvrtc_options(arch: str) -> tuple[str, ...]:
+    """The options NVRTC gets when CuPy compiles our files for ``arch`` ("sm_90" or "compute_90")."""
+    return _NVRTC_OPTIONS + ("-ftz=true", f"-arch={arch}")
+
+
 def _gpu_backend() -> _Backend:
     cupy = _cupy()
-    return _Backend(cupy, cupy.empty, cupy.zeros, _launch_on_gpu)
+    return _Backend(cupy, cupy.empty, cupy.zeros, _launch_on_gpu, shared_memory_limit())
 
 
 def _run(backend: _Backend, launch: Launch) -> None:
+    if launch.shared_mem > backend.shared_limit:  # the GPU would refuse the launch; say why here
+        raise RuntimeError(f"{launch.kernel} needs {launch.shared_mem} bytes of shared memory per block; "
+                           f"this device allows {backend.shared_limit}")
     if min(launch.grid) > 0:  # an empty grid means there is nothing to compute
         backend.launch(launch)
 
@@ -194,16 +226,49 @@ def _matmul(backend: _Backend, a, b, transpose_a: bool, transpose_b: bool, versi
 
 # ---- attention ----------------------------------------------------------------------------------
 
-def _attention_shared_bytes(kernel: str, head_dim: int) -> int:
-    """Dynamic shared memory of an attention kernel; mirrors the smem layout in attention.cu."""
-    br, bc = _ATTENTION_TILES[head_dim]
-    ld = head_dim + 1  # rows padded by one float against bank conflicts
+def _attention_shared_bytes(kind: str, head_dim: int, br: int, bc: int) -> int:
+    """Dynamic shared memory of an attention kernel; mirrors attention_smem_floats in attention.cu."""
+    ld = head_dim + 4  # rows padded by four floats: aligned float4 reads without bank conflicts
     floats = {
-        "forward": br * ld + 2 * bc * ld + br * (bc + 2),               # Q, K, V, P
-        "backward_dq": 2 * br * ld + 2 * bc * ld + br * (bc + 2),       # Q, dO, K, V, dS
-        "backward_dkdv": 2 * bc * ld + 2 * br * ld + 2 * bc * (br + 2) + 2 * br,  # K, V, Q, dO, P^T, dS^T, lse, D
-    }[kernel]
+        "forward": br * ld + 2 * bc * ld + br * (bc + 4),              # Q, K, V, P
+        "backward_dq": 2 * br * ld + 2 * bc * ld + br * (bc + 4),      # Q, dO, K, V, dS
+        "backward_dkdv": 2 * bc * ld + 2 * br * ld + bc * (br + 4) + 2 * br,  # K, V, Q, dO, P^T/dS^T, lse, D
+    }[kind]
     return 4 * floats
+
+
+def _attention_tile(kind: str, head_dim: int, shared_limit: int):
+    """The first (BR, BC) of ``_ATTENTION_TILES[head_dim]`` whose ``kind`` kernel fits, or None."""
+    for br, bc in _ATTENTION_TILES[head_dim]:
+        if _attention_shared_bytes(kind, head_dim, br, bc) <= shared_limit:
+            return br, bc
+    return None
+
+
+def attention_fits(head_dim: int, shared_limit: int | None = None) -> bool:
+    """Whether forward and backward kernels exist for ``head_dim`` and fit the device's shared memory.
+
+    When False, callers use the composed (materialized) attention instead; ``fast/cuda_ops.py`` does.
+    """
+    if head_dim not in _ATTENTION_TILES:
+        return False
+    limit = shared_memory_limit() if shared_limit is None else shared_limit
+    return all(_attention_tile(kind, head_dim, limit) is not None for kind in _ATTENTION_KINDS)
+
+
+def _attention_launch(backend: _Backend, kind: str, head_dim: int, grid_rows: int, info, args) -> Launch:
+    """The launch of one attention kernel, with the largest tile whose shared memory fits."""
+    tile = _attention_tile(kind, head_dim, backend.shared_limit)
+    if tile is None:
+        smallest = min(_attention_shared_bytes(kind, head_dim, *t) for t in _ATTENTION_TILES[head_dim])
+        raise RuntimeError(f"attention_{kind} for head_dim {head_dim} needs at least {smallest} bytes of shared "
+                           f"memory per block; this device allows {backend.shared_limit} "
+                           "(check attention_fits() first, and use the composed attention)")
+    br, bc = tile
+    rows = br if kind != "backward_dkdv" else bc  # a block covers BR query rows, or BC key rows
+    return Launch("attention.cu", f"attention_{kind}_d{head_dim}_{br}x{bc}",
+                  grid=(_ceil_div(grid_rows, rows), info.heads, info.batch), block=(_ATTENTION_THREADS, 1, 1),
+                  shared_mem=_attention_shared_bytes(kind, head_dim, br, bc), args=args)
 
 
 class _AttentionArgs(NamedTuple):
@@ -270,13 +335,10 @@ def attention_forward(q, k, v, bias=None, key_mask=None, causal: bool = False, s
 
 def _attention_forward(backend: _Backend, q, k, v, bias, key_mask, causal, scale):
     info = _check_attention(q, k, v, bias, key_mask)
-    br, _ = _ATTENTION_TILES[info.head_dim]
     out = backend.empty(q.shape, np.float32)
     lse = backend.empty(q.shape[:3], np.float32)
-    _run(backend, Launch(
-        "attention.cu", f"attention_forward_d{info.head_dim}",
-        grid=(_ceil_div(info.q_len, br), info.heads, info.batch), block=(_ATTENTION_THREADS, 1, 1),
-        shared_mem=_attention_shared_bytes("forward", info.head_dim),
+    _run(backend, _attention_launch(
+        backend, "forward", info.head_dim, info.q_len, info,
         args=(q, k, v, info.bias, info.bias_batch_stride, info.key_mask, out, lse,
               np.int32(info.heads), np.int32(info.q_len), np.int32(info.k_len), np.int32(bool(causal)),
               np.float32(scale)),
@@ -306,7 +368,6 @@ def _attention_backward(backend: _Backend, q, k, v, out, lse, grad_out, bias, ke
         _check_float32(name, array)
         if tuple(array.shape) != tuple(shape):
             raise ValueError(f"{name} has shape {tuple(array.shape)}; expected {tuple(shape)} (from q {q.shape})")
-    br, bc = _ATTENTION_TILES[info.head_dim]
     delta = backend.empty(q.shape[:3], np.float32)  # D_i = rowsum(dO * O), written by the dq kernel
     dq = backend.empty(q.shape, np.float32)
     dk = backend.empty(k.shape, np.float32)
@@ -314,19 +375,14 @@ def _attention_backward(backend: _Backend, q, k, v, out, lse, grad_out, bias, ke
     dbias = backend.zeros(bias.shape, np.float32) if bias is not None else None  # only visible entries are written
     common = (np.int32(info.heads), np.int32(info.q_len), np.int32(info.k_len), np.int32(bool(causal)),
               np.float32(scale))
-    block = (_ATTENTION_THREADS, 1, 1)
     # dq first: it also writes delta, which dkdv reads.
-    _run(backend, Launch(
-        "attention.cu", f"attention_backward_dq_d{info.head_dim}",
-        grid=(_ceil_div(info.q_len, br), info.heads, info.batch), block=block,
-        shared_mem=_attention_shared_bytes("backward_dq", info.head_dim),
+    _run(backend, _attention_launch(
+        backend, "backward_dq", info.head_dim, info.q_len, info,
         args=(q, k, v, info.bias, info.bias_batch_stride, info.key_mask, out, grad_out, lse, delta, dq, dbias)
         + common,
     ))
-    _run(backend, Launch(
-        "attention.cu", f"attention_backward_dkdv_d{info.head_dim}",
-        grid=(_ceil_div(info.k_len, bc), info.heads, info.batch), block=block,
-        shared_mem=_attention_shared_bytes("backward_dkdv", info.head_dim),
+    _run(backend, _attention_launch(
+        backend, "backward_dkdv", info.head_dim, info.k_len, info,
         args=(q, k, v, info.bias, info.bias_batch_stride, info.key_mask, grad_out, lse, delta, dk, dv) + common,
     ))
     return dq, dk, dv, dbias

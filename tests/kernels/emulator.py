@@ -23,6 +23,7 @@ EMU_DIR = REPO / "kernels" / "emu"
 CXX = os.environ.get("CXX", "g++")
 CXX_FLAGS = ("-std=c++20", "-O1", "-fno-strict-aliasing", "-fPIC", "-shared", "-pthread")
 LAUNCHERS = {"matmul.cu": "launch_matmul.cpp", "attention.cu": "launch_attention.cpp"}
+H100_SHARED_LIMIT = 227 * 1024  # cudaDevAttrMaxSharedMemoryPerBlockOptin of sm_90
 
 # NumPy scalar type -> (signature letter from cuda_emu.h, ctypes type)
 _SCALARS = {np.int32: ("i", ctypes.c_int32), np.int64: ("q", ctypes.c_int64), np.float32: ("f", ctypes.c_float)}
@@ -111,6 +112,10 @@ class Emulator:
         function((ctypes.c_uint * 3)(*launch.grid), (ctypes.c_uint * 3)(*launch.block),
                  ctypes.c_size_t(launch.shared_mem), argv)
 
-    def backend(self) -> kernels._Backend:
-        """A NumPy backend whose outputs start as NaN and whose launches run on the emulator."""
-        return kernels._Backend(np, poisoned_empty, np.zeros, self.launch)
+    def backend(self, shared_limit: int = H100_SHARED_LIMIT) -> kernels._Backend:
+        """A NumPy backend whose outputs start as NaN and whose launches run on the emulator.
+
+        ``shared_limit`` plays the device's per-block shared-memory limit (the launcher picks tiles
+        that fit it): 227 KB like an H100 by default; 99 KB is an sm_86/sm_89 GPU, 64 KB a T4.
+        """
+        return kernels._Backend(np, poisoned_empty, np.zeros, self.launch, shared_limit)

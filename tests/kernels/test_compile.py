@@ -18,7 +18,8 @@ ARCHS = ["sm_80", "sm_90"]
 SOURCES = ["matmul.cu", "attention.cu"]
 EXPECTED_KERNELS = {
     "matmul.cu": {f"matmul_{v}_{t}" for v in ("naive", "tiled", "blocked") for t in ("nn", "nt", "tn", "tt")},
-    "attention.cu": {f"attention_{k}_d{d}" for k in ("forward", "backward_dq", "backward_dkdv") for d in (32, 64, 128)},
+    "attention.cu": {f"attention_{k}_d{d}_{br}x{bc}" for k in kernels._ATTENTION_KINDS
+                     for d, tiles in kernels._ATTENTION_TILES.items() for br, bc in tiles},
 }
 
 pytestmark = pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
@@ -62,8 +63,10 @@ def ptxas_reports(tmp_path_factory):
 def dynamic_smem(kernel: str) -> int:
     if not kernel.startswith("attention_"):
         return 0
-    name, head_dim = kernel[len("attention_"):].rsplit("_d", 1)
-    return kernels._attention_shared_bytes(name, int(head_dim))
+    name, rest = kernel[len("attention_"):].rsplit("_d", 1)
+    head_dim, tile = rest.split("_")
+    br, bc = tile.split("x")
+    return kernels._attention_shared_bytes(name, int(head_dim), int(br), int(bc))
 
 
 @pytest.mark.parametrize("source", SOURCES)
@@ -96,3 +99,28 @@ def test_kernel_sources_are_self_contained_for_nvrtc(source):
     text = (KERNEL_DIR / source).read_text()
     assert not re.search(r"^\s*#\s*include", text, re.MULTILINE)
     assert "INFINITY" not in text  # a <math.h> macro; NVRTC lacks it
+
+
+H100_SM_SHARED = 228 * 1024  # shared memory per SM on sm_90
+RESERVED_PER_BLOCK = 1024    # the driver keeps 1 KB of it per resident block
+
+
+def test_the_d128_dkdv_kernel_fits_two_blocks_per_h100_sm():
+    per_block = dynamic_smem("attention_backward_dkdv_d128_64x32") + RESERVED_PER_BLOCK
+    assert 2 * per_block <= H100_SM_SHARED, f"{per_block} bytes per block: only one block per SM"
+
+
+@pytest.mark.parametrize("gpu, limit", [("sm_75 (T4)", 64 * 1024), ("sm_86/sm_89 (A10, L4)", 99 * 1024),
+                                        ("sm_80 (A100)", 163 * 1024), ("sm_90 (H100)", 227 * 1024)])
+@pytest.mark.parametrize("head_dim", sorted(kernels._ATTENTION_TILES))
+def test_every_head_dim_has_attention_tiles_that_fit_each_gpu(gpu, limit, head_dim):
+    assert kernels.attention_fits(head_dim, shared_limit=limit), f"no tile of d{head_dim} fits {gpu}"
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_blocked_matmul_keeps_two_blocks_per_sm(ptxas_reports, arch):
+    """256 threads x 2 blocks x registers must fit the 65536 registers of an SM."""
+    report = ptxas_reports[("matmul.cu", arch)]
+    for name, r in report.items():
+        if name.startswith("matmul_blocked"):
+            assert r["registers"] * 256 * 2 <= 65536, f"{name}: {r['registers']} registers"

@@ -12,7 +12,7 @@ def never_launch(launch):
     raise AssertionError(f"{launch.kernel} should not have been launched")
 
 
-NUMPY_BACKEND = kernels._Backend(np, np.empty, np.zeros, never_launch)
+NUMPY_BACKEND = kernels._Backend(np, np.empty, np.zeros, never_launch, shared_limit=227 * 1024)
 
 
 def f32(*shape):

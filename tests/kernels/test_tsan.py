@@ -3,7 +3,9 @@
 kernels/emu/tsan_check.cpp runs the tiled matmul (and the attention kernels) on emulated threads.
 Built with -fsanitize=thread it must report no race; built with -DMINILLM_BROKEN_SYNC, which removes
 the tiled matmul's second __syncthreads (see matmul.cu), it must report the race between a thread
-writing the next tile and a slower thread still reading the current one.
+writing the next tile and a slower thread still reading the current one. With
+-DMINILLM_BROKEN_ATTENTION_SYNC (attention.cu's dK/dV kernel overwrites Pᵀ with dSᵀ without the
+barrier between) it must report that race too.
 """
 import os
 import subprocess
@@ -22,13 +24,14 @@ RACE = "WARNING: ThreadSanitizer: data race"
 def tsan_programs(tmp_path_factory):
     """{"correct": path, "broken": path}, compiled in parallel; skips if this g++ has no TSan runtime."""
     out_dir = tmp_path_factory.mktemp("tsan")
-    variants = {"correct": [], "broken": ["-DMINILLM_BROKEN_SYNC"]}
+    variants = {"correct": [], "broken": ["-DMINILLM_BROKEN_SYNC"],
+                "broken_attention": ["-DMINILLM_BROKEN_ATTENTION_SYNC"]}
 
     def compile_variant(name):
         command = [CXX, *FLAGS, *variants[name], str(EMU_DIR / "tsan_check.cpp"), "-o", str(out_dir / name)]
         return subprocess.run(command, capture_output=True, text=True)
 
-    with ThreadPoolExecutor(max_workers=2) as pool:
+    with ThreadPoolExecutor(max_workers=len(variants)) as pool:
         results = dict(zip(variants, pool.map(compile_variant, variants)))
     for result in results.values():
         if result.returncode != 0:
@@ -59,3 +62,11 @@ def test_tsan_reports_the_race_when_a_syncthreads_is_removed(tsan_programs):
     assert RACE in result.stderr, "TSan missed the race from the removed __syncthreads"
     assert "matmul_tiled" in result.stderr
     assert result.returncode == 66  # TSAN_OPTIONS exitcode: reports were made
+
+
+def test_tsan_reports_the_race_when_the_dkdv_kernel_reuses_its_buffer_too_early(tsan_programs):
+    """The dK/dV kernel writes dSᵀ over Pᵀ in one buffer; without the barrier between, TSan sees it."""
+    result = run(tsan_programs["broken_attention"])
+    assert RACE in result.stderr, "TSan missed the race on the shared Pᵀ/dSᵀ buffer"
+    assert "attention_backward_dkdv" in result.stderr
+    assert result.returncode == 66
