@@ -200,3 +200,155 @@ def test_nccl_module_imports_and_checks_its_arguments_without_a_gpu():
     if not minillm.backend.cuda_available():
         with pytest.raises((ImportError, RuntimeError)):
             nccl.NcclCommunicator(SingleProcess())
+
+
+# ---------------------------------------------------------------------------------- 2 processes
+COLLECTIVES = """
+import json, numpy as np
+from minillm import distributed as d
+w = d.init(timeout=30)
+r = w.rank
+
+class P:  # a parameter: data and grad
+    def __init__(self, data, grad):
+        self.data, self.grad = data, grad
+
+# rank r's gradients: g = (r + 1) * base; p2 has a gradient on rank 0 only, p3 on no rank
+base = [np.arange(6, dtype=np.float32).reshape(2, 3), np.full(300, 0.5, np.float32), np.ones(4, np.float32)]
+params = [P(np.zeros_like(b), (r + 1) * b) for b in base[:2]]
+params.append(P(np.zeros(4, np.float32), base[2].copy() if r == 0 else None))
+params.append(P(np.zeros(3, np.float32), None))
+calls = d.average_gradients(params, bucket_cap_mb=1000 / 2**20)  # 1000-byte buckets: several calls
+model_state = {"a": np.full(3, float(r), np.float32)}
+class M:
+    def state_dict(self):
+        return model_state
+d.broadcast_parameters(M())
+out = np.empty(5, np.float32)
+w.all_gather(np.full(2 + r, 10.0 + r, np.float32), out, [2, 3])
+if r == 0:
+    print("RESULT " + json.dumps({"grads": [None if p.grad is None else p.grad.tolist() for p in params],
+          "calls": calls, "broadcast": model_state["a"].tolist(), "gathered": out.tolist(),
+          "any": d.any_rank(False), "mean": d.mean_over_ranks(r + 1.0)}))
+else:
+    d.any_rank(True); d.mean_over_ranks(r + 1.0)
+"""
+
+
+@needs_mpi
+def test_collectives_on_two_ranks_average_broadcast_and_gather():
+    result = subprocess.run([MPIEXEC, "-n", "2", sys.executable, "-c", COLLECTIVES], cwd=REPO, env=_clean_env(),
+                            capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+    assert result.returncode == 0, result.stderr
+    got = json.loads(result.stdout.split("RESULT ", 1)[1])
+    # oracle: the mean of (1 * base) and (2 * base) is 1.5 * base; p2 is (base + 0) / 2; p3 stays None
+    assert got["grads"][0] == (1.5 * np.arange(6).reshape(2, 3)).tolist()
+    assert got["grads"][1] == [0.75] * 300
+    assert got["grads"][2] == [0.5] * 4
+    assert got["grads"][3] is None
+    assert got["calls"] == 3  # reverse order, 1000-byte cap: [p2], [p1] (1200 bytes, alone), [p0]
+    assert got["broadcast"] == [0.0, 0.0, 0.0]
+    assert got["gathered"] == [10.0, 10.0, 11.0, 11.0, 11.0]
+    assert got["any"] is True and got["mean"] == 1.5
+
+
+# Tolerance of "2 ranks with batch B == 1 process with batch B". Each rank sums the loss over its
+# own tokens, then the ranks' gradients are added: the same terms as one process adds, in another
+# order. float32 addition is not associative, so the gradients differ by rounding (relative ~1e-7)
+# and so do the updates. AdamW's step m/(sqrt(v)+eps) is invariant to the gradient's scale, so a
+# relative rounding error stays relative, well under one unit in the last place of the weights
+# over 5 steps of lr 3e-3. Measured: at most 1 ulp (1.2e-7 on weights up to 3.9). Allowed:
+# 16 ulps of the largest weight, float32 rounding with room, and far below one step's size (3e-3).
+ULPS = 16
+
+
+@needs_mpi
+def test_two_ranks_with_global_batch_b_equal_one_process_with_batch_b(tmp_path):
+    run_ranks(0, tmp_path / "one")
+    run_ranks(2, tmp_path / "two")
+    one, two = load_weights(tmp_path / "one"), load_weights(tmp_path / "two")
+    scale = max(float(np.abs(w).max()) for w in one.values())
+    tolerance = ULPS * np.finfo(np.float32).eps * scale
+    worst = max(float(np.abs(one[k] - two[k]).max()) for k in one)
+    assert worst <= tolerance, f"max |difference| {worst:.3g} > {tolerance:.3g}"
+    losses_one = json.loads((tmp_path / "one" / "result.json").read_text())["losses"]
+    losses_two = json.loads((tmp_path / "two" / "result.json").read_text())["losses"]
+    np.testing.assert_allclose(losses_two, losses_one, rtol=1e-5)  # the loss of the whole global batch
+    assert len(losses_two) == 5  # rank 0 alone wrote the log: one line per step, no duplicates
+
+
+@needs_mpi
+def test_zero1_gives_bitwise_the_weights_of_plain_data_parallelism(tmp_path):
+    run_ranks(2, tmp_path / "dp")
+    run_ranks(2, tmp_path / "zero", "--shard-optimizer")
+    plain, sharded = load_weights(tmp_path / "dp"), load_weights(tmp_path / "zero")
+    for name in plain:
+        np.testing.assert_array_equal(sharded[name], plain[name], err_msg=name)
+    memory = json.loads((tmp_path / "zero" / "result.json").read_text())["memory"]
+    per_rank, full = memory["optimizer_bytes_per_rank"], memory["optimizer_bytes_plain_dp"]
+    n_params = sum(w.size for w in plain.values())
+    assert full == 2 * 4 * n_params           # AdamW: two float32 moments per parameter
+    assert max(per_rank) < 0.6 * full         # each rank holds about half
+
+
+@needs_mpi
+def test_resume_on_two_ranks_is_bit_identical(tmp_path):
+    options = ["--steps", "6", "--dropout", "0.1", "--shard-optimizer"]  # dropout: per-rank RNG streams
+    run_ranks(2, tmp_path / "straight", *options)
+    run_ranks(2, tmp_path / "resumed", *options, "--stop-at", "3")
+    stopped = json.loads((tmp_path / "resumed" / "result.json").read_text())
+    assert stopped["interrupted"] and stopped["step"] == 3
+    run_ranks(2, tmp_path / "resumed", *options, "--resume")
+    straight, resumed = load_weights(tmp_path / "straight"), load_weights(tmp_path / "resumed")
+    for name in straight:
+        np.testing.assert_array_equal(resumed[name], straight[name], err_msg=name)
+
+
+@needs_mpi
+def test_a_two_rank_checkpoint_resumes_on_one_process(tmp_path):
+    run_ranks(2, tmp_path / "run", "--steps", "6", "--stop-at", "3", "--shard-optimizer")
+    run_ranks(0, tmp_path / "run", "--steps", "6", "--resume")
+    assert json.loads((tmp_path / "run" / "result.json").read_text())["step"] == 6
+
+
+@needs_mpi
+def test_a_rank_that_raises_stops_the_job_with_its_error(tmp_path):
+    started = time.perf_counter()
+    result = run_ranks(2, tmp_path / "run", "--raise-on-rank", "1", check=False, timeout=60)
+    assert result.returncode != 0
+    assert "planted failure on rank 1 at step 2" in result.stderr
+    assert "[rank 1 of 2]" in result.stderr
+    assert time.perf_counter() - started < 45  # ended by MPI_Abort, not by the test's timeout
+
+
+@needs_mpi
+def test_a_rank_that_hangs_is_stopped_by_the_collective_timeout(tmp_path):
+    result = run_ranks(2, tmp_path / "run", "--hang-on-rank", "1", check=False, timeout=60,
+                       env=_clean_env(MINILLM_DIST_TIMEOUT="3"))
+    assert result.returncode != 0
+    assert "waited more than 3 s for the other ranks" in result.stderr
+
+
+@needs_mpi
+def test_ctrl_c_stops_every_rank_at_the_same_step_and_saves_once(tmp_path):
+    out = tmp_path / "run"
+    command = [MPIEXEC, "-n", "2", sys.executable, str(SCRIPT), str(out), "--steps", "500", "--sleep", "0.2"]
+    process = subprocess.Popen(command, cwd=REPO, env=_clean_env(), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (out / "progress").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        process.send_signal(signal.SIGINT)  # what Ctrl-C does; mpiexec forwards it to every rank
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 0, stderr[-3000:]
+    result = json.loads((out / "result.json").read_text())
+    assert result["interrupted"] and 1 <= result["step"] < 500
+    assert stdout.count("steps, pid") == 2  # both ranks returned from train() normally
+    saved = json.loads((out / "run" / "checkpoint" / "trainer_state.json").read_text())
+    assert saved["step"] == result["step"]
+    assert len(saved["extra"]["rng_state_by_rank"]) == 2
+    steps = [json.loads(line).get("step") for line in (out / "run" / "log.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, result["step"] + 1))  # one writer: no step logged twice

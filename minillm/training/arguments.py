@@ -43,6 +43,9 @@ class TrainingArguments:
         metric_for_best: "eval_loss" (lower is better) or a metric name such as "score" or
             "translation/bleu" (higher is better); decides which model is kept in ``best/``.
         progress: show a tqdm progress bar.
+        shard_optimizer: under ``mpiexec -n N``, keep each rank's share of the optimizer state
+            only (ZeRO stage 1, ``minillm.distributed.ZeroRedundancyOptimizer``); batch_size
+            is then, as always under MPI, the global batch over all ranks.
     """
 
     output_dir: str = "runs/run"
@@ -67,6 +70,7 @@ class TrainingArguments:
     eval_batch_size: int = 64
     metric_for_best: str = "eval_loss"
     progress: bool = True
+    shard_optimizer: bool = False
 
     def __post_init__(self):
         """Reject impossible settings early, with the field's name in the message.

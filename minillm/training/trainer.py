@@ -45,6 +45,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .. import backend
+from ..distributed import trainer_hooks as parallel
 from .checkpoint import clean_stale_temporaries, load_checkpoint, save_checkpoint
 from ..data.collate import Batcher, collate
 from ..optim import Adafactor, AdamW, clip_grad_norm_, get_scheduler
@@ -95,7 +96,8 @@ class Trainer:
         trainable = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
         if not trainable:
             raise ValueError("Trainer: the model has no parameter with requires_grad=True")
-        self.optimizer = self._make_optimizer(trainable)
+        self.sampler = parallel.check_batch_size(args.batch_size)  # this rank's share of each batch
+        self.optimizer = parallel.maybe_shard_optimizer(self._make_optimizer(trainable), args.shard_optimizer)
         self._group_weight_decay = [group["weight_decay"] for group in self.optimizer.param_groups]
         self.data_fingerprint = data_fingerprint(self.train_batches.pairs)
         steps_per_epoch = len(self.train_batches) / args.gradient_accumulation_steps
@@ -105,7 +107,8 @@ class Trainer:
         out = args.output_dir
         self.checkpoint_dir = os.path.join(out, "checkpoint")
         self.best_dir = os.path.join(out, "best")
-        self.log = TrainingLog(os.path.join(out, "log.jsonl"), os.path.join(out, "loss_curve.png"))
+        self.log = (TrainingLog(os.path.join(out, "log.jsonl"), os.path.join(out, "loss_curve.png"))
+                    if parallel.is_main() else parallel.SilentLog())  # only rank 0 writes files
         self._checkpoint_step: int | None = None  # step of the checkpoint on disk, for error messages
         self._last_metrics: dict = {}
 
@@ -132,9 +135,10 @@ class Trainer:
         n_i / N (N = tokens in all micro-batches): the summed gradient is then exactly the gradient
         of the mean over all N tokens, as if the micro-batches were one big batch.
         """
-        total_tokens = sum(count_target_tokens(b) for b in micro_batches)
+        # On N ranks: N = tokens per rank of the global batch, and gradients are averaged after.
+        total_tokens = parallel.token_divisor(sum(count_target_tokens(b) for b in micro_batches if b is not None))
         mean_loss = 0.0
-        for batch in micro_batches:
+        for batch in (b for b in micro_batches if b is not None):  # None: this rank's share is empty
             loss = self.model(**batch).loss
             value = float(loss.data)
             if not math.isfinite(value):
@@ -142,7 +146,8 @@ class Trainer:
             weight = count_target_tokens(batch) / total_tokens
             (loss * weight).backward()
             mean_loss += value * weight
-        return mean_loss
+        trainable = [p for group in self.optimizer.param_groups for p in group["params"]]
+        return parallel.after_backward(trainable, mean_loss)
 
     def _stop_on_nonfinite(self, what: str, step: int):
         """Raise NonFiniteLossError naming the step and the last good checkpoint (left untouched)."""
@@ -168,8 +173,8 @@ class Trainer:
             self.train_batches.set_epoch(epoch)
             order = self.train_batches.batch_indices()
             for i in range(index, len(order)):
-                pairs = [self.train_batches.pairs[j] for j in order[i]]
-                yield epoch, i + 1, collate(pairs, self.train_batches.pad_id)
+                pairs = [self.train_batches.pairs[j] for j in self.sampler.shard(order[i])]
+                yield epoch, i + 1, collate(pairs, self.train_batches.pad_id) if pairs else None
             epoch, index = epoch + 1, 0
 
     # ------------------------------------------------------------------ the loop
@@ -197,14 +202,14 @@ class Trainer:
         meter = StepMeter()
         sigint = DeferSigint()
         progress = tqdm(total=self.total_steps, initial=state["step"], desc="train",
-                        disable=not self.args.progress, dynamic_ncols=True)
+                        disable=not (self.args.progress and parallel.is_main()), dynamic_ncols=True)
         self.model.train()
         try:
             with sigint:
                 while state["step"] < self.total_steps:
                     logs = self._optimizer_step(state, stream, meter)
                     self._bookkeeping(state, logs, progress)
-                    if sigint.requested:
+                    if parallel.stop_requested(sigint.requested):  # Ctrl-C on any rank stops all
                         raise KeyboardInterrupt
         except KeyboardInterrupt:
             if sigint.forced:
@@ -227,12 +232,13 @@ class Trainer:
         resumed log averages the same.
         """
         args = self.args
-        os.makedirs(args.output_dir, exist_ok=True)
-        for name in clean_stale_temporaries(args.output_dir):
-            tqdm.write(f"removed {name}, left in {args.output_dir} by an interrupted save")
-        args.save(os.path.join(args.output_dir, "training_args.json"))
-        if self.tokenizer is not None:
-            self.tokenizer.save(args.output_dir)
+        if parallel.is_main():
+            os.makedirs(args.output_dir, exist_ok=True)
+            for name in clean_stale_temporaries(args.output_dir):
+                tqdm.write(f"removed {name}, left in {args.output_dir} by an interrupted save")
+            args.save(os.path.join(args.output_dir, "training_args.json"))
+            if self.tokenizer is not None:
+                self.tokenizer.save(args.output_dir)
         state = {"step": 0, "epoch": 0, "batch_index": 0, "best_metric": None, "best_step": None,
                  "last_eval_step": None, "loss_window": [], "training_args": self._recorded_args(),
                  "data_fingerprint": self.data_fingerprint}
@@ -248,8 +254,9 @@ class Trainer:
                 state.update(best_metric=None, best_step=None)  # the old best was measured on another metric
             self._apply_current_options(state["step"])
             self._checkpoint_step = state["step"]
+            parallel.after_resume(saved, self.model)  # each rank's own RNG state, rank 0's weights
         else:
-            backend.manual_seed(args.seed)  # dropout draws the same numbers in every run
+            parallel.start(self.model, args.seed)  # seeds dropout (seed + rank); rank 0's weights everywhere
         self.log.start(keep_until_step=state["step"])  # a resumed run rewrites what came after
         if resume_from is not None:
             self._report_resume(resume_from, state["step"], changed)
@@ -274,7 +281,9 @@ class Trainer:
         self.scheduler.step()
         self.optimizer.zero_grad()
         state.update(step=step, epoch=drawn[-1][0], batch_index=drawn[-1][1])
-        tokens_per_sec = meter.add(loss, batches, time.perf_counter() - started)
+        tokens_per_sec = meter.add(loss, [b for b in batches if b is not None], time.perf_counter() - started)
+        if step == 1 and (memory := parallel.optimizer_memory_report(self.optimizer)):  # ZeRO-1 only
+            self.log.write({"step": step, **memory})
         return {"step": step, "epoch": state["epoch"], "loss": loss, "lr": lr, "grad_norm": grad_norm,
                 "tokens_per_sec": tokens_per_sec}
 
@@ -350,6 +359,8 @@ class Trainer:
                 raise NonFiniteLossError(f"parameter {name} is not finite at step {state['step']}; "
                                          f"the checkpoint in {self.checkpoint_dir} was kept as it was",
                                          state["step"], self.checkpoint_dir)
+        if not parallel.before_checkpoint(self.optimizer, state):  # collective; then rank 0 writes
+            return
         extra = {k: v for k, v in state.items() if k != "step"}
         save_checkpoint(self.checkpoint_dir, self.model, self.optimizer, self.scheduler, step=state["step"],
                         extra=extra)
@@ -357,6 +368,8 @@ class Trainer:
 
     def _save_model(self, directory: str) -> None:
         """The model in its own format: ``save_pretrained`` when it has one, else a checkpoint."""
+        if not parallel.is_main():
+            return
         if hasattr(self.model, "save_pretrained"):
             self.model.save_pretrained(directory)
         else:
@@ -364,6 +377,8 @@ class Trainer:
 
     def _evaluate_and_keep_best(self, state: dict) -> dict:
         """Evaluate, log, and save the model to ``best/`` if ``metric_for_best`` improved."""
+        if not parallel.is_main():  # rank 0 evaluates; the others wait for it at the next step
+            return {}
         metrics = self._last_metrics = self.evaluate()
         state["last_eval_step"] = state["step"]
         self.log.write({"step": state["step"], **metrics})
