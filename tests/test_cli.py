@@ -159,20 +159,15 @@ def test_bad_data_fails_with_the_file_and_line(tmp_path, smoke, capsys):
     assert f"{data}, line 2: missing field 'completion'" in capsys.readouterr().err
 
 
-def test_builtin_evaluate_scores_each_task_when_the_evaluation_package_is_absent(runs, smoke, tmp_path, capsys):
-    import argparse
-
-    from minillm.cli import commands as cli_commands
-
-    parser = argparse.ArgumentParser()
-    cli_commands.add_builtin_evaluate_arguments(parser)
+def test_evaluate_data_scores_the_given_file_not_the_built_in_tasks(runs, smoke, tmp_path, capsys):
+    data = tmp_path / "mine.jsonl"
+    data.write_text(json.dumps({"prompt": "What is 2 plus 1?", "completion": "3"}) + "\n")
     output = tmp_path / "results.json"
-    args = parser.parse_args(["--model", str(runs / "ft"), "--tasks", "translation,arithmetic",
-                              "--output", str(output)])
-    assert cli_commands.evaluate(args) == 0
+    assert main(["evaluate", "--model", str(runs / "ft"), "--data", str(data), "--output", str(output)]) == 0
     results = json.loads(output.read_text())
-    assert {"eval_loss", "translation/bleu", "arithmetic/accuracy", "score"} <= results.keys()
-    assert "translation/bleu" in capsys.readouterr().out
+    assert results["data"] == str(data) and results["num_records"] == 1
+    assert {"eval_loss", "mine/exact_match", "score"} <= results["metrics"].keys()  # task = the file's name
+    assert "translation" not in capsys.readouterr().out
 
 
 def test_quickstart_defaults_to_one_blas_thread_and_other_commands_to_the_library_choice():

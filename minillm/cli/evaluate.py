@@ -1,23 +1,28 @@
-"""`minillm evaluate`: run a benchmark suite on a trained model from the command line.
+"""`minillm evaluate`: score a trained model on a benchmark suite, or on your own data file.
 
     minillm evaluate --suite mini-glue --model runs/flan
     minillm evaluate --suite helm --model runs/base --adapter runs/lora --output helm.json
     minillm evaluate --suite glue --data-dir ~/glue_data --tasks sst2,rte --model runs/flan
+    minillm evaluate --model runs/ft --data my_test.jsonl     # eval loss + metrics on your examples
 
-RUN_DIR is what the Trainer writes (config.json + model.safetensors + tokenizer.json), or a
-folder with the model in a `model/` sub-folder. `minillm/cli/main.py` adds these arguments to its
-`evaluate` sub-command and calls `run_evaluate`. With MINILLM_SMOKE=1 every task uses only a
-few examples, so the command finishes in seconds (for tests and tutorials).
+The model folder is found by the one rule of ``cli/folders.py`` (``DIR`` or ``DIR/model``, with
+the first tokenizer.json of ``DIR``, the model folder, ``DIR/tokenizer``). With MINILLM_SMOKE=1
+every task uses only a few examples, so the command finishes in seconds (for tests and tutorials).
 """
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
+
+from ..data import load_prompt_completion
+from ..training.evaluation import evaluate_model
+from .folders import UsageError, check_writable_file, load_model
+from .smoke import smoke_mode
 
 SUITES = ("mini-glue", "helm", "glue")
 SMOKE_EXAMPLES = 4
+DEFAULT_EXAMPLES = 100
 
 
 def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -29,8 +34,12 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
                         help="folder with config.json + model.safetensors (or a model/ sub-folder) "
                              "and tokenizer.json")
     parser.add_argument("--adapter", metavar="DIR", help="a PEFT adapter folder to load on top")
+    parser.add_argument("--data", metavar="FILE", help="score your own .jsonl/.csv/.tsv prompt/completion file "
+                        "(eval loss, and exact match and ROUGE-L on generated text) instead of a suite")
+    parser.add_argument("--max-new-tokens", type=int, default=64, help="generation length with --data (default: 64)")
     parser.add_argument("--output", metavar="FILE", help="also write the results as JSON here")
-    parser.add_argument("--num-examples", type=int, default=100, help="examples per task")
+    parser.add_argument("--num-examples", type=int, default=None,
+                        help=f"examples per task (default: {DEFAULT_EXAMPLES}; with --data: the whole file)")
     parser.add_argument("--shots", type=int, default=0, help="solved examples in each prompt")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0, help="seeds shots, perturbations, bootstrap")
@@ -39,42 +48,6 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
                         help="T5 prefixes or FLAN templates (default: t5 for mini-glue, flan for helm)")
     parser.add_argument("--data-dir", metavar="DIR", help="GLUE/SuperGLUE files (--suite glue)")
     return parser
-
-
-def _find_model_dir(run_dir: str) -> str:
-    for candidate in (run_dir, os.path.join(run_dir, "model")):
-        if os.path.isfile(os.path.join(candidate, "config.json")):
-            return candidate
-    raise FileNotFoundError(f"{run_dir}: no config.json here or in {os.path.join(run_dir, 'model')}")
-
-
-def _find_tokenizer(run_dir: str, model_dir: str) -> str:
-    for candidate in (run_dir, model_dir, os.path.join(run_dir, "tokenizer")):
-        path = os.path.join(candidate, "tokenizer.json")
-        if os.path.isfile(path):
-            return path
-    raise FileNotFoundError(f"{run_dir}: no tokenizer.json found (looked in the run folder, "
-                            f"{model_dir} and {os.path.join(run_dir, 'tokenizer')})")
-
-
-def load_run(run_dir: str, adapter: str | None = None):
-    """(model, tokenizer) from a run folder, with an optional PEFT adapter."""
-    from ..data import Tokenizer  # noqa: PLC0415
-    from ..models import T5ForConditionalGeneration  # noqa: PLC0415
-
-    model_dir = _find_model_dir(run_dir)
-    tokenizer = Tokenizer.from_file(_find_tokenizer(run_dir, model_dir))
-    model = T5ForConditionalGeneration.from_pretrained(model_dir)
-    if adapter is not None:
-        try:
-            from ..peft import PeftModel  # noqa: PLC0415
-        except ImportError as err:
-            raise RuntimeError(f"--adapter needs minillm.peft, which cannot be imported ({err})") from None
-        # is_trainable=True only so that the report counts the adapter's parameters as the
-        # trainable ones; nothing is trained here.
-        model = PeftModel.from_pretrained(model, adapter, is_trainable=True)
-    model.eval()
-    return model, tokenizer
 
 
 def _run_suite(args, model, tokenizer, n: int, n_bootstrap: int) -> dict:
@@ -110,23 +83,40 @@ def _run_suite(args, model, tokenizer, n: int, n_bootstrap: int) -> dict:
     return {"suite": args.suite, **report.to_dict(), "per_task": glue.per_task, "score": glue.score}
 
 
+def _run_data_file(args, model, tokenizer, n: int | None) -> dict:
+    """Eval loss and generated-text metrics on the records of ``--data``."""
+    records = list(load_prompt_completion(args.data))[:n]
+    results = evaluate_model(model, tokenizer, records, max_new_tokens=args.max_new_tokens,
+                             batch_size=args.batch_size)
+    for key, value in results.items():
+        print(f"{key:32s} {value:.4f}")
+    return {"data": args.data, "num_records": len(records), "metrics": results}
+
+
 def run_evaluate(args: argparse.Namespace) -> int:
-    """Run the suite chosen by `args`; print the table, write --output; return the exit code."""
-    smoke = os.environ.get("MINILLM_SMOKE") == "1"
-    n = min(args.num_examples, SMOKE_EXAMPLES) if smoke else args.num_examples
-    if n < 1 or args.shots < 0 or args.batch_size < 1:
-        print("error: --num-examples and --batch-size must be >= 1, --shots >= 0", file=sys.stderr)
-        return 2
-    try:
-        model, tokenizer = load_run(args.model, args.adapter)
+    """Run the suite (or --data) chosen by `args`; print the table, write --output; return the exit code.
+
+    Raises:
+        UsageError, FileNotFoundError, ValueError: bad options or files (``minillm``'s main prints
+            them with exit code 2).
+    """
+    smoke = smoke_mode()
+    n = args.num_examples if args.num_examples is not None else (None if args.data else DEFAULT_EXAMPLES)
+    if smoke:
+        n = min(n or SMOKE_EXAMPLES, SMOKE_EXAMPLES)
+    if (n is not None and n < 1) or args.shots < 0 or args.batch_size < 1:
+        raise UsageError("--num-examples and --batch-size must be >= 1, --shots >= 0")
+    if args.output:
+        check_writable_file(args.output, "--output")
+    model, tokenizer = load_model(args.model, adapter_dir=args.adapter, trainable_adapter=True)
+    model.eval()
+    if args.data:
+        result = _run_data_file(args, model, tokenizer, n)
+    else:
         result = _run_suite(args, model, tokenizer, n, n_bootstrap=20 if smoke else 200)
-    except (FileNotFoundError, ValueError, KeyError, RuntimeError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
     result.update(model=args.model, adapter=args.adapter, num_examples=n, shots=args.shots,
                   seed=args.seed, smoke=smoke)
     if args.output:
-        os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
         with open(args.output, "w", encoding="utf-8") as f:
             json.dump(result, f, indent=2)
         print(f"\nresults written to {args.output}")
@@ -134,10 +124,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def main(argv: list | None = None) -> int:
-    """Stand-alone entry point: `python -m minillm.cli.evaluate --model RUN_DIR`."""
-    parser = add_evaluate_arguments(argparse.ArgumentParser(prog="minillm evaluate",
-                                                            description=__doc__.split("\n")[0]))
-    return run_evaluate(parser.parse_args(argv))
+    """Stand-alone entry point: `python -m minillm.cli.evaluate ...` is `minillm evaluate ...`."""
+    from .main import main as minillm_main  # noqa: PLC0415
+
+    return minillm_main(["evaluate", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

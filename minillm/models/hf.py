@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..files import atomic_write_text, confined_path, load_safetensors, read_json, read_safetensors_header, save_safetensors
+from ..files import (atomic_write_text, confined_path, load_safetensors, read_json, read_safetensors_header,
+                     save_safetensors)
 
 # Keys that exist in minillm's state dict as aliases of shared.weight.
 _EMBEDDING_ALIASES = ("encoder.embed_tokens.weight", "decoder.embed_tokens.weight")

@@ -108,7 +108,8 @@ class StepMeter:
         """Record one step; returns the tokens per second so far."""
         self.losses.append(loss)
         for batch in batches:  # source tokens read + target tokens predicted
-            self.tokens += int(np.sum(batch["attention_mask"])) + int(np.sum(np.asarray(batch["labels"]) != IGNORE_INDEX))
+            targets = np.asarray(batch["labels"]) != IGNORE_INDEX
+            self.tokens += int(np.sum(batch["attention_mask"])) + int(np.sum(targets))
         self.seconds += seconds
         return self.tokens / max(self.seconds, 1e-9)
 

@@ -1,0 +1,146 @@
+"""Where the commands find things and write things: model folders, tokenizers, run directories.
+
+One rule for every command:
+
+* a **model folder** is ``DIR`` itself or ``DIR/model``, whichever holds ``config.json``;
+* its **tokenizer** is the first ``tokenizer.json`` in ``DIR``, the model folder, ``DIR/tokenizer``
+  (or the file or folder given with ``--tokenizer``), and it must not make ids the model's
+  embedding lacks;
+* a **PEFT adapter** (``adapter_config.json``) in ``DIR`` is loaded on top of the base model,
+  as a PEFT run directory holds both;
+* a **run directory** (``--out``) that already holds a run is never overwritten by accident:
+  the command stops and offers ``--resume DIR/checkpoint`` or ``--overwrite``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+
+from ..data import Tokenizer
+from ..models import T5ForConditionalGeneration
+
+
+class UsageError(ValueError):
+    """A problem with what the user asked for; ``main`` prints it and exits with code 2."""
+
+
+# What a training run writes into its run directory (``--overwrite`` removes exactly these).
+RUN_FILES = ("checkpoint", "best", "training_args.json", "log.jsonl", "results.json", "run_config.json",
+             "model.safetensors", "config.json", "adapter_model.safetensors", "adapter_config.json",
+             "loss_curve.png", "quickstart_config.json", "tokenizer.json", "tokenizer_config.json")
+# The files that mean "a run is here" (a folder with only a tokenizer is not a run).
+RUN_MARKERS = ("checkpoint", "training_args.json", "results.json", "log.jsonl", "model.safetensors",
+               "adapter_model.safetensors")
+
+
+# ---------------------------------------------------------------------------------- reading
+def find_model_dir(path: str) -> str:
+    """The folder holding config.json: ``path`` itself or its ``model/`` sub-folder."""
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"{path}: no such directory (expected a minillm run directory or a "
+                                "Hugging Face T5 folder)")
+    for candidate in (path, os.path.join(path, "model")):
+        if os.path.isfile(os.path.join(candidate, "config.json")):
+            return candidate
+    raise FileNotFoundError(f"{path}: no config.json here or in {os.path.join(path, 'model')} "
+                            "(expected a minillm run directory or a Hugging Face T5 folder)")
+
+
+def find_tokenizer(path: str, model_dir: str) -> str:
+    """The first tokenizer.json in ``path``, ``model_dir`` or ``path/tokenizer``."""
+    candidates = (path, model_dir, os.path.join(path, "tokenizer"))
+    for candidate in candidates:
+        file = os.path.join(candidate, "tokenizer.json")
+        if os.path.isfile(file):
+            return file
+    raise FileNotFoundError(f"{path}: no tokenizer.json (looked in {', '.join(dict.fromkeys(candidates))}); "
+                            "pass --tokenizer, or train one with `minillm train-tokenizer` (a Hugging Face "
+                            "folder needs its fast-tokenizer tokenizer.json)")
+
+
+def load_tokenizer(path: str) -> Tokenizer:
+    """A tokenizer from a tokenizer.json file or a folder holding one."""
+    return Tokenizer.from_file(os.path.join(path, "tokenizer.json") if os.path.isdir(path) else path)
+
+
+def load_model(path: str, tokenizer_path: str | None = None, adapter_dir: str | None = None,
+               trainable_adapter: bool = False):
+    """(model, tokenizer) from a run directory or Hugging Face folder (see the module docstring).
+
+    Args:
+        adapter_dir: a PEFT adapter folder to load on top; default: ``path`` if it holds one.
+        trainable_adapter: mark the adapter's parameters trainable (so reports count them so).
+    """
+    model_dir = find_model_dir(path)
+    tokenizer_file = (os.path.join(tokenizer_path, "tokenizer.json") if tokenizer_path and os.path.isdir(tokenizer_path)
+                      else tokenizer_path or find_tokenizer(path, model_dir))
+    tokenizer = Tokenizer.from_file(tokenizer_file)
+    model = T5ForConditionalGeneration.from_pretrained(model_dir)
+    try:
+        tokenizer.check_fits(model.config.vocab_size, os.path.join(model_dir, "config.json"))
+    except ValueError as err:
+        raise ValueError(f"{tokenizer_file}: {err}") from None
+    if adapter_dir is None and os.path.isfile(os.path.join(path, "adapter_config.json")):
+        adapter_dir = path
+    if adapter_dir is not None:
+        from ..peft import PeftModel  # noqa: PLC0415
+
+        model = PeftModel.from_pretrained(model, adapter_dir, is_trainable=trainable_adapter)
+    return model, tokenizer
+
+
+# ---------------------------------------------------------------------------------- writing
+def check_run_dir(out: str, resume: str | None = None, overwrite: bool = False, resumable: bool = True) -> None:
+    """Refuse an ``--out`` that is a file, cannot be written, or already holds a run (changes nothing).
+
+    Raises:
+        UsageError: naming ``out``; for a finished or interrupted run it offers ``--resume`` (when
+            the command can resume) and ``--overwrite``.
+    """
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise UsageError(f"--out {out}: is a file, not a directory")
+    found = [name for name in RUN_MARKERS if os.path.exists(os.path.join(out, name))]
+    if found and not resume and not overwrite:
+        checkpoint = os.path.join(out, "checkpoint")
+        offer = (f"--resume {checkpoint} to continue it, or --overwrite to replace it"
+                 if resumable and os.path.isdir(checkpoint) else "--overwrite to replace it")
+        raise UsageError(f"{out} already holds a run ({', '.join(found)}); nothing was changed. "
+                         f"Use {offer}.")
+    check_writable_dir(out, "--out")
+
+
+def clear_old_run(out: str) -> None:
+    """Remove what an earlier run wrote to ``out`` (``--overwrite``): only the files a run writes."""
+    for name in RUN_FILES:
+        path = os.path.join(out, name)
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        elif os.path.exists(path):
+            os.remove(path)
+
+
+def check_writable_dir(path: str, flag: str) -> None:
+    """Create ``path`` if needed and check a file can be written in it (UsageError naming it if not)."""
+    try:
+        os.makedirs(path, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as err:
+        raise UsageError(f"{flag} {path}: cannot write there ({err.strerror})") from None
+
+
+def check_writable_file(path: str, flag: str) -> None:
+    """Refuse an output file that is a directory or whose folder cannot be written."""
+    if os.path.isdir(path):
+        raise UsageError(f"{flag} {path}: is a directory; give a file name")
+    check_writable_dir(os.path.dirname(os.path.abspath(path)), flag)
+
+
+def write_run_config(args, out: str) -> None:
+    """Save every option of the command to ``out/run_config.json`` (reusable with ``--config``)."""
+    os.makedirs(out, exist_ok=True)
+    options = {k: v for k, v in vars(args).items() if k not in ("func", "config", "command")}
+    with open(os.path.join(out, "run_config.json"), "w", encoding="utf-8") as f:
+        json.dump(options, f, indent=2, default=str)
