@@ -1,26 +1,37 @@
-"""Benchmark minillm's CUDA kernels against cuBLAS and a materialized-softmax attention.
+"""Benchmark minillm's CUDA kernels against cuBLAS and a materialized-softmax attention, and time a
+T5 training step on NumPy, on CuPy with minillm's kernels, and on CuPy with cuBLAS.
 
-Run on a machine with a GPU (benchmarks/gpu_check.sh does it for you):
+Run on a machine with a GPU (benchmarks/gpu_check.sh does it for you, one section per step):
 
-    python benchmarks/kernels.py            # full tables, about a minute on an H100
-    python benchmarks/kernels.py --quick    # smaller sizes, for a smoke test
+    python benchmarks/kernels.py                       # every section
+    python benchmarks/kernels.py --section matmul      # or attention, or t5 (repeatable)
+    python benchmarks/kernels.py --quick               # smaller sizes, for a smoke test
 
 Prints markdown tables to paste into kernels/README.md:
-  * matmul (fp32, C = A·B) at 1024..8192: TFLOP/s of each version and % of cupy.matmul (cuBLAS);
-  * attention forward and backward (fp32, batch 4, 8 heads, head_dim 64) at 512..4096 tokens:
-    time, TFLOP/s and peak memory, against a materialized softmax in CuPy (and torch SDPA if present).
-Targets (issue 7): matmul >= 70% of cuBLAS at 4096; attention forward >= 3x the materialized one at 2048.
+  * matmul (fp32, C = A·B) at 1024, 2048, 4096: TFLOP/s of each version and % of cupy.matmul (cuBLAS);
+  * attention forward and backward (fp32, batch 4, 8 heads, head_dim 64) at 512, 1024, 2048 tokens:
+    time, TFLOP/s and peak memory, against a materialized softmax in CuPy (and torch SDPA if present);
+  * one T5 training step (forward, backward, AdamW) of benchmarks/train_step.py's configuration.
+Targets (issue 15): matmul >= 90% of cuBLAS at 4096; attention forward >= 3x the materialized one at
+2048; the T5 step on the GPU faster than NumPy by as large a factor as possible.
 """
 from __future__ import annotations
 
 import argparse
+import ast
+import os
+import statistics
 import sys
+import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 
 import cupy as cp  # noqa: E402  (this script needs a GPU by design)
+import numpy as np  # noqa: E402
 
+import minillm  # noqa: E402
 from minillm.fast import cuda as kernels  # noqa: E402
 
 
@@ -57,7 +68,7 @@ def peak_bytes(fn) -> int:
 # ---- matmul -------------------------------------------------------------------------------------
 
 def bench_matmul(sizes):
-    print("\n### matmul, fp32, C = A·B (square)\n")
+    print("\n### matmul, fp32, C = A·B (square)\n", flush=True)
     print("| n | cuBLAS TFLOP/s | blocked TFLOP/s | % of cuBLAS | tiled TFLOP/s | naive TFLOP/s |")
     print("|---|---|---|---|---|---|")
     for n in sizes:
@@ -74,7 +85,7 @@ def bench_matmul(sizes):
         ok = cp.allclose(kernels.matmul(a, b), cp.matmul(a, b), rtol=1e-3, atol=1e-2 * n ** 0.5)
         print(f"| {n} | {tflops['cublas']:.1f} | {tflops['blocked']:.1f} | "
               f"{100 * tflops['blocked'] / tflops['cublas']:.0f}% | {tflops['tiled']:.1f} | "
-              f"{tflops['naive']:.2f} |" + ("" if ok else " MISMATCH"))
+              f"{tflops['naive']:.2f} |" + ("" if ok else " MISMATCH"), flush=True)
         del a, b
 
 
@@ -135,7 +146,7 @@ def bench_attention(lengths, batch=4, heads=8, head_dim=64):
                     f"{mat_ms:.2f} | {mat_mib:.0f} | {mat_ms / fused_ms:.1f}x |")
             if torch_pair:
                 line += f" {torch_time_ms(torch_pair, shape, scale, name):.2f} |"
-            print(line + ("" if ok else " MISMATCH"))
+            print(line + ("" if ok else " MISMATCH"), flush=True)
         del q, k, v, grad_out, out, lse, ref_out, p
 
 
@@ -159,14 +170,103 @@ def torch_time_ms(torch_pair, shape, scale, name):
     return start.elapsed_time(stop) / 10
 
 
+# ---- T5 training step ---------------------------------------------------------------------------
+
+def toy_t5_setup() -> dict:
+    """CONFIG, BATCH, SRC_LEN and TGT_LEN as benchmarks/train_step.py defines them (read, not imported:
+    importing it would parse this script's command line and fix its thread counts)."""
+    tree = ast.parse((REPO / "benchmarks" / "train_step.py").read_text(encoding="utf-8"))
+    found = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name) and node.targets[0].id == "CONFIG":
+            found["CONFIG"] = {kw.arg: ast.literal_eval(kw.value) for kw in node.value.keywords}  # dict(...)
+        elif isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Tuple):
+            names = [t.id for t in node.targets[0].elts]
+            if names == ["BATCH", "SRC_LEN", "TGT_LEN"]:
+                found.update(zip(names, ast.literal_eval(node.value)))
+    return found
+
+
+def time_t5_step(setup: dict, device: str, steps: int, fast: bool = True, dropout: float | None = None) -> float:
+    """Median seconds of one training step (forward, backward, AdamW) on ``device``."""
+    from minillm.models import T5Config, T5ForConditionalGeneration
+    from minillm.optim import AdamW
+
+    config = dict(setup["CONFIG"], **({} if dropout is None else {"dropout_rate": dropout}))
+    minillm.manual_seed(0)
+    model = T5ForConditionalGeneration(T5Config(**config))
+    if device == "cuda":
+        model.to("cuda")
+    model.train()
+    rng = np.random.default_rng(0)
+    batch, vocab = setup["BATCH"], config["vocab_size"]
+    input_ids = rng.integers(2, vocab, (batch, setup["SRC_LEN"]))
+    attention_mask = np.ones_like(input_ids)
+    labels = rng.integers(2, vocab, (batch, setup["TGT_LEN"]))
+    opt = AdamW(model.parameters(), lr=1e-4)
+
+    def step():
+        with minillm.fast_paths(fast):
+            out = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels)
+            out.loss.backward()
+            opt.step()
+            opt.zero_grad()
+        if device == "cuda":
+            cp.cuda.Device().synchronize()
+
+    for _ in range(2):  # warm-up: NVRTC compiles, CuPy's memory pool fills
+        step()
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def bench_t5_step(steps: int):
+    setup = toy_t5_setup()
+    c = setup["CONFIG"]
+    print(f"\n### T5 training step (fwd + bwd + AdamW), benchmarks/train_step.py's configuration: d_model "
+          f"{c['d_model']}, {c['num_layers']}+{c['num_layers']} layers, {c['num_heads']} heads, d_kv {c['d_kv']}, "
+          f"d_ff {c['d_ff']} {c['feed_forward_proj']}, vocab {c['vocab_size']}, batch {setup['BATCH']}, source "
+          f"{setup['SRC_LEN']}, target {setup['TGT_LEN']}, dropout {c['dropout_rate']}; median of {steps} steps\n",
+          flush=True)
+    print("| backend | s / step | speedup over NumPy |")
+    print("|---|---|---|")
+    rows = [("NumPy, CPU fast paths, %d threads" % os.cpu_count(), "cpu", True, None),
+            ("CuPy + minillm kernels", "cuda", True, None),
+            ("CuPy + cuBLAS (fast_paths(False): composed attention)", "cuda", False, None),
+            ("CuPy + minillm kernels, dropout 0 (fused attention runs)", "cuda", True, 0.0)]
+    baseline = None
+    for name, device, fast, dropout in rows:
+        seconds = time_t5_step(setup, device, steps, fast, dropout)
+        baseline = baseline or seconds
+        print(f"| {name} | {seconds:.4f} | {baseline / seconds:.1f}x |", flush=True)
+    print("\n(The fused attention kernel takes no dropout: with the configuration's attention dropout the "
+          "kernel rows run attention composed, and only the linear layers run on minillm's matmul.)")
+
+
+SECTIONS = ("matmul", "attention", "t5")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes only (smoke test)")
+    parser.add_argument("--section", action="append", choices=SECTIONS,
+                        help="run only this section (repeatable); default: all")
+    parser.add_argument("--steps", type=int, default=5, help="timed T5 steps per backend")
     args = parser.parse_args()
+    sections = args.section or SECTIONS
     props = cp.cuda.runtime.getDeviceProperties(cp.cuda.Device().id)
-    print(f"## minillm kernels on {props['name'].decode()}")
-    bench_matmul([512, 1024] if args.quick else [1024, 2048, 4096, 8192])
-    bench_attention([256, 512] if args.quick else [512, 1024, 2048, 4096])
+    print(f"## minillm kernels on {props['name'].decode()} (shared memory per block after opt-in: "
+          f"{kernels.shared_memory_limit() // 1024} KB)", flush=True)
+    if "matmul" in sections:
+        bench_matmul([512, 1024] if args.quick else [1024, 2048, 4096])
+    if "attention" in sections:
+        bench_attention([256, 512] if args.quick else [512, 1024, 2048])
+    if "t5" in sections:
+        bench_t5_step(2 if args.quick else args.steps)
 
 
 if __name__ == "__main__":
