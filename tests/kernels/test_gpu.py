@@ -9,7 +9,7 @@ import pytest
 from minillm.fast import cuda as kernels
 from tests.kernels import reference
 from tests.kernels.reference import assert_close
-from tests.kernels.test_attention_emulated import HEAD_DIMS, make_problem
+from tests.kernels.problems import HEAD_DIMS, make_problem
 
 pytestmark = pytest.mark.gpu
 
@@ -66,3 +66,49 @@ def test_gpu_modules_are_compiled_once_and_cached(cupy):
     kernels.matmul(a, a)
     assert kernels._modules["matmul.cu"] is module
     assert kernels.enabled()
+
+
+def test_gpu_shared_memory_limit_is_the_devices_opt_in_limit(cupy):
+    limit = kernels.shared_memory_limit()
+    assert limit >= 48 * 1024
+    attributes = cupy.cuda.Device().attributes  # CuPy's own query, by name
+    if "MaxSharedMemoryPerBlockOptin" in attributes:
+        assert limit == attributes["MaxSharedMemoryPerBlockOptin"]
+    for head_dim in HEAD_DIMS:
+        assert kernels.attention_fits(head_dim), f"no d{head_dim} tile fits {limit} bytes"
+
+
+def attention_through_the_op(xp, arrays, causal):
+    """out and (dq, dk, dv, dbias) through minillm's public attention, on xp arrays."""
+    import minillm
+
+    q, k, v, bias, mask, grad = arrays
+    tensors = [minillm.tensor(xp.asarray(x), requires_grad=True) for x in (q, k, v, bias)]
+    out = minillm.ops.scaled_dot_product_attention(*tensors, mask=xp.asarray(mask), causal=causal, scale=1.0)
+    (out * minillm.tensor(xp.asarray(grad))).sum().backward()
+    to_numpy = (lambda a: cupy_module().asnumpy(a)) if xp is not np else (lambda a: a)
+    return [to_numpy(out.data)] + [to_numpy(t.grad) for t in tensors]
+
+
+def cupy_module():
+    import cupy
+
+    return cupy
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("causal", [False, True])
+def test_gpu_attention_op_matches_numpy_with_fully_masked_rows_in_any_dtype(cupy, dtype, causal):
+    """float32 runs the kernels, float64 the composed path on CuPy; both must equal NumPy's reference,
+    fully masked rows included (batch 0 sees no key, or causally none before key 6)."""
+    q, k, v, grad, bias, _ = make_problem(np.random.default_rng(5), batch=2, heads=2, q_len=40, k_len=40,
+                                          head_dim=64, bias_kind="shared", mask_kind="none")
+    keys = np.ones((2, 40), bool)
+    keys[0] = False if not causal else np.arange(40) >= 6
+    arrays = [x.astype(dtype) for x in (q, k, v, bias)] + [keys[:, None, None, :], grad.astype(dtype)]
+    on_gpu = attention_through_the_op(cupy, arrays, causal)
+    on_cpu = attention_through_the_op(np, arrays, causal)
+    tolerance = dict(atol=2e-4, rtol=2e-3) if dtype == np.float32 else dict(atol=1e-9, rtol=1e-9)
+    for name, actual, wanted in zip(["out", "dq", "dk", "dv", "dbias"], on_gpu, on_cpu):
+        assert actual.dtype == dtype, name
+        assert_close(actual, wanted, **tolerance, name=name)
