@@ -23,7 +23,8 @@ from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
-KERNEL_DIR = Path(os.environ.get("MINILLM_KERNEL_DIR", Path(__file__).resolve().parent.parent / "kernels"))
+# The repository's kernels/ folder: minillm/fast/cuda.py -> parents[2] is the repository root.
+KERNEL_DIR = Path(os.environ.get("MINILLM_KERNEL_DIR", Path(__file__).resolve().parents[2] / "kernels"))
 # What cupy.RawModule receives. CuPy appends "-ftz=true", the device's "-arch=sm_XX" (or
 # "-arch=compute_XX" when its NVRTC predates the GPU) and include paths our header-free files do not
 # use; tests/kernels/test_nvrtc.py compiles with exactly that list (nvrtc_options).

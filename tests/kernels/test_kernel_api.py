@@ -75,3 +75,9 @@ def test_attention_names_the_expected_bias_and_mask_shapes():
     with pytest.raises(ValueError, match="grad_out"):
         kernels._attention_backward(NUMPY_BACKEND, q, k, k, f32(2, 3, 4, 32), f32(2, 3, 4), f32(2, 3, 4, 16),
                                     None, None, False, 1.0)
+
+
+def test_the_launcher_finds_the_kernel_sources():
+    """KERNEL_DIR must point at the repository's kernels/ folder (the GPU reads the .cu from there)."""
+    for source in ("matmul.cu", "attention.cu"):
+        assert (kernels.KERNEL_DIR / source).is_file(), f"{kernels.KERNEL_DIR / source} is missing"
