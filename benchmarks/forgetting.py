@@ -11,22 +11,29 @@ The course notes' claim, as an experiment:
    from HELD_OUT_TASKS) in three ways, with the same number of steps:
      full         every weight trains on D only
      multitask    every weight trains on D mixed with A, B and C (replay of the old tasks)
-     LoRA         the base is frozen; rank-8 matrices on q and v train on D
-   and score LoRA twice: adapter on, and adapter off (`disable_adapter()`).
-3. Score A, B, C, D after each arm and print the gain on D, the drop on A, B, C, and the
-   backward transfer BWT = mean over A, B, C of (score after - score of the base).
+     LoRA q,v     the base is frozen; rank-8 matrices on q and v train on D
+     LoRA + head  rank-8 matrices on every linear layer, plus a trainable copy of ``lm_head``
+                  (``modules_to_save``): antonym answers with adjectives ("quiet", "dirty") the
+                  base never produced, and LoRA on q,v cannot create output embeddings for them
+   and score the LoRA arms with the adapter off too (``disable_adapter()``: the base itself).
+3. Check which old tasks the base knows at all: its score must beat a constant answer (the
+   commonest training answer) by two standard errors; forgetting is measured on those only.
+4. Repeat every arm over ``--seeds`` seeds (batch order and adapter initialization; the base is
+   fixed) and print mean ± sd of the gain on D, the drop on each old task and the backward
+   transfer BWT = mean over the known old tasks of (score after - score of the base).
+5. Print a verdict computed from those numbers (tolerance: two standard errors of a mean).
 
-Expected: full fine-tuning forgets (large drops), multitask and LoRA far less, and LoRA with
-the adapter off is the base model itself, so its drop is exactly zero. LoRA trains at a higher
-learning rate (1e-2) than full fine-tuning (1e-3): with B = 0 at the start and only r (d_in + d_out)
-numbers per matrix it moves slowly at full fine-tuning's rate (tutorials/07_lora.py shows the
-same). What a run measured goes in the issue notes, not here: rerun it to see.
+LoRA trains at a higher learning rate (1e-2) than full fine-tuning (1e-3): with B = 0 at the start
+and only r (d_in + d_out) numbers per matrix it moves slowly at full fine-tuning's rate
+(tutorials/07_lora.py shows the same). Measured runs and their times are in the report of issue 17;
+each run prints its own total time.
 
 Scores (0-100): translation BLEU, sentiment accuracy (multiple choice by log-likelihood),
 arithmetic and antonym exact match; all on test-split examples, prompts from template 0.
 Training uses a plain loop (AdamW + Batcher + loss.backward()), not the Trainer.
 
-    python benchmarks/forgetting.py                 # about 6-8 minutes on 2 CPU cores
+    python benchmarks/forgetting.py                 # 3 seeds (prints its total time)
+    python benchmarks/forgetting.py --quick         # 2 seeds, fewer steps
     MINILLM_SMOKE=1 python benchmarks/forgetting.py # seconds: tiny sizes, numbers meaningless
     python benchmarks/forgetting.py --plot forgetting.png
 """
@@ -56,13 +63,14 @@ METRIC = {"translation": "bleu", "sentiment": "accuracy", "arithmetic": "exact_m
 MAX_NEW_TOKENS = {"translation": 24, "sentiment": 4, "arithmetic": 4, "antonym": 12}
 
 SMOKE = os.environ.get("MINILLM_SMOKE") == "1"
-SETTINGS = dict(  # sized for ~5-8 minutes on 2 CPU cores
+SETTINGS = dict(
     d_model=96, d_ff=256, num_layers=2, num_heads=4, vocab_size=800, n_train=1500,
     n_eval=60, batch_size=32, base_steps=500, base_lr=2e-3, adapt_steps=150, adapt_lr=1e-3,
-    lora_lr=1e-2, seed=0)
+    lora_lr=1e-2, seed=0, seeds=3)
+QUICK = dict(n_train=900, n_eval=40, base_steps=300, adapt_steps=100, seeds=2)
 if SMOKE:
     SETTINGS.update(d_model=16, d_ff=32, num_layers=1, vocab_size=300, n_train=40, n_eval=6,
-                    batch_size=8, base_steps=3, adapt_steps=2)
+                    batch_size=8, base_steps=3, adapt_steps=2, seeds=2)
 
 
 def records(task: str, n: int, seed: int) -> list:
@@ -95,29 +103,109 @@ def train(model, pairs_of_text, tokenizer, steps: int, lr: float, batch_size: in
 
 
 def make_scorer(tokenizer, n_eval: int, seed: int):
-    """score(model) -> {task: score} on fixed test examples of A, B, C and D."""
+    """(score, eval_tasks): score(model, stderr=None) -> {task: score} on fixed test examples of A-D.
+
+    Pass a dict as ``stderr`` to receive each score's standard error (bootstrap for BLEU)."""
     eval_tasks = {}
     for name in OLD_TASKS + [NEW_TASK]:
         task = builtin_task(name, "test", n_eval, seed, metrics=(METRIC[name],))
         task.max_new_tokens = MAX_NEW_TOKENS[name]
         eval_tasks[name] = task
 
-    def score(model) -> dict:
-        return {name: score_task(task, run_task(model, tokenizer, task, batch_size=50),
-                                 n_bootstrap=2)[0].value
-                for name, task in eval_tasks.items()}
-    return score
+    def score(model, stderr=None) -> dict:
+        results = {name: score_task(task, run_task(model, tokenizer, task, batch_size=50),
+                                    n_bootstrap=2 if stderr is None else 100)[0]
+                   for name, task in eval_tasks.items()}
+        if stderr is not None:
+            stderr.update({name: r.stderr for name, r in results.items()})
+        return {name: r.value for name, r in results.items()}
+    return score, eval_tasks
+
+
+def constant_answer(eval_tasks: dict, seed: int) -> dict:
+    """{task: score} of always giving the task's commonest training answer (the "chance" level)."""
+    from collections import Counter  # noqa: PLC0415
+
+    from minillm.evaluation.harness import TaskOutput, build_prompts  # noqa: PLC0415
+
+    levels = {}
+    for name, task in eval_tasks.items():
+        counts = Counter(ex["target"] for ex in TASKS[name].examples("train", 2000, seed))
+        answer = min(counts.items(), key=lambda kv: (-kv[1], kv[0]))[0]
+        prompts, targets = build_prompts(task, 0, seed, task.examples)
+        levels[name] = score_task(task, TaskOutput(prompts, targets, [answer] * len(targets)), n_bootstrap=2)[0].value
+    return levels
+
+
+def mean_sd(values) -> tuple[float, float]:
+    values = list(values)
+    mean = sum(values) / len(values)
+    sd = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5 if len(values) > 1 else 0.0
+    return mean, sd
+
+
+def adapt_arms(fresh_base, new, old, tokenizer, s, seed, lora_r, score) -> dict:
+    """One seed of every arm: {arm: {task: score}}, plus the trainable share of the LoRA arms."""
+    from minillm.peft import LoraConfig, get_peft_model  # noqa: PLC0415
+    from minillm.peft.model import trainable_percent  # noqa: PLC0415
+
+    n, steps, batch = s["n_train"], s["adapt_steps"], s["batch_size"]
+    arms, pct = {}, {}
+    minillm.manual_seed(seed)
+    full = fresh_base()
+    train(full, new, tokenizer, steps, s["adapt_lr"], batch, seed + 1)
+    arms["full fine-tuning on D"] = score(full)
+    multi = fresh_base()
+    train(multi, new[: n // 2] + old[: n // 2], tokenizer, steps, s["adapt_lr"], batch, seed + 1)  # half replay
+    arms["multitask (D + A, B, C)"] = score(multi)
+    loras = {"LoRA q,v": LoraConfig(r=lora_r, lora_alpha=2 * lora_r, target_modules=["q", "v"]),
+             "LoRA all-linear + lm_head": LoraConfig(r=lora_r, lora_alpha=2 * lora_r, modules_to_save=["lm_head"],
+                                                     target_modules=["q", "k", "v", "o", "wi", "wo"])}
+    for name, config in loras.items():
+        minillm.manual_seed(seed)
+        lora = get_peft_model(fresh_base(), config)
+        pct[name] = trainable_percent(lora)
+        train(lora, new, tokenizer, steps, s["lora_lr"], batch, seed + 1)
+        arms[name] = score(lora)
+        if seed == 0:  # the adapter off is the base model: checked once, it is exactly the base
+            with lora.disable_adapter():
+                arms[f"{name}, adapter off"] = score(lora)
+    return arms, pct
+
+
+def verdict(stats: dict, known: list, base_stderr: dict) -> list[str]:
+    """Sentences computed from mean ± sd; "kept" means within 2 standard errors of the base score."""
+    if not known:
+        return ["The base beat the constant answer on no old task, so this run cannot measure forgetting."]
+    lines = []
+    full_loss = -stats["full fine-tuning on D"]["bwt"][0]
+    for arm, st in stats.items():
+        if arm.endswith("adapter off"):
+            continue
+        kept = [t for t in known if st["change"][t][0] >= -2 * (base_stderr[t] ** 2 + st["change"][t][1] ** 2) ** 0.5]
+        lost = [t for t in known if t not in kept]
+        text = (f"{arm}: antonym {st['gain'][0]:+.1f} ± {st['gain'][1]:.1f}, BWT {st['bwt'][0]:+.1f} ± {st['bwt'][1]:.1f}"
+                f"; kept {', '.join(kept) or 'none'}" + (f", lost ground on {', '.join(lost)}" if lost else ""))
+        if arm != "full fine-tuning on D" and full_loss > 0:
+            text += f"; {100 * (1 + st['bwt'][0] / full_loss):.0f}% of full fine-tuning's forgetting avoided"
+        lines.append(text + ".")
+    learned = [a for a, st in stats.items() if not a.endswith("adapter off") and st["gain"][0] > 2 * st["gain"][1]
+               and st["gain"][0] > 0]
+    lines.append(f"Arms that learned antonym (gain > 2 sd): {', '.join(learned) or 'none'}.")
+    return lines
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--plot", help="save a plot of the scores (needs matplotlib)")
-    parser.add_argument("--lora-targets", default="q,v",
-                        help="comma-separated Linear names LoRA adapts (default: q,v, PEFT's T5 default)")
     parser.add_argument("--lora-r", type=int, default=8, help="LoRA rank (default: 8)")
+    parser.add_argument("--seeds", type=int, help="seeds per arm (default: 3; --quick: 2)")
+    parser.add_argument("--quick", action="store_true", help="fewer examples, steps and seeds")
     args = parser.parse_args(argv)
-    targets = [t for t in args.lora_targets.split(",") if t]
-    s = SETTINGS
+    s = dict(SETTINGS, **(QUICK if args.quick and not SMOKE else {}))
+    if args.seeds:
+        s["seeds"] = args.seeds
+    minillm.set_num_threads(1)  # deterministic sums: the same table twice
     start = time.perf_counter()
     minillm.manual_seed(s["seed"])
     texts = pretraining_corpus(300, seed=s["seed"])
@@ -126,7 +214,7 @@ def main(argv=None) -> int:
     tokenizer = Tokenizer.train(texts, vocab_size=s["vocab_size"], num_sentinels=4)
     config = T5Config(vocab_size=tokenizer.vocab_size, d_model=s["d_model"], d_kv=s["d_model"] // s["num_heads"],
                       d_ff=s["d_ff"], num_layers=s["num_layers"], num_heads=s["num_heads"], dropout_rate=0.0)
-    score = make_scorer(tokenizer, s["n_eval"], s["seed"])
+    score, eval_tasks = make_scorer(tokenizer, s["n_eval"], s["seed"])
     per_task = s["n_train"] // len(OLD_TASKS)
     old = [r for name in OLD_TASKS for r in records(name, per_task, s["seed"])]
     new = records(NEW_TASK, s["n_train"], s["seed"])
@@ -135,67 +223,55 @@ def main(argv=None) -> int:
     model = T5ForConditionalGeneration(config)
     loss = train(model, old, tokenizer, s["base_steps"], s["base_lr"], s["batch_size"], s["seed"])
     base_state = {k: v.copy() for k, v in model.state_dict().items()}
-    base_scores = score(model)
+    base_stderr = {}
+    base_scores = score(model, base_stderr)
+    chance = constant_answer(eval_tasks, s["seed"])
+    known = [t for t in OLD_TASKS if base_scores[t] - chance[t] > 2 * base_stderr[t]]
     print(f"base trained on {', '.join(OLD_TASKS)}: {s['base_steps']} steps, last loss {loss:.3f} "
           f"({time.perf_counter() - start:.0f}s)")
+    print("| task | constant answer | base | base s.e. | known |\n|---|---:|---:|---:|---|")
+    for t in OLD_TASKS + [NEW_TASK]:
+        print(f"| {t} | {chance[t]:.1f} | {base_scores[t]:.1f} | {base_stderr[t]:.1f} | {'yes' if t in known else 'no'} |")
 
     def fresh_base():
         m = T5ForConditionalGeneration(config)
         m.load_state_dict(base_state)
         return m.eval()
 
-    # 2. the arms
-    arms = {}
-    def report_training(arm, loss):
-        print(f"{arm}: {s['adapt_steps']} steps, last loss {loss:.3f} ({time.perf_counter() - start:.0f}s)")
+    # 2. the arms, seed by seed
+    per_seed, pct = [], {}
+    for seed in range(s["seeds"]):
+        arms, pct = adapt_arms(fresh_base, new, old, tokenizer, s, seed, args.lora_r, score)
+        per_seed.append(arms)
+        print(f"seed {seed} done ({time.perf_counter() - start:.0f}s)", flush=True)
 
-    full = fresh_base()
-    loss = train(full, new, tokenizer, s["adapt_steps"], s["adapt_lr"], s["batch_size"], s["seed"] + 1)
-    report_training("full fine-tuning on D", loss)
-    arms["full fine-tuning on D"] = score(full)
-    multi = fresh_base()
-    mixed = new[: s["n_train"] // 2] + old[: s["n_train"] // 2]  # half new task, half replay
-    loss = train(multi, mixed, tokenizer, s["adapt_steps"], s["adapt_lr"], s["batch_size"], s["seed"] + 1)
-    report_training("multitask (D + A, B, C)", loss)
-    arms["multitask (D + A, B, C)"] = score(multi)
-    try:
-        from minillm.peft import LoraConfig, get_peft_model  # noqa: PLC0415
-    except ImportError:
-        print("minillm.peft is not available: skipping the LoRA arm")
-    else:
-        lora = get_peft_model(fresh_base(), LoraConfig(r=args.lora_r, lora_alpha=2 * args.lora_r,
-                                                       target_modules=targets))
-        trainable = sum(p.size for p in lora.parameters() if p.requires_grad)
-        loss = train(lora, new, tokenizer, s["adapt_steps"], s["lora_lr"], s["batch_size"], s["seed"] + 1)
-        report_training("LoRA on D", loss)
-        arms[f"LoRA r={args.lora_r} on {','.join(targets)} ({trainable:,} params), adapter on"] = score(lora)
-        with lora.disable_adapter():
-            arms["LoRA, adapter off"] = score(lora)
-
-    # 3. report
-    tasks = OLD_TASKS + [NEW_TASK]
-    scores = ForgettingMatrix(tasks)
-    scores.record("base (A, B, C)", base_scores)
-    for arm, row in arms.items():
-        scores.record(arm, row)
-    print("\nScores (translation: BLEU; sentiment: accuracy; arithmetic, antonym: exact match)\n")
-    print(scores.table())
-    header = ["arm", f"gain on D ({NEW_TASK})"] + [f"drop on {t}" for t in OLD_TASKS] + ["BWT"]
-    body = []
-    for arm, row in arms.items():
-        m = ForgettingMatrix(tasks, learned_at={**{t: 0 for t in OLD_TASKS}, NEW_TASK: 1})
-        m.record("base", base_scores)
-        m.record(arm, row)
-        body.append([arm, f"{m.change(NEW_TASK):+.2f}"] + [f"{base_scores[t] - row[t]:.2f}" for t in OLD_TASKS]
-                    + [f"{m.backward_transfer():+.2f}"])
-    widths = [max(len(r[c]) for r in [header] + body) for c in range(len(header))]
-    lines = ["| " + " | ".join(x.ljust(w) if c == 0 else x.rjust(w) for c, (x, w) in
-                               enumerate(zip(row, widths))) + " |" for row in [header] + body]
-    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    print("\nGain on the new task and drop on the old ones (drop = base - after; BWT = -mean drop)\n")
-    print("\n".join(lines))
+    # 3. mean ± sd over seeds of the change on every task and of BWT over the known old tasks
+    stats = {}
+    for arm in per_seed[0]:
+        runs = [p[arm] for p in per_seed if arm in p]
+        change = {t: mean_sd(r[t] - base_scores[t] for r in runs) for t in OLD_TASKS + [NEW_TASK]}
+        bwt = mean_sd(sum(r[t] - base_scores[t] for t in known) / len(known) for r in runs) if known else (0.0, 0.0)
+        stats[arm] = {"change": change, "gain": change[NEW_TASK], "bwt": bwt, "seeds": len(runs),
+                      "mean": {t: mean_sd(r[t] for r in runs)[0] for t in OLD_TASKS + [NEW_TASK]}}
+    matrix = ForgettingMatrix(OLD_TASKS + [NEW_TASK])
+    matrix.record("base (A, B, C)", base_scores)
+    for arm, st in stats.items():
+        matrix.record(arm, st["mean"])
+    print(f"\nMean scores over {s['seeds']} seeds (translation: BLEU; sentiment: accuracy; arithmetic, antonym: "
+          f"exact match)\n\n{matrix.table()}")
+    header = "| arm | trainable % | gain on D | " + " | ".join(f"change on {t}" for t in OLD_TASKS) + " | BWT (known) |"
+    print("\nChange from the base, mean ± sd over seeds (BWT averages the known old tasks: "
+          f"{', '.join(known) or 'none'})\n\n" + header + "\n|---|---:|---:|" + "---:|" * len(OLD_TASKS) + "---:|")
+    for arm, st in stats.items():
+        share = ("-" if arm.endswith("adapter off") else
+                 next((f"{v:.2f}" for k, v in pct.items() if arm.startswith(k)), "100"))
+        cells = [f"{st['gain'][0]:+.1f} ± {st['gain'][1]:.1f}"] + [f"{st['change'][t][0]:+.1f} ± {st['change'][t][1]:.1f}"
+                                                                   for t in OLD_TASKS]
+        print(f"| {arm} | {share} | " + " | ".join(cells) + f" | {st['bwt'][0]:+.1f} ± {st['bwt'][1]:.1f} |")
+    print("\n" + "\n".join(verdict(stats, known, base_stderr)))
     if args.plot:
-        print(f"\nplot: {scores.plot(args.plot, 'Scores after each adaptation') or 'matplotlib missing'}")
+        title = f"Mean scores over {s['seeds']} seeds"
+        print(f"\nplot: {matrix.plot(args.plot, title) or 'matplotlib missing'}")
     print(f"\ntotal time {time.perf_counter() - start:.0f}s" + (" (MINILLM_SMOKE=1: tiny sizes)" if SMOKE else ""))
     return 0
 
