@@ -274,6 +274,10 @@ def test_two_ranks_with_global_batch_b_equal_one_process_with_batch_b(tmp_path):
     losses_one = json.loads((tmp_path / "one" / "result.json").read_text())["losses"]
     losses_two = json.loads((tmp_path / "two" / "result.json").read_text())["losses"]
     np.testing.assert_allclose(losses_two, losses_one, rtol=1e-5)  # the loss of the whole global batch
+    # and its gradient: AdamW's update is blind to the gradient's scale, its norm is not
+    norms_one = json.loads((tmp_path / "one" / "result.json").read_text())["grad_norms"]
+    norms_two = json.loads((tmp_path / "two" / "result.json").read_text())["grad_norms"]
+    np.testing.assert_allclose(norms_two, norms_one, rtol=1e-5)
     assert len(losses_two) == 5  # rank 0 alone wrote the log: one line per step, no duplicates
 
 

@@ -89,7 +89,8 @@ def main(argv=None) -> int:
     if world.rank == 0:
         summary = {"world_size": world.size, "step": result.global_step, "interrupted": result.interrupted,
                    "train_loss": result.train_loss, "memory": report,
-                   "losses": [e["loss"] for e in trainer.log.entries if "loss" in e]}
+                   "losses": [e["loss"] for e in trainer.log.entries if "loss" in e],
+                   "grad_norms": [e["grad_norm"] for e in trainer.log.entries if "grad_norm" in e]}
         (out / "result.json").write_text(json.dumps(summary))
     distributed.data_parallel.assert_same_on_every_rank(model)
     print(f"rank {world.rank} of {world.size}: {result.global_step} steps, pid {os.getpid()}", flush=True)
