@@ -1,20 +1,33 @@
 """minillm (NumPy) vs transformers (PyTorch CPU): one T5 training step and greedy generation.
 
-Both frameworks get the same weights (minillm saves a Hugging Face folder that transformers
-loads), the same batch, the same number of threads, and the same optimizer (AdamW). Each is
-timed in the same process, alternating, so machine noise hits both alike. The numbers that
-matter are the ratios:
+Both frameworks get the same weights, the same batch, the same number of threads, and the same
+optimizer (AdamW), in four settings: two initializations x dropout 0.1 and 0.0.
+
+    minillm init  minillm initializes the model and saves a Hugging Face folder; transformers
+                  loads it.
+    HF init       transformers' own initializer builds the model (the weights users fine-tune
+                  from look like these), saves it with save_pretrained, and both frameworks load
+                  that folder (minillm with from_pretrained).
+
+Each step is timed in the same process, alternating minillm (fast layer on), PyTorch and minillm
+with the fast layer off (``minillm.fast_paths(False)``: the reference formulas), so machine noise
+hits all three alike. The numbers that matter are the ratios:
 
     train-step ratio = minillm median / PyTorch median        (<= 1.0: minillm is as fast or faster)
     generation ratio = minillm tokens/s / transformers tokens/s (>= 1.0: minillm is as fast or faster)
 
+``--subnormals`` also counts, op by op, the subnormal floats each reference op produces in one
+step (docs/speed.md explains why they matter).
+
 Usage:
-    python benchmarks/train_step.py [--steps 10] [--threads N] [--profile]
+    python benchmarks/train_step.py [--steps 10] [--threads N] [--settings minillm-0.1,hf-0.0]
+                                    [--no-reference] [--subnormals] [--profile]
     MINILLM_SMOKE=1 python benchmarks/train_step.py     # tiny config, seconds
 """
 from __future__ import annotations
 
 import argparse
+import collections
 import os
 import statistics
 import sys
@@ -28,6 +41,10 @@ def parse_args(argv=None):
     p.add_argument("--warmup", type=int, default=2, help="untimed steps first")
     p.add_argument("--threads", type=int, default=os.cpu_count(), help="BLAS / torch threads")
     p.add_argument("--new-tokens", type=int, default=32, help="tokens generated per sequence")
+    p.add_argument("--settings", default="minillm-0.1,minillm-0.0,hf-0.1,hf-0.0",
+                   help="comma-separated INIT-DROPOUT settings, INIT in {minillm, hf}")
+    p.add_argument("--no-reference", action="store_true", help="do not time the MINILLM_FAST=0 step")
+    p.add_argument("--subnormals", action="store_true", help="count subnormal floats per op in one step")
     p.add_argument("--profile", action="store_true", help="cProfile minillm's step; print the top entries")
     return p.parse_args(argv)
 
@@ -44,11 +61,13 @@ import numpy as np  # noqa: E402
 sys.path[0] = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 import minillm  # noqa: E402
 from minillm.models import T5Config, T5ForConditionalGeneration  # noqa: E402
+from minillm.autograd import Function  # noqa: E402
+from minillm.fast.subnormals import count_subnormals  # noqa: E402
 from minillm.optim import AdamW  # noqa: E402
 
 SMOKE = os.environ.get("MINILLM_SMOKE") == "1"
-# The configuration named in the issue: d_model 256, 4+4 layers, 4 heads, d_kv 64, d_ff 1024,
-# gated-gelu, vocab 2048, batch 32, source length 64, target length 32.
+# The toy configuration: d_model 256, 4+4 layers, 4 heads, d_kv 64, d_ff 1024, gated-gelu,
+# vocab 2048, batch 32, source length 64, target length 32. dropout_rate is set per setting.
 CONFIG = dict(vocab_size=2048, d_model=256, d_kv=64, d_ff=1024, num_layers=4, num_heads=4,
               feed_forward_proj="gated-gelu", dropout_rate=0.1, decoder_start_token_id=0)
 BATCH, SRC_LEN, TGT_LEN = 32, 64, 32
@@ -58,30 +77,39 @@ if SMOKE:
     ARGS.steps, ARGS.warmup, ARGS.new_tokens = 2, 1, 4
 
 
-def main() -> int:
-    try:
-        import torch
-        import transformers
-    except ImportError:
-        print("This benchmark compares against PyTorch: pip install 'minillm[parity]'")
-        return 1
-    torch.set_num_threads(ARGS.threads)
-    minillm.set_num_threads(ARGS.threads)  # minillm's own threads; BLAS then runs one per call
-    minillm.manual_seed(0)
-    model = T5ForConditionalGeneration(T5Config(**CONFIG))
-    with tempfile.TemporaryDirectory() as folder:
-        model.save_pretrained(folder)
-        hf = transformers.T5ForConditionalGeneration.from_pretrained(folder)
-    hf.train()
-    model.train()
+def build_pair(init: str, dropout: float, folder: str):
+    """(minillm model, transformers model) holding the same weights, both in training mode."""
+    import torch
+    import transformers
 
+    minillm.manual_seed(0)
+    own_dir, hf_dir = os.path.join(folder, "minillm-init"), os.path.join(folder, "hf-init")
+    T5ForConditionalGeneration(T5Config(**dict(CONFIG, dropout_rate=dropout))).save_pretrained(own_dir)
+    if init == "hf":  # transformers' initializer, on the configuration minillm wrote
+        torch.manual_seed(0)
+        hf_config = transformers.T5Config.from_pretrained(own_dir)
+        transformers.T5ForConditionalGeneration(hf_config).save_pretrained(hf_dir)
+        own_dir = hf_dir
+    model = T5ForConditionalGeneration.from_pretrained(own_dir)
+    hf = transformers.T5ForConditionalGeneration.from_pretrained(own_dir)
+    model.train()
+    hf.train()
+    return model, hf
+
+
+def make_batch():
     rng = np.random.default_rng(0)
     input_ids = rng.integers(2, CONFIG["vocab_size"], (BATCH, SRC_LEN))
-    attention_mask = np.ones_like(input_ids)
-    labels = rng.integers(2, CONFIG["vocab_size"], (BATCH, TGT_LEN))
+    return input_ids, np.ones_like(input_ids), rng.integers(2, CONFIG["vocab_size"], (BATCH, TGT_LEN))
+
+
+def steppers(model, hf, batch):
+    """Three callables that each run one training step: minillm fast, PyTorch, minillm reference."""
+    import torch
+
+    input_ids, attention_mask, labels = batch
     t_inputs = dict(input_ids=torch.tensor(input_ids), attention_mask=torch.tensor(attention_mask),
                     labels=torch.tensor(labels))
-
     opt = AdamW(model.parameters(), lr=1e-4)
     t_opt = torch.optim.AdamW(hf.parameters(), lr=1e-4)
 
@@ -97,18 +125,32 @@ def main() -> int:
         t_opt.step()
         t_opt.zero_grad()
 
-    for _ in range(ARGS.warmup):
-        minillm_step()
-        torch_step()
-    times = {"minillm": [], "pytorch": []}
-    for _ in range(ARGS.steps):  # alternate, so that noise on the machine hits both
-        for name, step in (("minillm", minillm_step), ("pytorch", torch_step)):
-            start = time.perf_counter()
-            step()
-            times[name].append(time.perf_counter() - start)
-    med = {k: statistics.median(v) for k, v in times.items()}
+    def reference_step():
+        with minillm.fast_paths(False):
+            minillm_step()
 
-    # Greedy generation with the KV cache, forced to full length so both produce the same count.
+    return {"minillm": minillm_step, "pytorch": torch_step, "reference": reference_step}, opt
+
+
+def time_alternating(calls: dict, repeats: int, warmup: int) -> dict:
+    """Median seconds of each call, run in turn ``repeats`` times so that noise hits all alike."""
+    for _ in range(warmup):
+        for call in calls.values():
+            call()
+    times = collections.defaultdict(list)
+    for _ in range(repeats):
+        for name, call in calls.items():
+            start = time.perf_counter()
+            call()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def generation_rates(model, hf, batch, reference: bool) -> dict:
+    """Greedy tokens/s with the KV cache, forced to full length so both produce the same count."""
+    import torch
+
+    input_ids, attention_mask, _ = batch
     model.eval()
     hf.eval()
     n = ARGS.new_tokens
@@ -118,41 +160,136 @@ def main() -> int:
 
     def torch_generate():
         with torch.no_grad():
-            return hf.generate(t_inputs["input_ids"], attention_mask=t_inputs["attention_mask"],
+            return hf.generate(torch.tensor(input_ids), attention_mask=torch.tensor(attention_mask),
                                max_new_tokens=n, min_new_tokens=n, do_sample=False, num_beams=1,
                                use_cache=True, pad_token_id=0)
 
-    gen = {"minillm": [], "pytorch": []}
-    minillm_generate(), torch_generate()  # warm-up
-    for _ in range(3):
-        for name, fn in (("minillm", minillm_generate), ("pytorch", torch_generate)):
-            start = time.perf_counter()
-            fn()
-            gen[name].append(BATCH * n / (time.perf_counter() - start))
-    tps = {k: statistics.median(v) for k, v in gen.items()}
+    def reference_generate():
+        with minillm.fast_paths(False):
+            return minillm_generate()
 
+    calls = {"minillm": minillm_generate, "pytorch": torch_generate}
+    if reference:
+        calls["reference"] = reference_generate
+    seconds = time_alternating(calls, repeats=3, warmup=1)
+    model.train()
+    hf.train()
+    return {name: BATCH * n / s for name, s in seconds.items()}
+
+
+def subnormal_sources(step, opt) -> list:
+    """Run ``step`` (a reference step) once, counting the subnormal floats every op's forward and
+    backward produce, and those in the gradients and AdamW's moments after it."""
+    tally = collections.defaultdict(lambda: [0, 0, 0, 0])  # forward sub, total, backward sub, total
+
+    def count(name, column, arrays):
+        for a in arrays if isinstance(arrays, (tuple, list)) else [arrays]:
+            if isinstance(a, np.ndarray) and a.dtype == np.float32:
+                tally[name][column] += count_subnormals(a)
+                tally[name][column + 1] += a.size
+
+    def wrap(cls):
+        forward, backward = cls.forward, cls.backward
+
+        def counted_forward(self, *args, **kwargs):
+            out = forward(self, *args, **kwargs)
+            count(cls.__name__, 0, out)
+            return out
+
+        def counted_backward(self, grad):
+            grads = backward(self, grad)
+            count(cls.__name__, 2, grads)
+            return grads
+
+        cls.forward, cls.backward = counted_forward, counted_backward
+        return cls, forward, backward
+
+    classes, todo = [], [Function]
+    while todo:
+        for sub in todo.pop().__subclasses__():
+            todo.append(sub)
+            if sub.__module__.startswith("minillm.ops"):
+                classes.append(sub)
+    originals = [wrap(cls) for cls in classes]
+    try:
+        step()
+    finally:
+        for cls, forward, backward in originals:
+            cls.forward, cls.backward = forward, backward
+    for state in opt.state.values():
+        for key in ("exp_avg", "exp_avg_sq"):
+            count(f"AdamW {key}", 0, state[key])
+    return sorted(((name, *c) for name, c in tally.items() if c[0] or c[2]), key=lambda r: -(r[1] + r[3]))
+
+
+def main() -> int:
+    try:
+        import torch
+        import transformers
+    except ImportError:
+        print("This benchmark compares against PyTorch: pip install 'minillm[parity]'")
+        return 1
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+    torch.set_num_threads(ARGS.threads)
+    minillm.set_num_threads(ARGS.threads)  # minillm's own threads; BLAS then runs one per call
+    batch = make_batch()
     print(f"T5 d_model={CONFIG['d_model']} layers={CONFIG['num_layers']}+{CONFIG['num_layers']} "
           f"heads={CONFIG['num_heads']} d_ff={CONFIG['d_ff']} {CONFIG['feed_forward_proj']} "
           f"vocab={CONFIG['vocab_size']}; batch {BATCH}, source {SRC_LEN}, target {TGT_LEN}; "
-          f"threads {ARGS.threads}; numpy {np.__version__}, torch {torch.__version__}")
-    print(f"{'':32}{'minillm':>12}{'pytorch':>12}{'ratio':>10}")
-    print(f"{'train step (fwd+bwd+AdamW), s':32}{med['minillm']:12.4f}{med['pytorch']:12.4f}"
-          f"{med['minillm'] / med['pytorch']:10.3f}   (median of {ARGS.steps}; <= 1.0 is the target)")
-    print(f"{'greedy generation, tokens/s':32}{tps['minillm']:12.1f}{tps['pytorch']:12.1f}"
-          f"{tps['minillm'] / tps['pytorch']:10.3f}   (>= 1.0 is the target)")
-
-    if ARGS.profile:
-        import cProfile
-        import pstats
-
-        profiler = cProfile.Profile()
-        profiler.enable()
-        model.train()
-        for _ in range(3):
-            minillm_step()
-        profiler.disable()
-        pstats.Stats(profiler).sort_stats("tottime").print_stats(15)
+          f"threads {ARGS.threads}; numpy {np.__version__}, torch {torch.__version__}; "
+          f"median of {ARGS.steps} steps, alternating")
+    rows, generation = [], {}
+    for setting in ARGS.settings.split(","):
+        init, dropout = setting.rsplit("-", 1)
+        if init not in ("minillm", "hf"):
+            raise SystemExit(f"--settings: unknown initialization {init!r} in {setting!r} (minillm or hf)")
+        with tempfile.TemporaryDirectory() as folder:
+            model, hf = build_pair(init, float(dropout), folder)
+        calls, opt = steppers(model, hf, batch)
+        if ARGS.no_reference:
+            del calls["reference"]
+        med = time_alternating(calls, ARGS.steps, ARGS.warmup)
+        rows.append((init, float(dropout), med))
+        if init not in generation:
+            generation[init] = generation_rates(model, hf, batch, reference=not ARGS.no_reference)
+        if ARGS.subnormals:
+            print(f"\nsubnormal float32 values in one reference step, {init} init, dropout {dropout}:")
+            print(f"{'op':24}{'forward':>22}{'backward':>22}")
+            for name, f_sub, f_all, b_sub, b_all in subnormal_sources(calls["reference" if "reference" in calls
+                                                                           else "minillm"], opt):
+                print(f"{name:24}{f_sub:>12} ({f_sub / max(f_all, 1):6.2%}){b_sub:>12} ({b_sub / max(b_all, 1):6.2%})")
+        if ARGS.profile:
+            _profile(calls["minillm"])
+    print_tables(rows, generation)
     return 0
+
+
+def print_tables(rows, generation) -> None:
+    print(f"\n{'train step (fwd+bwd+AdamW)':30}{'minillm s':>11}{'pytorch s':>11}{'ratio':>8}"
+          f"{'FAST=0 s':>11}{'ratio':>8}")
+    for init, dropout, med in rows:
+        ref = (f"{med['reference']:11.3f}{med['reference'] / med['pytorch']:8.2f}" if "reference" in med else "")
+        print(f"{init + ' init, dropout ' + str(dropout):30}{med['minillm']:11.3f}{med['pytorch']:11.3f}"
+              f"{med['minillm'] / med['pytorch']:8.2f}{ref}")
+    print("(ratio = minillm / PyTorch step time; <= 0.9 is the target with the fast layer on)")
+    print(f"\n{'greedy generation, tokens/s':30}{'minillm':>11}{'pytorch':>11}{'ratio':>8}{'FAST=0':>11}{'ratio':>8}")
+    for init, tps in generation.items():
+        ref = f"{tps['reference']:11.1f}{tps['reference'] / tps['pytorch']:8.2f}" if "reference" in tps else ""
+        print(f"{init + ' init':30}{tps['minillm']:11.1f}{tps['pytorch']:11.1f}{tps['minillm'] / tps['pytorch']:8.2f}{ref}")
+    print("(ratio = minillm / PyTorch tokens per second; >= 1.0 is the target)")
+
+
+def _profile(step) -> None:
+    import cProfile
+    import pstats
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for _ in range(3):
+        step()
+    profiler.disable()
+    pstats.Stats(profiler).sort_stats("tottime").print_stats(15)
 
 
 if __name__ == "__main__":

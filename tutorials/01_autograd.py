@@ -282,6 +282,65 @@ print(f"after one backward p.grad = {first}, after two = {second}; a second back
       f"\n  {second_backward_error}")
 
 # %% [markdown]
+# ## 7. Two layers: the formula you read, the kernel that runs
+#
+# Every op in `minillm/ops/` is its formula from `docs/gradients.md`, on whole arrays, like `Sin`
+# above. Some ops also have a faster version in `minillm/fast/` (blocked, threaded, in place),
+# a subclass of the reference op registered with a small dispatch; `Function.apply` asks the
+# dispatch for one and runs the formula when there is none. One switch turns every fast path
+# off: `MINILLM_FAST=0` in the environment, or the context below. The tests prove the two equal
+# (`tests/test_fast_vs_reference.py`); here we time one feed-forward block both ways, with
+# `minillm.set_num_threads(2)`: BLAS then runs one thread per call, and only the fast layer
+# splits work over minillm's two threads. (The machine may be busy: the times are what this run
+# measured, nothing more.)
+
+# %%
+import time  # noqa: E402
+
+tokens, d_model, d_ff = (64, 32, 128) if SMOKE else (1024, 256, 1024)
+block_rng = np.random.default_rng(0)
+x_in = block_rng.standard_normal((tokens, d_model)).astype(np.float32)
+block_weights = [Tensor((block_rng.standard_normal(shape) / np.sqrt(shape[-1])).astype(np.float32),
+                        requires_grad=True)
+                 for shape in [(d_model,), (d_ff, d_model), (d_ff, d_model), (d_model, d_ff)]]
+
+
+def feed_forward_step():
+    """T5's gated feed-forward on one batch of tokens, forward and backward; returns the output and dx."""
+    norm_w, w_gate, w_up, w_out = block_weights
+    x = Tensor(x_in, requires_grad=True)
+    h = ops.rms_norm(x, norm_w)
+    y = ops.linear(ops.gated_gelu(ops.linear(h, w_gate), ops.linear(h, w_up)), w_out)
+    y.backward(np.ones_like(y.data))
+    ran = type(y._ctx).__name__  # the class that computed the last op
+    return y.data, x.grad, ran
+
+
+def best_time(repeats):
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = feed_forward_step()
+        best = min(best, time.perf_counter() - start)
+    return best, result
+
+
+repeats = 2 if SMOKE else 10
+threads_before = minillm.get_num_threads()
+minillm.set_num_threads(2)  # the fast layer splits work over minillm's threads; the reference runs on one
+fast_s, (y_fast, dx_fast, fast_class) = best_time(repeats)
+with minillm.fast_paths(False):  # the reference formulas only
+    ref_s, (y_ref, dx_ref, ref_class) = best_time(repeats)
+section_threads = minillm.get_num_threads()
+minillm.set_num_threads(threads_before)
+switch_max_diff = float(max(np.abs(y_fast - y_ref).max(), np.abs(dx_fast - dx_ref).max()))
+print_table(["path", "last op ran as", "best of %d (ms)" % repeats],
+            [["fast layer", fast_class, fast_s * 1e3], ["reference (fast_paths(False))", ref_class, ref_s * 1e3]])
+print(f"{tokens} tokens, d_model {d_model}, d_ff {d_ff}, {section_threads} threads: the fast "
+      f"layer took {fast_s / ref_s:.2f} of the reference's time; outputs and dx differ by at most "
+      f"{switch_max_diff:.2g} (float32 rounding)")
+
+# %% [markdown]
 # ## Summary
 #
 # The line below is what the tests read (`tests/test_tutorials.py`); `summary.json` holds the same.
@@ -299,6 +358,9 @@ summary = {
     "sum_to_matches_numpy": sum_to_ok,
     "grad_accumulates": accumulation_ok,
     "graph_nodes": len(rows),
+    "fast_ms": fast_s * 1e3,
+    "reference_ms": ref_s * 1e3,
+    "fast_vs_reference_max_abs_diff": switch_max_diff,
     "figures": FIGURES,
 }
 (OUT / "summary.json").write_text(json.dumps(summary, indent=2))
