@@ -61,8 +61,8 @@ def atomic_write(path, write) -> None:
     fd, tmp_path = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=directory)
     os.close(fd)
     try:
-        os.chmod(tmp_path, _default_file_mode())
         write(tmp_path)
+        os.chmod(tmp_path, _default_file_mode())  # after write: a writer may replace the file
         with open(tmp_path, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp_path, path)

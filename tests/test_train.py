@@ -2,6 +2,7 @@
 frozen parameters, the run directory (log, plot, best model) and its arguments."""
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -221,3 +222,99 @@ def test_training_arguments_reject_unknown_keys_and_bad_values():
         TrainingArguments(batch_size=0)
     args = TrainingArguments(output_dir="x", max_steps=3)
     assert TrainingArguments.from_dict(json.loads(json.dumps(args.to_dict()))) == args
+
+
+# ---------------------------------------------------------------------------------- issue 13: resume, nan guard
+def _diverges_above(model, trainer_ref, threshold):
+    """Make ``model``'s loss nan whenever the trainer's current lr exceeds ``threshold`` (an unstable model)."""
+    real_forward = model.forward
+
+    def forward(**batch):
+        output = real_forward(**batch)
+        if trainer_ref[0].optimizer.param_groups[0]["lr"] > threshold:
+            output.loss = output.loss * float("nan")
+        return output
+    model.forward = forward
+
+
+def test_following_the_nan_guards_advice_resumes_with_the_lower_learning_rate(tmp_path, tokenizer, records):
+    # lr ramps 0, 0.01, 0.02, 0.03 (warmup 5 to 0.05); the model diverges above 0.025, at step 4.
+    options = dict(learning_rate=0.05, lr_schedule="constant_with_warmup", warmup_steps=5, save_every=1,
+                   max_steps=6)
+    model, ref = tiny_model(tokenizer), []
+    trainer = Trainer(model, tokenizer, make_args(tmp_path, **options), records)
+    ref.append(trainer)
+    _diverges_above(model, ref, 0.025)
+    with pytest.raises(NonFiniteLossError) as error:
+        trainer.train()
+    message = str(error.value)
+    assert error.value.step == 4 and "(step 3)" in message
+    # The advice, as printed: "--resume <checkpoint> --learning-rate <lower>".
+    printed = re.search(r"--resume (\S+) --learning-rate (\S+);", message)
+    checkpoint, lower = printed.group(1), float(printed.group(2))
+    assert checkpoint == trainer.checkpoint_dir and lower < 0.05
+
+    resumed_model, ref2 = tiny_model(tokenizer, seed=3), []
+    resumed = Trainer(resumed_model, tokenizer, make_args(tmp_path, **{**options, "learning_rate": lower}), records)
+    ref2.append(resumed)
+    _diverges_above(resumed_model, ref2, 0.025)
+    result = resumed.train(resume_from=checkpoint)
+    assert result.global_step == 6 and not result.interrupted
+    assert all(np.all(np.isfinite(a)) for a in resumed_model.state_dict().values())
+    log = [json.loads(line) for line in open(tmp_path / "run" / "log.jsonl")]
+    (note,) = [e for e in log if "resumed_from" in e]
+    assert note["changed"] == {"learning_rate": [0.05, lower]}
+    # Steps 4-6 used the lower rate through the same schedule: lower * min(1, t / 5) for t = 3, 4, 5.
+    lrs = {e["step"]: e["lr"] for e in log if "lr" in e}
+    assert [lrs[4], lrs[5], lrs[6]] == pytest.approx([lower * 3 / 5, lower * 4 / 5, lower])
+
+
+def test_resume_refuses_options_that_would_change_the_run_and_says_why(tmp_path, tokenizer, records):
+    from minillm.training.resume import ResumeMismatchError
+
+    args = make_args(tmp_path, save_every=2)
+    Trainer(tiny_model(tokenizer), tokenizer, args, records, callbacks=[stop_at(2)]).train()
+    checkpoint = os.path.join(args.output_dir, "checkpoint")
+    for change, reason in ((dict(batch_size=4), "batch_size=4.*made with 8.*position in the data"),
+                           (dict(seed=1), "seed=1.*made with 0"),
+                           (dict(optimizer="adafactor"), "optimizer.*moments")):
+        trainer = Trainer(tiny_model(tokenizer), tokenizer, make_args(tmp_path, save_every=2, **change), records)
+        with pytest.raises(ResumeMismatchError, match=reason):
+            trainer.train(resume_from=checkpoint)
+    other_data = Trainer(tiny_model(tokenizer), tokenizer, make_args(tmp_path, save_every=2), records[:-8])
+    with pytest.raises(ResumeMismatchError, match="different training data") as error:
+        other_data.train(resume_from=checkpoint)
+    assert "trainer_state.json" in str(error.value)
+
+
+def test_stale_temporaries_of_a_crashed_save_are_removed_and_an_orphaned_checkpoint_restored(tmp_path, tokenizer,
+                                                                                           records):
+    args = make_args(tmp_path, save_every=2)
+    Trainer(tiny_model(tokenizer), tokenizer, args, records, callbacks=[stop_at(2)]).train()
+    run = tmp_path / "run"
+    (run / "checkpoint.tmp-abc123").mkdir()                      # a save that never swapped in
+    (run / "checkpoint.tmp-abc123" / "model.safetensors").write_bytes(b"half")
+    (run / "config.json.x1y2z3.tmp").write_text("{")              # an atomic write cut short
+    os.replace(run / "checkpoint", run / "checkpoint.old-q9w8e7")  # the instant between the two renames
+    Trainer(tiny_model(tokenizer), tokenizer, args, records).train(resume_from=str(run / "checkpoint"))
+    assert sorted(os.listdir(run)) == sorted(n for n in os.listdir(run) if ".tmp" not in n and ".old-" not in n)
+    assert (run / "checkpoint" / "trainer_state.json").is_file()
+
+
+def test_a_nan_learning_rate_is_refused_before_step_one(tmp_path, tokenizer, records):
+    for bad in (float("nan"), float("inf"), -1.0, 0.0):
+        with pytest.raises(ValueError, match="learning_rate"):
+            make_args(tmp_path, learning_rate=bad)
+    with pytest.raises(ValueError, match="max_grad_norm must be a finite number"):
+        make_args(tmp_path, max_grad_norm=float("inf"))
+    # Set behind the arguments' back, the guard still stops before the update.
+    model = tiny_model(tokenizer)
+    trainer = Trainer(model, tokenizer, make_args(tmp_path), records)
+    before = state_of(model)
+    trainer.scheduler.base_lrs = [float("nan")] * len(trainer.optimizer.param_groups)
+    trainer.scheduler.last_epoch = -1
+    trainer.scheduler.step()
+    trainer._apply_current_options = lambda step: None
+    with pytest.raises(NonFiniteLossError, match="learning rate is nan"):
+        trainer.train()
+    assert all(np.array_equal(before[k], v) for k, v in model.state_dict().items())

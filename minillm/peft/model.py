@@ -25,7 +25,8 @@ from ..backend import to_device
 from ..files import load_safetensors, save_safetensors
 from ..nn import Module
 from .adapters import inject_adapters
-from .config import WEIGHTS_NAME, AdapterConfig, LoraConfig, PeftConfig, PromptTuningConfig, SelectiveConfig
+from .config import (CONFIG_NAME, WEIGHTS_NAME, AdapterConfig, LoraConfig, PeftConfig, PromptTuningConfig,
+                     SelectiveConfig)
 from .lora import LoraLinear, ModulesToSave, inject_lora, lora_bias_parameters
 from .prompt_tuning import PromptEmbedding
 from .selective import select_parameters
@@ -247,7 +248,10 @@ class PeftModel(Module):
             raise FileNotFoundError(f"{weights} does not exist (an adapter folder holds {WEIGHTS_NAME} "
                                     "beside adapter_config.json)")
         saved = load_safetensors(weights)  # header checked against the file size first
-        self.add_adapter(adapter_name, config)
+        try:
+            self.add_adapter(adapter_name, config)
+        except (TypeError, ValueError) as err:  # e.g. target_modules that match no layer of this model
+            raise ValueError(f"{Path(directory) / CONFIG_NAME}: {err}") from None
         try:
             self._copy_adapter_weights(adapter_name, config, saved, weights)
         except BaseException:
