@@ -6,7 +6,9 @@ Everything else is an extra.
 from setuptools import find_packages, setup
 
 EXTRAS = {
-    "test": ["pytest>=7", "hypothesis>=6", "pytest-timeout>=2", "jupytext>=1.14"],
+    "test": ["pytest>=7", "hypothesis>=6", "pytest-timeout>=2", "jupytext>=1.14",
+             # NVRTC, the compiler CuPy uses, so CI compiles kernels/*.cu as a GPU run will (no GPU needed)
+             "nvidia-cuda-nvrtc-cu12; platform_system == 'Linux'"],
     "gpu": ["cupy-cuda12x"],
     "plots": ["matplotlib>=3.5"],
     "metrics": ["nltk>=3.8"],
