@@ -8,7 +8,7 @@ import pytest
 from minillm.autograd import no_grad
 from minillm.data import TASKS, Tokenizer, format_example, shift_right
 from minillm.evaluation import (GENERATION, MULTIPLE_CHOICE, EvalTask, TaskOutput,
-                                build_prompts, builtin_task, evaluate, format_table,
+                                build_prompts, builtin_task, evaluate, results_table,
                                 generate_texts, option_log_likelihoods, run_task, score_task,
                                 select_shots)
 from minillm.metrics import corpus_bleu
@@ -130,8 +130,9 @@ def test_builtin_tasks_pick_output_type_and_metrics_from_the_task():
 def test_batched_generation_matches_one_by_one_generation_in_the_original_order(model, tokenizer):
     prompts = ["What is 3 plus 4?", "Translate to Zorbish:\n\nthe big dog saw the cats in the park",
                "Hi", "Solve this: What is 12 minus 5?", "Review: The food was great."]
-    batched, n_batched = generate_texts(model, tokenizer, prompts, batch_size=3, max_new_tokens=6)
-    single = [generate_texts(model, tokenizer, [p], batch_size=1, max_new_tokens=6)[0][0] for p in prompts]
+    batched = generate_texts(model, tokenizer, prompts, batch_size=3, max_new_tokens=6)
+    n_batched = batched.num_tokens
+    single = [generate_texts(model, tokenizer, [p], batch_size=1, max_new_tokens=6)[0] for p in prompts]
     assert batched == single
     assert 0 < n_batched <= 6 * len(prompts)
 
@@ -178,7 +179,7 @@ def test_unknown_metrics_are_rejected_when_the_task_is_built():
 # ----------------------------------------------------------------------------- reports
 def test_results_table_has_the_documented_columns_and_aligned_rows():
     results = _scored(("exact_match",), ["a", "b"], ["a", "c"])
-    lines = format_table(results).splitlines()
+    lines = results_table(results).splitlines()
     assert [c.strip() for c in lines[0].strip("|").split("|")] == ["Task", "n-shot", "Metric", "Value", "± stderr"]
     assert set(lines[1]) <= {"|", "-", ":"}
     assert [c.strip() for c in lines[2].strip("|").split("|")] == ["t", "0", "exact_match", "50.00", "50.00"]

@@ -54,7 +54,7 @@ class TruncationReport:
                 f"{self.longest_source} / {self.longest_target} tokens)")
 
 
-def _as_record(r) -> Record:
+def as_record(r) -> Record:
     """Accept a Record, a (prompt, completion[, task]) tuple or a dict with those keys."""
     if isinstance(r, dict):
         return Record(r["prompt"], r["completion"], r.get("task"))
@@ -77,7 +77,7 @@ def tokenize_records(records: Iterable, tokenizer, max_source_length: int | None
     Returns:
         (pairs, report): a list of (source_ids, target_ids) and a TruncationReport.
     """
-    records = [_as_record(r) for r in records]
+    records = [as_record(r) for r in records]
     sources = tokenizer.batch_encode([r.prompt for r in records], padding=False)["input_ids"]
     targets = tokenizer.batch_encode([r.completion for r in records], padding=False)["input_ids"]
     report = TruncationReport(num_examples=len(records))

@@ -13,8 +13,8 @@ from .forgetting import ForgettingMatrix, backward_transfer
 from .glue_loaders import GLUE_SPECS, GlueSpec, load_glue_task, read_examples, t5_render
 from .harness import (CORPUS, GENERATION, METRICS, MULTIPLE_CHOICE, PER_EXAMPLE, EvalReport,
                       EvalTask, MetricResult, TaskOutput, bootstrap_stderr, build_prompts,
-                      builtin_task, evaluate, format_table, generate_texts, option_log_likelihoods,
-                      run_task, score_task, select_shots)
+                      builtin_task, evaluate, generate_texts, option_log_likelihoods,
+                      results_table, run_task, score_task, select_shots)
 from .helm import (HELM_SCENARIOS, PERTURBATIONS, HelmReport, HelmRow, calibration_error,
                    count_parameters, helm_report, helm_scenario, label_probabilities,
                    perturb_examples, perturb_text)
@@ -24,8 +24,8 @@ __all__ = [
     "ForgettingMatrix", "backward_transfer", "GLUE_SPECS", "GlueSpec", "load_glue_task",
     "read_examples", "t5_render", "CORPUS", "GENERATION", "METRICS", "MULTIPLE_CHOICE",
     "PER_EXAMPLE", "EvalReport", "EvalTask", "MetricResult", "TaskOutput", "bootstrap_stderr",
-    "build_prompts", "builtin_task", "evaluate", "format_table", "generate_texts",
-    "option_log_likelihoods", "run_task", "score_task", "select_shots", "HELM_SCENARIOS",
+    "build_prompts", "builtin_task", "evaluate", "generate_texts",
+    "option_log_likelihoods", "results_table", "run_task", "score_task", "select_shots", "HELM_SCENARIOS",
     "PERTURBATIONS", "HelmReport", "HelmRow", "calibration_error", "count_parameters",
     "helm_report", "helm_scenario", "label_probabilities", "perturb_examples", "perturb_text",
     "MINI_GLUE", "GlueScore", "glue_average", "mini_glue_tasks", "run_glue_folder", "run_mini_glue",

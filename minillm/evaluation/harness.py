@@ -38,6 +38,7 @@ import numpy as np
 from ..autograd import no_grad
 from ..backend import to_device
 from ..data import collate, few_shot_prompt, get_task, shift_right
+from ..generation import _log_softmax as log_softmax  # the one NumPy/CuPy log-softmax
 from ..metrics import corpus_bleu, corpus_chrf, f1_score, matthews_corrcoef, rouge_score
 
 GENERATION, MULTIPLE_CHOICE = "generation", "multiple_choice"
@@ -149,11 +150,6 @@ def _numpy(array) -> np.ndarray:
     return np.asarray(to_device(array, "cpu"))
 
 
-def _log_softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
-
-
 def option_log_likelihoods(model, tokenizer, prompts: list, options: list, batch_size: int = 16,
                            max_source_length: int | None = 512) -> list:
     """Summed token log-probabilities of each option given each prompt.
@@ -175,7 +171,7 @@ def option_log_likelihoods(model, tokenizer, prompts: list, options: list, batch
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                            decoder_input_ids=shift_right(labels, model.config.decoder_start_token_id),
                            decoder_attention_mask=batch["decoder_attention_mask"]).logits
-            log_probs = _log_softmax(_numpy(logits.data).astype(np.float64))  # (rows, tgt_len, vocab)
+            log_probs = log_softmax(_numpy(logits.data).astype(np.float64))  # (rows, tgt_len, vocab)
             real = labels != -100
             picked = np.take_along_axis(log_probs, np.where(real, labels, 0)[..., None], axis=-1)[..., 0]
             row_scores = (picked * real).sum(axis=1)                    # (rows,)
@@ -186,26 +182,33 @@ def option_log_likelihoods(model, tokenizer, prompts: list, options: list, batch
     return scores
 
 
-def generate_texts(model, tokenizer, prompts: list, batch_size: int = 16, max_new_tokens: int = 32,
-                   num_beams: int = 1, max_source_length: int | None = 512) -> tuple[list, int]:
-    """Batched generation; returns (texts in the order of `prompts`, tokens generated).
+class GeneratedTexts(list):
+    """The texts ``generate_texts`` wrote, in prompt order; ``num_tokens`` counts the tokens generated."""
 
-    Prompts are sorted by length before batching so that each batch pads little, then the
-    answers are put back in the original order.
+    num_tokens: int = 0
+
+
+def generate_texts(model, tokenizer, prompts: list, max_source_length: int | None = 512, max_new_tokens: int = 32,
+                   batch_size: int = 16, num_beams: int = 1) -> GeneratedTexts:
+    """Batched generation (greedy, or beam search); returns the texts in the order of ``prompts``.
+
+    Prompts are sorted by token length before batching so that each batch pads little, then the
+    answers are put back in the original order. The result is a list that also carries
+    ``num_tokens``, the tokens generated (for the efficiency figures of helm.py).
     """
     lengths = [len(ids) for ids in tokenizer.batch_encode(prompts, max_length=max_source_length,
                                                           padding=False)["input_ids"]]
     order = sorted(range(len(prompts)), key=lambda i: lengths[i])
-    texts, generated = [None] * len(prompts), 0
+    texts = GeneratedTexts([""] * len(prompts))
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
         enc = tokenizer.batch_encode([prompts[i] for i in idx], max_length=max_source_length)
         out = _numpy(model.generate(enc["input_ids"], enc["attention_mask"],
                                     max_new_tokens=max_new_tokens, num_beams=num_beams))
-        generated += int((out[:, 1:] != tokenizer.pad_token_id).sum())  # column 0 is the start token
+        texts.num_tokens += int((out[:, 1:] != tokenizer.pad_token_id).sum())  # column 0 is the start token
         for i, text in zip(idx, tokenizer.batch_decode(out[:, 1:])):
             texts[i] = text.strip()
-    return texts, generated
+    return texts
 
 
 @dataclass
@@ -243,8 +246,9 @@ def run_task(model, tokenizer, task: EvalTask, shots: int = 0, seed: int = 0,
             answer_tokens = sum(len(tokenizer.encode(o)) for opts in options for o in opts)
         else:
             scores = None
-            predictions, answer_tokens = generate_texts(model, tokenizer, prompts, batch_size,
-                                                        task.max_new_tokens, num_beams, max_source_length)
+            predictions = generate_texts(model, tokenizer, prompts, max_source_length, task.max_new_tokens,
+                                         batch_size, num_beams)
+            answer_tokens = predictions.num_tokens
     finally:
         model.train(was_training)
     return TaskOutput(prompts, targets, predictions, scores, prompt_tokens + answer_tokens,
@@ -328,7 +332,7 @@ def score_task(task: EvalTask, output: TaskOutput, n_shot: int = 0, seed: int = 
 
 
 # ----------------------------------------------------------------------------- reports
-def format_table(results: list) -> str:
+def results_table(results: list) -> str:
     """A Markdown table: | Task | n-shot | Metric | Value | ± stderr |."""
     header = ["Task", "n-shot", "Metric", "Value", "± stderr"]
     rows = [[r.task, str(r.n_shot), r.metric, f"{r.value:.2f}", f"{r.stderr:.2f}"] for r in results]
@@ -359,7 +363,7 @@ class EvalReport:
         raise KeyError(f"no result for task {task!r}, metric {metric!r}")
 
     def table(self) -> str:
-        return format_table(self.results)
+        return results_table(self.results)
 
     def to_dict(self) -> dict:
         return {"results": [asdict(r) for r in self.results], "config": self.config}

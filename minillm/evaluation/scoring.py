@@ -10,12 +10,13 @@ good?" (ROUGE), "is the translation good?" (BLEU), "is the label right?" (accura
     "accuracy"      accuracy: the whole answer must match (after stripping spaces)
     anything else   exact_match and rougeL (your own JSONL data has no declared metric)
 
-The real metrics live in ``minillm.metrics`` (bit-for-bit with rouge-score and sacreBLEU). If
-that package cannot be imported, every task falls back to exact match, so training still runs.
+The metrics live in ``minillm.metrics`` (bit-for-bit with rouge-score and sacreBLEU).
 """
 from __future__ import annotations
 
 from collections import defaultdict
+
+from .. import metrics
 
 
 def exact_match(predictions: list[str], references: list[str]) -> float:
@@ -32,12 +33,11 @@ def _task_metric(task: str | None) -> str:
     return TASKS[task].metric if task in TASKS else ""
 
 
-def score_task(metric: str, predictions: list[str], references: list[str]) -> dict[str, float]:
-    """The scores of one task's predictions under ``metric`` (see the module table)."""
-    try:
-        from .. import metrics  # noqa: PLC0415  (written separately; may be missing in a partial install)
-    except ImportError:
-        return {"exact_match": exact_match(predictions, references)}
+def score_with_metric(metric: str, predictions: list[str], references: list[str]) -> dict[str, float]:
+    """The scores of one task's predictions under ``metric`` (see the module table).
+
+    (``harness.score_task`` is the other scorer: it scores an ``EvalTask`` with standard errors.)
+    """
     if metric == "rouge":
         rouge = metrics.corpus_rouge(predictions, references, rouge_types=("rouge1", "rouge2", "rougeL"))
         return {name: rouge[name].mid.fmeasure for name in ("rouge1", "rouge2", "rougeL")}
@@ -66,7 +66,7 @@ def score_predictions(predictions: list[str], records) -> dict[str, float]:
     results, headlines = {}, []
     for task in sorted(by_task):
         task_predictions, references = by_task[task]
-        scores = score_task(_task_metric(task), task_predictions, references)
+        scores = score_with_metric(_task_metric(task), task_predictions, references)
         results.update({f"{task}/{name}": value for name, value in scores.items()})
         headline = next(name for name in ("rougeL", "bleu", "accuracy", "exact_match") if name in scores)
         headlines.append(scores[headline] / (100.0 if headline == "bleu" else 1.0))

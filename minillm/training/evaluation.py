@@ -16,17 +16,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import backend
 from ..autograd import no_grad
-from ..data.collate import IGNORE_INDEX, Batcher, Record
+from ..data.collate import IGNORE_INDEX, Batcher, as_record
+from ..evaluation.harness import generate_texts
 from ..evaluation.scoring import score_predictions
 
-
-def as_record(item) -> Record:
-    """A Record from a Record, a (prompt, completion[, task]) tuple or a dict."""
-    if isinstance(item, dict):
-        return Record(item["prompt"], item["completion"], item.get("task"))
-    return Record(*item)
+__all__ = ["as_record", "count_target_tokens", "mean_loss", "generate_texts", "evaluate_model"]
 
 
 def count_target_tokens(batch: dict) -> int:
@@ -43,24 +38,6 @@ def mean_loss(model, batches) -> float:
             total += float(model(**batch).loss.data) * n
             count += n
     return total / max(count, 1)
-
-
-def generate_texts(model, tokenizer, prompts: list[str], max_source_length: int = 256,
-                   max_new_tokens: int = 64, batch_size: int = 64) -> list[str]:
-    """Greedy generations for ``prompts``, in order.
-
-    Prompts are batched by similar length, so little compute is spent on padding.
-    """
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-    outputs = [""] * len(prompts)
-    for start in range(0, len(order), batch_size):
-        chunk = order[start:start + batch_size]
-        encoded = tokenizer.batch_encode([prompts[i] for i in chunk], max_length=max_source_length)
-        tokens = model.generate(encoded["input_ids"], encoded["attention_mask"], max_new_tokens=max_new_tokens)
-        tokens = backend.to_device(tokens, "cpu")[:, 1:]  # drop the decoder start token
-        for i, text in zip(chunk, tokenizer.batch_decode(tokens)):
-            outputs[i] = text.strip()
-    return outputs
 
 
 def evaluate_model(model, tokenizer, records, max_source_length: int = 256, max_target_length: int = 64,
