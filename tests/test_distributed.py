@@ -254,12 +254,16 @@ def test_collectives_on_two_ranks_average_broadcast_and_gather():
 
 # Tolerance of "2 ranks with batch B == 1 process with batch B". Each rank sums the loss over its
 # own tokens, then the ranks' gradients are added: the same terms as one process adds, in another
-# order. float32 addition is not associative, so the gradients differ by rounding (relative ~1e-7)
-# and so do the updates. AdamW's step m/(sqrt(v)+eps) is invariant to the gradient's scale, so a
-# relative rounding error stays relative, well under one unit in the last place of the weights
-# over 5 steps of lr 3e-3. Measured: at most 1 ulp (1.2e-7 on weights up to 3.9). Allowed:
-# 16 ulps of the largest weight, float32 rounding with room, and far below one step's size (3e-3).
-ULPS = 16
+# order. float32 addition is not associative, so the loss and the gradients differ by rounding:
+# relative 1e-5 allowed (sums of a few hundred float32 terms round at ~1e-6).
+# The weights after 5 AdamW steps: AdamW divides each element's step by that element's own gradient
+# size (m / sqrt(v)). Where an element's gradient is as small as the rounding error of the large
+# terms summed into it, the two orders give it visibly different values and the normalised step
+# inherits that (tutorial 11 shows a few such elements). So: all but 0.1% of the weights within 16
+# ulps of the largest weight (float32 rounding with room), and none further than 1% of the
+# distance lr x steps that AdamW can move a weight. Measured: every weight within 1 ulp (1.2e-7 on
+# weights up to 3.9); the planted bugs in the report move weights by 1.6e-3 to 1.2e-2.
+ULPS, LR, STEPS = 16, 3e-3, 5  # LR and STEPS: what tests/distributed/train_ranks.py uses
 
 
 @needs_mpi
@@ -268,9 +272,10 @@ def test_two_ranks_with_global_batch_b_equal_one_process_with_batch_b(tmp_path):
     run_ranks(2, tmp_path / "two")
     one, two = load_weights(tmp_path / "one"), load_weights(tmp_path / "two")
     scale = max(float(np.abs(w).max()) for w in one.values())
-    tolerance = ULPS * np.finfo(np.float32).eps * scale
-    worst = max(float(np.abs(one[k] - two[k]).max()) for k in one)
-    assert worst <= tolerance, f"max |difference| {worst:.3g} > {tolerance:.3g}"
+    rounding = ULPS * np.finfo(np.float32).eps * scale
+    diffs = np.concatenate([np.abs(one[k] - two[k]).ravel() for k in one])
+    assert np.mean(diffs <= rounding) >= 0.999, f"{np.sum(diffs > rounding)} weights beyond {rounding:.3g}"
+    assert diffs.max() <= 0.01 * LR * STEPS, f"max |difference| {diffs.max():.3g}"
     losses_one = json.loads((tmp_path / "one" / "result.json").read_text())["losses"]
     losses_two = json.loads((tmp_path / "two" / "result.json").read_text())["losses"]
     np.testing.assert_allclose(losses_two, losses_one, rtol=1e-5)  # the loss of the whole global batch

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -194,6 +195,23 @@ def check_forgetting(summary: dict, out_dir: Path) -> None:
     _expect_figures(summary, out_dir, "forgetting.png")
 
 
+def check_data_parallelism(summary: dict, out_dir: Path) -> None:
+    """11: broadcast makes the ranks' weights equal; token-weighted averaging equals one big batch."""
+    assert summary["world_size"] == 2 and summary["all_reduce_ok"]
+    assert summary["weights_differ_before_broadcast"] and summary["weights_equal_after_broadcast"]
+    assert len(set(summary["token_counts_per_rank"])) == 2                 # unequal shares on purpose
+    assert summary["dp_vs_big_batch_grad_max_rel_err"] < 1e-5              # float32 summation order only
+    assert summary["naive_vs_big_batch_grad_max_rel_err"] > 1e-2           # per-rank means are wrong
+    training = summary["dp_vs_one_process"]
+    assert training["ranks_identical"] and training["max_diff_over_lr_steps"] < 1e-2
+    assert training["beyond_16_ulps"] <= 0.001 * training["elements"]
+    assert summary["plain_dp_optimizer_bytes"] == 8 * summary["parameters"]  # AdamW: m and v in float32
+    assert sum(summary["zero1_optimizer_bytes_per_rank"]) == summary["plain_dp_optimizer_bytes"]
+    assert max(summary["zero1_optimizer_bytes_per_rank"]) < 0.6 * summary["plain_dp_optimizer_bytes"]
+    assert summary["zero1_equals_dp"]
+    _expect_figures(summary, out_dir, "memory_per_rank.png")
+
+
 def check_evaluation(summary: dict, out_dir: Path) -> None:
     """09: hand ROUGE and BLEU equal the library's; GLUE averages per task; HELM rows are sane."""
     assert summary["rouge_max_abs_diff"] < 1e-9
@@ -214,6 +232,7 @@ def check_evaluation(summary: dict, out_dir: Path) -> None:
 class Tutorial(NamedTuple):
     script: str
     check: Callable[[dict, Path], None]
+    processes: int = 1  # > 1: run under ``mpiexec -n processes`` (needs the distributed extra)
 
 
 TUTORIALS = [
@@ -227,17 +246,30 @@ TUTORIALS = [
     Tutorial("08_adapters_prompts_selective.py", check_peft_methods),
     Tutorial("09_evaluation_and_benchmarks.py", check_evaluation),
     Tutorial("10_gpu_kernels.py", check_gpu_kernels),
+    Tutorial("11_data_parallelism.py", check_data_parallelism, processes=2),
 ]
 
 
 # ---- running one ----------------------------------------------------------------------------------
 
-def run_tutorial(script: str, out_root: Path, extra_env: dict | None = None) -> tuple[dict, Path, float, str]:
+def _mpiexec(processes: int) -> list[str]:
+    """``[mpiexec, -n, processes]``, or a skip when the distributed extra is not installed."""
+    pytest.importorskip("mpi4py", reason="needs the distributed extra: pip install 'minillm[distributed]'")
+    launcher = Path(sys.executable).parent / "mpiexec"
+    found = str(launcher) if launcher.exists() else shutil.which("mpiexec")
+    if found is None:
+        pytest.skip("mpi4py is installed but no mpiexec was found")
+    return [found, "-n", str(processes)]
+
+
+def run_tutorial(script: str, out_root: Path, extra_env: dict | None = None,
+                 processes: int = 1) -> tuple[dict, Path, float, str]:
     """Run tutorials/<script> in smoke mode; returns (summary, its output folder, seconds, stdout)."""
     env = {**os.environ, "MINILLM_SMOKE": "1", "MINILLM_TUTORIAL_OUT": str(out_root), "MPLBACKEND": "Agg",
            **(extra_env or {})}
     started = time.perf_counter()
-    result = subprocess.run([sys.executable, str(TUTORIAL_DIR / script)], cwd=REPO, env=env,
+    launcher = _mpiexec(processes) if processes > 1 else []
+    result = subprocess.run([*launcher, sys.executable, str(TUTORIAL_DIR / script)], cwd=REPO, env=env,
                             capture_output=True, text=True, timeout=SMOKE_TIMEOUT_S)
     seconds = time.perf_counter() - started
     assert result.returncode == 0, f"{script} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
@@ -258,7 +290,7 @@ def emulator_cache_env(request) -> dict:
 
 @pytest.mark.parametrize("tutorial", TUTORIALS, ids=[t.script for t in TUTORIALS])
 def test_tutorial_runs_in_smoke_mode_and_its_claims_hold(tutorial, tmp_path, emulator_cache_env):
-    summary, out_dir, seconds, _ = run_tutorial(tutorial.script, tmp_path, emulator_cache_env)
+    summary, out_dir, seconds, _ = run_tutorial(tutorial.script, tmp_path, emulator_cache_env, tutorial.processes)
     for name in summary.get("figures", []):
         assert (out_dir / name).is_file(), f"{name} is listed but was not saved in {out_dir}"
     tutorial.check(summary, out_dir)
