@@ -1,4 +1,6 @@
 """Specification of user data loading: aliases, and errors that name file, line and problem."""
+import json
+
 import pytest
 
 from minillm.data.jsonl import DataError, load_csv, load_jsonl, load_prompt_completion
@@ -116,3 +118,26 @@ def test_truncation_report_counts_long_examples(tmp_path):
     data = load_jsonl(write(tmp_path, "d.jsonl", "\n".join(lines)))
     report = data.truncation_report(WordTokenizer(), max_source_length=4, max_target_length=3)
     assert (report.num_examples, report.num_source_truncated, report.num_target_truncated) == (3, 1, 1)
+
+
+@pytest.mark.parametrize("separator", ["\u2028", "\u2029", "\u0085", "\x0b", "\x0c", "\x1c"])
+def test_json_lines_are_split_on_newline_only(tmp_path, separator):
+    # Valid JSON may hold these characters unescaped inside a string; str.splitlines() breaks on them.
+    lines = [json.dumps({"prompt": f"a{separator}b", "completion": "c"}, ensure_ascii=False),
+             json.dumps({"prompt": "d", "completion": f"e{separator}"}, ensure_ascii=False)]
+    data = load_jsonl(write(tmp_path, "d.jsonl", "\n".join(lines) + "\n"))
+    assert [(r.prompt, r.completion) for r in data] == [(f"a{separator}b", "c"), ("d", f"e{separator}")]
+    assert data.num_lines == 2
+
+
+def test_windows_line_ends_load_and_lines_are_counted_once(tmp_path):
+    data = load_jsonl(write(tmp_path, "d.jsonl", '{"prompt": "a", "completion": "b"}\r\n\r\n'
+                                                 '{"prompt": "c", "completion": "d"}\r\n'))
+    assert [r.prompt for r in data] == ["a", "c"] and (data.num_lines, data.num_blank_lines) == (3, 1)
+
+
+def test_a_control_character_message_reads_once(tmp_path):
+    path = write(tmp_path, "d.jsonl", '{"prompt": "a\tb", "completion": "c"}\n')
+    with pytest.raises(DataError) as err:
+        load_jsonl(path)
+    assert str(err.value) == f"{path}, line 1: not valid JSON (Invalid control character at column 14)"  # the tab: 14th character
