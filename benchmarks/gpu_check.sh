@@ -96,6 +96,9 @@ step bench-t5-step 75 "$PYTHON" benchmarks/kernels.py --section t5 ${QUICK:+--qu
 # Worst case so far: 60 (device check) + 180 + 60 + 75 + 75 = 450 s of the 480 s (8 minutes).
 # ---- 5. NCCL smoke test (helper D appends it below this line; its limit: 30 s) ---------------------
 # === NCCL section: begin ===
+# One rank on one GPU: all_reduce, broadcast and all_gather through cupy.cuda.nccl, checked against
+# NumPy (minillm/distributed/nccl.py, smoke_test). Needs no MPI: the unique id stays in-process.
+step nccl-smoke 30 "$PYTHON" -m minillm.distributed.nccl
 # === NCCL section: end ===
 
 # ---- summary ---------------------------------------------------------------------------------------

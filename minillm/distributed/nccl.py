@@ -145,3 +145,34 @@ class NcclCommunicator(Communicator):
 
     def abort(self, code: int = 1) -> None:
         self.world.abort(code)
+
+
+def smoke_test() -> dict:
+    """One rank, one GPU: all_reduce, broadcast and all_gather through NCCL, checked against NumPy.
+
+    Run by ``benchmarks/gpu_check.sh`` (``python -m minillm.distributed.nccl``). A world of one
+    still makes every NCCL call (``calls_with_one_rank``), so the library, the unique-id exchange and
+    the data-type mapping are all exercised. Returns what it checked.
+    """
+    import cupy  # noqa: PLC0415
+
+    from .communicator import SingleProcess  # noqa: PLC0415
+
+    comm = NcclCommunicator(SingleProcess())
+    x = cupy.arange(1000, dtype=cupy.float32)
+    comm.all_reduce(x, op="sum")
+    y = cupy.full(7, 3, dtype=cupy.int64)
+    comm.broadcast(y, root=0)
+    out = cupy.empty(5, dtype=cupy.float32)
+    comm.all_gather(cupy.arange(5, dtype=cupy.float32), out, [5])
+    checks = {"all_reduce": bool(np.array_equal(cupy.asnumpy(x), np.arange(1000, dtype=np.float32))),
+              "broadcast": bool((cupy.asnumpy(y) == 3).all()),
+              "all_gather": bool(np.array_equal(cupy.asnumpy(out), np.arange(5, dtype=np.float32))),
+              "nccl_version": int(comm.nccl.get_version()), "device": comm.device}
+    if not all(checks[k] for k in ("all_reduce", "broadcast", "all_gather")):
+        raise AssertionError(f"NCCL smoke test failed: {checks}")
+    return checks
+
+
+if __name__ == "__main__":
+    print("NCCL smoke test (1 rank):", smoke_test())
