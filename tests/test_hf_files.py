@@ -1,5 +1,6 @@
 """Specification of models/hf.py: Hugging Face folders (config.json + safetensors), no torch needed."""
 import json
+import os
 
 import numpy as np
 import pytest
@@ -143,3 +144,67 @@ def test_half_precision_weights_load_as_float32(tmp_path):
     again = T5ForConditionalGeneration.from_pretrained(tmp_path)
     assert all(p.dtype == np.float32 for p in again.parameters())
     np.testing.assert_array_equal(again.shared.weight.data, tensors["shared.weight"].astype(np.float32))
+
+
+def test_hf_py_does_not_import_t5_py():
+    # The model class hands its config class in (config_class); models/hf.py stands on its own.
+    import ast
+    import inspect
+
+    import minillm.models.hf as hf
+    imported = [node.module for node in ast.walk(ast.parse(inspect.getsource(hf)))
+                if isinstance(node, ast.ImportFrom)]
+    assert not any(name and name.endswith("t5") for name in imported)
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(d_model="32"), "d_model must be an integer"), (dict(num_heads=0), "num_heads must be >= 1"),
+    (dict(dropout_rate=float("nan")), "dropout_rate must be a finite number"),
+    (dict(dropout_rate=1.0), "dropout_rate must be a finite number in"),
+    (dict(pad_token_id=40), "pad_token_id=40 is not an id"), (dict(tie_word_embeddings="yes"), "true or false"),
+])
+def test_config_json_types_and_ranges_are_checked_and_the_file_named(tmp_path, change, message):
+    tiny_t5().save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, **change}))
+    with pytest.raises(ValueError, match=message) as error:
+        T5ForConditionalGeneration.from_pretrained(tmp_path)
+    assert str(error.value).startswith(f"{tmp_path / 'config.json'}: ")
+
+
+def test_weights_are_checked_against_config_before_the_model_is_built(tmp_path, monkeypatch):
+    tiny_t5().save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, "d_ff": 10**8, "num_layers": 3}))
+    built = []
+    monkeypatch.setattr(T5ForConditionalGeneration, "__init__", lambda self, c: built.append(c))
+    with pytest.raises(ValueError, match=r"model.safetensors: tensor .*wi.weight has shape \[64, 32\].*needs "
+                                         r"\[100000000, 32\]"):
+        T5ForConditionalGeneration.from_pretrained(tmp_path)
+    assert built == []  # no array of 10**8 rows was ever allocated
+
+
+def test_a_truncated_or_padded_safetensors_file_is_refused_by_size(tmp_path):
+    from minillm.files import read_safetensors_header
+
+    tiny_t5().save_pretrained(tmp_path)
+    path = tmp_path / "model.safetensors"
+    data = path.read_bytes()
+    assert read_safetensors_header(path)["shared.weight"] == ("F32", (40, 32))
+    path.write_bytes(data[:-1])
+    with pytest.raises(ValueError, match="truncated"):
+        read_safetensors_header(path)
+    path.write_bytes(data + b"\0")
+    with pytest.raises(ValueError, match="longer than its header says"):
+        read_safetensors_header(path)
+
+
+@pytest.mark.parametrize("shard", ["../outside.safetensors", "/etc/passwd", "sub/../../x.safetensors", ""])
+def test_shard_paths_are_confined_to_the_folder(tmp_path, shard):
+    folder = tmp_path / "model"
+    tiny_t5().save_pretrained(folder)
+    os.replace(folder / "model.safetensors", tmp_path / "outside.safetensors")
+    (folder / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {"shared.weight": shard}}))
+    with pytest.raises(ValueError, match="model.safetensors.index.json: shard") as error:
+        T5ForConditionalGeneration.from_pretrained(folder)
+    assert repr(shard) in str(error.value)

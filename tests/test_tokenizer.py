@@ -172,3 +172,23 @@ def test_training_on_thousands_of_texts_takes_seconds():
     start = time.perf_counter()
     Tokenizer.train(texts, vocab_size=2000, model="bpe")
     assert time.perf_counter() - start < 10
+
+
+@pytest.mark.parametrize("content, problem", [
+    ("{", "not a valid tokenizer.json"), ('{"model": 3}', "not a valid tokenizer.json"), ("", "not a valid"),
+])
+def test_a_malformed_tokenizer_file_is_named(tmp_path, content, problem):
+    path = tmp_path / "tokenizer.json"
+    path.write_text(content)
+    with pytest.raises(ValueError, match=problem) as error:
+        Tokenizer.from_file(str(path))
+    assert str(error.value).startswith(f"{path}: ")
+    with pytest.raises(FileNotFoundError, match="nope.json does not exist"):
+        Tokenizer.from_file(str(tmp_path / "nope.json"))
+
+
+def test_a_tokenizer_larger_than_the_model_is_refused():
+    tokenizer = Tokenizer.train(["the cat sat on the mat"] * 20, vocab_size=60, num_sentinels=2)
+    tokenizer.check_fits(tokenizer.vocab_size)  # equal sizes fit
+    with pytest.raises(ValueError, match=f"has {tokenizer.vocab_size} ids but config.json has vocab_size 10"):
+        tokenizer.check_fits(10, "config.json")
