@@ -60,8 +60,10 @@ print(f"smoke mode: {SMOKE}; figures and summary.json go to {OUT}")
 #
 # $$S = \frac{Q K^\top}{\sqrt{d_k}}, \qquad P = \operatorname{softmax}_{\text{rows}}(S), \qquad O = P V .$$
 #
-# The $1/\sqrt{d_k}$ keeps the scores' variance near 1 whatever $d_k$ is, so the softmax does not
-# saturate. Each row of $P$ is a probability distribution over the keys.
+# Why $1/\sqrt{d_k}$: *if* the components of $q$ and $k$ are independent with mean 0 and variance 1,
+# then $q\cdot k = \sum_{m=1}^{d_k} q_m k_m$ is a sum of $d_k$ independent terms of variance 1, so its
+# variance is $d_k$; dividing by $\sqrt{d_k}$ brings it back to 1 whatever $d_k$ is, and the softmax
+# does not saturate. (Trained projections break that assumption; the scale is a sensible start.) Each row of $P$ is a probability distribution over the keys.
 
 # %%
 def softmax(scores):
@@ -127,10 +129,12 @@ print(f"In this run (second sequence, padding + causal, shown above) the largest
 # %% [markdown]
 # ## 3. T5's relative position buckets
 #
-# T5 adds no position embedding to the tokens. Instead, attention layer 0 learns one scalar per head
-# for each **bucket** of relative distance $r = j - i$ (key minus query) and adds it to the scores.
-# Near distances get a bucket each; far ones share logarithmically wider buckets, up to
-# `max_distance`, beyond which all distances share the last bucket. In the encoder (bidirectional)
+# T5 adds no position embedding to the tokens. Instead, each stack learns one scalar per head for
+# each **bucket** of relative distance $r = j - i$ (key minus query): the table lives in layer 0's
+# attention, and *every* layer of that stack adds the same bias to its scores. Near distances get
+# a bucket each; far ones share logarithmically wider buckets. The formula below reaches the last
+# bucket before `max_distance` (the printed table shows where), and every distance from there
+# on shares it. In the encoder (bidirectional)
 # half the buckets are for keys to the right ($r>0$); in the decoder (causal) only $r \le 0$ exists.
 # With $n$ buckets per direction and $n_e = n/2$ exact ones:
 #
@@ -150,9 +154,11 @@ exact_bi = int((sizes == 1).sum())                                  # buckets th
 num_distinct = int(len(np.unique(bidirectional)))
 last = bidirectional[rel <= 0].max()                               # the last bucket for keys to the left
 first_in_last = int(-rel[(rel <= 0) & (bidirectional == last)].max())
+first_in_last_causal = int(-rel[(rel <= 0) & (causal_buckets == causal_buckets[rel <= 0].max())].max())
 right_in_zero = bool((causal_buckets[rel > 0] == 0).all())
 print(f"In this run the encoder had one bucket per distance for the {exact_bi} distances 0..{exact_bi - 1} "
-      f"to the left, the last bucket held every distance from {first_in_last} up, and it used {num_distinct} distinct "
+      f"to the left, the last bucket held every distance from {first_in_last} up (the decoder's from "
+      f"{first_in_last_causal} up; max_distance is {max_distance}), and it used {num_distinct} distinct "
       f"buckets over r in [-160, 160]; the decoder used {len(np.unique(causal_buckets))}, and keys to the "
       f"right {'all' if right_in_zero else 'did not all'} fall in bucket 0 (the causal mask hides them anyway).")
 if plt is not None:
@@ -168,7 +174,7 @@ if plt is not None:
     ax2.set_xlabel("key position")
     ax2.set_ylabel("query position")
     ax2.set_title("encoder bucket of every (query, key)")
-    fig.colorbar(image, ax=ax2)
+    fig.colorbar(image, ax=ax2, label="bucket id")
     save_figure(fig, "relative_position_buckets.png")
 
 # %% [markdown]
@@ -329,18 +335,21 @@ print(f"In this run, on {example['sentence']!r}, head {best_head} of decoder lay
       f"Recomputed attention reproduced the layers' outputs within {recompute_diff:.1e}; "
       f"all attention rows summed to 1 within {attention_rows_dev:.1e}.")
 if plt is not None:
-    fig, axes = plt.subplots(2, config.num_heads, figsize=(3.2 * config.num_heads, 6.4))
+    num_heads_shown = config.num_heads
+    fig, axes = plt.subplots(2, num_heads_shown, figsize=(3.2 * num_heads_shown, 6.4))
     rows = [("encoder L0 self", encoder_probs, src_tokens, src_tokens),
             (f"decoder L{best_layer} cross", cross_probs[best_layer], tgt_tokens, src_tokens)]
     for r, (title, probs_, q_labels, k_labels) in enumerate(rows):
         for h in range(config.num_heads):
             ax = axes[r, h]
-            ax.imshow(probs_[h], cmap="Blues", vmin=0, vmax=1)
+            image = ax.imshow(probs_[h], cmap="Blues", vmin=0, vmax=1)
             ax.set_title(f"{title}, head {h}", fontsize=8)
             ax.set_xticks(range(len(k_labels)), [s.lstrip("▁") for s in k_labels], rotation=90, fontsize=7)
             ax.set_yticks(range(len(q_labels)), [s.lstrip("▁") for s in q_labels], fontsize=7)
         axes[r, 0].set_ylabel("query: " + ("source token" if r == 0 else "decoder input (writes the next word)"), fontsize=8)
+        axes[r, num_heads_shown // 2].set_xlabel("key: source token", fontsize=8)
     fig.tight_layout()
+    fig.colorbar(image, ax=axes, label="attention probability", shrink=0.6)
     save_figure(fig, "attention_heatmap.png")
 
 # %% [markdown]
@@ -360,6 +369,8 @@ summary = {
     "masked_rows_sum_max_dev": rows_dev,
     "exact_bucket_distances": exact_bi,
     "distinct_buckets_bidirectional": num_distinct,
+    "last_bucket_starts": {"encoder": first_in_last, "decoder": first_in_last_causal},
+    "max_distance": max_distance,
     "mha_vs_numpy_max_abs_diff": mha_diff,
     "train_steps": max_steps,
     "train_steps_planned": planned_steps,

@@ -45,7 +45,7 @@ OUT, FIGURES, save_figure = tutorial_output(TUTORIAL)
 import minillm  # noqa: E402
 from minillm.data import DEFAULT_MIXTURE, Batcher, build_mixture, pretraining_corpus, span_corruption_pairs  # noqa: E402
 from minillm.models import T5ForConditionalGeneration  # noqa: E402
-from minillm.cli.quickstart import QuickstartConfig, format_table, held_out_records  # noqa: E402
+from minillm.cli.quickstart import QuickstartConfig, constant_baseline, format_table, held_out_records  # noqa: E402
 from minillm.training.trainer import Trainer  # noqa: E402
 from _toy import toy_config, toy_mixture, toy_training_args, train_toy_tokenizer  # noqa: E402
 
@@ -105,8 +105,8 @@ print(f"{len(span_pairs)} pretraining pairs; on average {hidden_share:.1%} of th
 # ## 3. Pretraining
 #
 # `Trainer` takes a ready `Batcher` of token ids as well as text records. The model is
-# `toy_config`: a 2+2-layer T5 with d_model 128 (the quickstart's size). We hold out the last 5%
-# of the pairs to watch the eval loss.
+# `toy_config`: a 2+2-layer T5 with d_model 128 (the quickstart's size). The first 5% of the
+# pairs are held out (never trained on) to watch the eval loss.
 
 # %%
 config = toy_config(tokenizer, SMOKE)
@@ -154,8 +154,12 @@ print(f"In this run the answer to the instruction {'was' if instruction_gets_bla
 #
 # Now the same weights learn [prompt, completion] pairs of all five tasks at once, shuffled
 # together (examples-proportional mixing). The periodic evaluation on the validation split
-# generates answers and scores each task with its own metric; the best model is kept. Before
-# training, we score the pretrained model on the held-out **test** split: the "before" column.
+# generates answers and scores each task with its own metric, and the checkpoint with the best
+# validation score is saved in `finetune_run/best/`; the table below and the model saved in section 6
+# are the *final* weights. Before training, we score the pretrained model on the held-out **test**
+# split: the "before" column. The "constant answer" column is what a model scores by always giving
+# the commonest training answer of a task (the majority class for sentiment and paraphrase): a task
+# is learned only where "after" clearly beats it.
 
 # %%
 finetune_steps = 12 if SMOKE else 1500
@@ -170,8 +174,20 @@ after = trainer.evaluate(test)
 fine_log = [json.loads(line) for line in (OUT / "finetune_run" / "log.jsonl").read_text().splitlines()]
 fine_train_curve = [(e["step"], e["loss"]) for e in fine_log if "loss" in e]
 fine_eval_curve = [(e["step"], e["eval_loss"]) for e in fine_log if "eval_loss" in e]
-table = format_table(before, after)
+baseline = constant_baseline(train_records, test)
+table = format_table(before, after, baseline)
 print(table)
+n_test = {name: sum(r.task == name for r in test) for name in DEFAULT_MIXTURE}
+for name in ("sentiment", "paraphrase", "arithmetic"):
+    acc, level = after[f"{name}/accuracy"], baseline[f"{name}/accuracy"]
+    stderr = (acc * (1 - acc) / n_test[name]) ** 0.5  # binomial standard error of an accuracy
+    verdict = "above" if acc - level > 2 * stderr else "not clearly above"
+    print(f"In this run {name} accuracy was {acc:.3f} +- {stderr:.3f} (one standard error, {n_test[name]} test "
+          f"examples) against a constant-answer level of {level:.3f}: {verdict} it.")
+best_step = json.loads((OUT / "finetune_run" / "best" / "metrics.json").read_text())["step"] \
+    if (OUT / "finetune_run" / "best" / "metrics.json").is_file() else None
+print(f"The best validation score was at step {best_step} of {result.global_step}; the numbers above are the "
+      "final weights.")
 print(f"In this run fine-tuning took {finetune_seconds:.0f} s for {result.global_step} steps; the training loss "
       f"went from {fine_train_curve[0][1]:.3f} to {fine_train_curve[-1][1]:.3f}, and the mean task score on the "
       f"test split went from {before['score']:.3f} to {after['score']:.3f}.")
@@ -243,6 +259,8 @@ summary = {
     "finetune_loss_last": fine_train_curve[-1][1],
     "test_before": before,
     "test_after": after,
+    "constant_answer": baseline,
+    "best_step": best_step,
     "model_dir": str(model_dir),
     "reload_generates_same": bool(same),
     "pretrained_answers_instruction_with_sentinels": bool(instruction_gets_blanks),

@@ -47,7 +47,7 @@ from minillm.data import build_mixture  # noqa: E402
 from minillm.evaluation import ForgettingMatrix, backward_transfer, builtin_task, run_task, score_task  # noqa: E402
 from minillm.models import T5ForConditionalGeneration  # noqa: E402
 from minillm.training.trainer import Trainer  # noqa: E402
-from _toy import load_toy_t5, toy_training_args  # noqa: E402
+from _toy import constant_answer_scores, load_toy_t5, toy_training_args  # noqa: E402
 
 minillm.manual_seed(0)
 WALL, CPU = time.perf_counter(), time.process_time()
@@ -56,8 +56,10 @@ print(f"smoke mode: {SMOKE}; figures and summary.json go to {OUT}")
 # %% [markdown]
 # ## 1. The experiment
 #
-# Start from the multitask toy T5 of tutorial 03 (it knows translation, sentiment, arithmetic,
-# ...). A new use case arrives: **antonym** ("the soup is hot" -> "the soup is cold"), a task
+# Start from the multitask toy T5 of tutorial 03 (trained on translation, sentiment, arithmetic,
+# ...). A model can only forget what it knew, so the first table checks each old task against the
+# score of a *constant answer* (the commonest training answer: the majority class for sentiment),
+# and only the tasks the base does clearly better than that count as "known". A new use case arrives: **antonym** ("the soup is hot" -> "the soup is cold"), a task
 # the model has never seen. Adapt a copy of the model two ways, with the same number of steps:
 #
 # * **single-task**: full fine-tuning on antonym examples only;
@@ -79,10 +81,16 @@ base_state = {k: v.copy() for k, v in base.state_dict().items()}
 print(f"model source: {toy_info['source']}; {base.num_parameters():,} parameters")
 
 
-def score(model):
-    """{task: score 0-100} on the fixed test examples (template 0, greedy or option likelihood)."""
-    return {name: score_task(task, run_task(model, tokenizer, task, batch_size=32), n_bootstrap=2)[0].value
-            for name, task in eval_tasks.items()}
+def score(model, stderr=None):
+    """{task: score 0-100} on the fixed test examples (template 0, greedy or option likelihood).
+
+    Pass a dict as ``stderr`` to receive each score's standard error (bootstrap for BLEU)."""
+    results = {name: score_task(task, run_task(model, tokenizer, task, batch_size=32),
+                                n_bootstrap=2 if stderr is None else 100)[0]
+               for name, task in eval_tasks.items()}
+    if stderr is not None:
+        stderr.update({name: r.stderr for name, r in results.items()})
+    return {name: r.value for name, r in results.items()}
 
 
 def fresh_copy():
@@ -92,8 +100,17 @@ def fresh_copy():
     return model
 
 
-base_scores = score(base)
-print_table(["task", "base score"], [[t, base_scores[t]] for t in TASKS])
+base_stderr = {}
+base_scores = score(base, base_stderr)
+chance = constant_answer_scores(eval_tasks)
+# "Known": the base beats the constant answer by more than two standard errors.
+known = [t for t in OLD_TASKS if base_scores[t] - chance[t] > 2 * base_stderr[t]]
+print_table(["task", "constant answer", "base score", "base std. error", "known (> constant + 2 s.e.)"],
+            [[t, chance[t], base_scores[t], base_stderr[t], "yes" if t in known else "no"] for t in TASKS])
+unknown = [t for t in OLD_TASKS if t not in known]
+print(f"In this run the base beat the constant answer on {len(known)} of {len(OLD_TASKS)} old tasks"
+      + (f" ({', '.join(known)})" if known else "")
+      + (f"; on {', '.join(unknown)} it did not, so a drop there would not be forgetting." if unknown else "."))
 
 # %% [markdown]
 # ## 2. Two ways to adapt
@@ -150,6 +167,28 @@ print(f"In this run single-task fine-tuning gave BWT {bwt['single-task']:+.1f} a
       f"points; antonym rose by {matrices['single-task'].change(NEW_TASK):+.1f} and "
       f"{matrices['multitask'].change(NEW_TASK):+.1f} points respectively.")
 
+
+def forgetting_verdict(known, drop, stderr):
+    """The conclusion, computed: mean loss on the known old tasks per arm, and how much mixing saved."""
+    if not known:
+        return ("No old task was above its constant-answer level in the base, so this run cannot show "
+                "forgetting (train the base longer: run tutorial 03 first).")
+    loss = {arm: sum(max(0.0, -drop[arm][t]) for t in known) / len(known) for arm in drop}
+    kept = [t for t in known if drop["multitask"][t] >= -2 * stderr[t]]
+    text = (f"On the {len(known)} known old task(s) single-task fine-tuning lost {loss['single-task']:.1f} points "
+            f"on average and multitask {loss['multitask']:.1f}")
+    if loss["single-task"] > 0:
+        text += f": mixing the old tasks in removed {100 * (1 - loss['multitask'] / loss['single-task']):.0f}% of the forgetting"
+    lost = [t for t in known if t not in kept]
+    text += (f". Multitask kept {', '.join(kept) or 'none'} within two standard errors"
+             + (f" and still lost ground on {', '.join(lost)}." if lost else ", so it kept every known skill."))
+    return text
+
+
+drops = {arm: {t: matrices[arm].change(t) for t in OLD_TASKS} for arm in arms}
+verdict = forgetting_verdict(known, drops, base_stderr)
+print(verdict)
+
 # %% [markdown]
 # `ForgettingMatrix` is bookkeeping around a plain function: `backward_transfer(R, learned_at)`
 # takes a bare list of rows, and must give the same numbers.
@@ -187,6 +226,11 @@ summary = {
     "n_eval": n_eval,
     "steps": steps,
     "base_scores": base_scores,
+    "base_stderr": base_stderr,
+    "constant_answer": chance,
+    "known_old_tasks": known,
+    "old_task_change": drops,
+    "verdict": verdict,
     "matrices": {arm: m.to_dict() for arm, m in matrices.items()},
     "bwt": bwt,
     "bwt_by_hand": bwt_by_hand,

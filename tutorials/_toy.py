@@ -120,3 +120,26 @@ def train_loop(model, pairs, steps: int, lr: float, batch_size: int, seed: int =
     state_bytes = sum(v.nbytes for st in optimizer.state.values() for v in st.values() if hasattr(v, "nbytes"))
     return {"losses": losses, "step_ms": 1e3 * statistics.median(step_s), "optimizer_bytes": int(state_bytes),
             "trainable": int(sum(p.size for p in params))}
+
+
+def constant_answer_scores(eval_tasks: dict, n_train: int = 2000, seed: int = 0) -> dict:
+    """{task: score} when every answer is the task's most frequent *training* target ("chance").
+
+    That is the majority class for sentiment, the commonest number for arithmetic, one fixed
+    sentence for translation: a model must beat this level before "it knows the task" (or "it
+    forgot the task") means anything. Scored by the same harness and metric as the model.
+    """
+    from collections import Counter  # noqa: PLC0415
+
+    from minillm.data import get_task  # noqa: PLC0415
+    from minillm.evaluation import score_task  # noqa: PLC0415
+    from minillm.evaluation.harness import TaskOutput, build_prompts  # noqa: PLC0415
+
+    levels = {}
+    for name, task in eval_tasks.items():
+        counts = Counter(ex["target"] for ex in get_task(name).examples("train", n_train, seed))
+        answer = min(counts.items(), key=lambda kv: (-kv[1], kv[0]))[0]
+        prompts, targets = build_prompts(task, 0, seed, task.examples)
+        output = TaskOutput(prompts, targets, [answer] * len(targets))
+        levels[name] = score_task(task, output, n_bootstrap=2)[0].value
+    return levels
