@@ -361,3 +361,27 @@ def test_ctrl_c_stops_every_rank_at_the_same_step_and_saves_once(tmp_path):
     assert len(saved["extra"]["rng_state_by_rank"]) == 2
     steps = [json.loads(line).get("step") for line in (out / "run" / "log.jsonl").read_text().splitlines()]
     assert steps == list(range(1, result["step"] + 1))  # one writer: no step logged twice
+
+
+@needs_mpi
+def test_mpiexec_minillm_pretrain_trains_once_and_rank_0_alone_speaks_and_writes(tmp_path):
+    out = tmp_path / "pt"
+    result = subprocess.run([MPIEXEC, "-n", "2", sys.executable, "-m", "minillm", "pretrain", "--out", str(out),
+                             "--shard-optimizer"], cwd=REPO, env=_clean_env(MINILLM_SMOKE="1"),
+                            capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("finished after step") == 1, result.stdout  # rank 1's stdout is silenced
+    assert "ZeRO-1: optimizer state per rank" in result.stdout
+    entries = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    steps = [e["step"] for e in entries if "loss" in e]
+    assert steps == sorted(set(steps)) and steps  # one writer: every step logged once
+    assert (out / "checkpoint" / "trainer_state.json").is_file() and (out / "model.safetensors").is_file()
+
+
+@needs_mpi
+def test_mpiexec_minillm_with_a_bad_file_fails_cleanly_on_every_rank(tmp_path):
+    result = subprocess.run([MPIEXEC, "-n", "2", sys.executable, "-m", "minillm", "finetune", "--data",
+                             str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "ft")], cwd=REPO,
+                            env=_clean_env(MINILLM_SMOKE="1"), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "missing.jsonl" in result.stderr and "Traceback" not in result.stderr

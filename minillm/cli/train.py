@@ -23,6 +23,7 @@ import random
 import sys
 
 from .. import backend
+from ..distributed.trainer_hooks import is_main, writes_here
 from ..data import (DEFAULT_MIXTURE, Batcher, DataError, Tokenizer, build_mixture, load_prompt_completion,
                     pretraining_corpus, span_corruption_pairs)
 from ..files import read_json
@@ -83,6 +84,8 @@ def check_start(args) -> None:
 
 def begin_writing(args) -> None:
     """Once data and model are ready: clear an old run (--overwrite), record this run's options."""
+    if not writes_here():  # under mpiexec: rank 0 writes, once every rank has checked --out
+        return
     if args.overwrite and not args.resume:
         clear_old_run(args.out)
     write_run_config(args, args.out)
@@ -123,6 +126,8 @@ def check_resume(args) -> None:
 
 def report(result, out: str) -> None:
     """Write results.json and print a short summary of a training run."""
+    if not is_main():  # under mpiexec: rank 0 writes
+        return
     summary = dataclasses.asdict(result)
     with open(os.path.join(out, "results.json"), "w", encoding="utf-8") as f:
         json.dump(summary, f, indent=2)
@@ -235,7 +240,8 @@ def finetune(args) -> int:
     if args.method != "full":
         from .peft_options import apply_peft  # noqa: PLC0415
 
-        model.save_pretrained(args.out)  # the frozen base, so the run directory is self-contained
+        if is_main():
+            model.save_pretrained(args.out)  # the frozen base, so the run directory is self-contained
         model = apply_peft(model, args, tokenizer)
         model.print_trainable_parameters()
     overrides = {} if held_out is not None else {"eval_every": 0}

@@ -248,7 +248,8 @@ class MPICommunicator(Communicator):
     def abort(self, code: int = 1) -> None:
         sys.stderr.flush()
         sys.stdout.flush()
-        self.comm.Abort(code)
+        self.comm.Abort(code)  # asks mpiexec to end every rank with this code ...
+        os._exit(code)  # ... and MPICH's MPI_Abort can return before this process is killed
 
 
 def _host(array):

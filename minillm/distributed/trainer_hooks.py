@@ -14,6 +14,7 @@ single-process loop with a handful of calls at the places data parallelism touch
 """
 from __future__ import annotations
 
+import os
 import sys
 import traceback
 
@@ -36,6 +37,34 @@ def check_batch_size(batch_size: int) -> DistributedSampler:
     sampler = DistributedSampler()
     sampler.check_batch_size(batch_size)
     return sampler
+
+
+def check_same_data(fingerprint: str) -> None:
+    """Refuse to train when the ranks tokenized different data (a collective; nothing on one rank).
+
+    Every rank reads and tokenizes the data itself. Different files, or a tokenizer trained
+    separately on each rank and come out differently, would make the ranks train on
+    different examples without any error: this compares a hash of each rank's examples.
+    """
+    world = get_world()
+    if world.size == 1:
+        return
+    prints = world.all_gather_json(fingerprint)
+    if len(set(prints)) > 1:
+        raise ValueError(f"the ranks tokenized different training data (fingerprints by rank: {prints}); every "
+                         f"rank must read the same files with the same tokenizer (train a tokenizer once and "
+                         f"pass it with --tokenizer)")
+
+
+def writes_here() -> bool:
+    """Wait until every rank has got here, then say whether this rank writes the run's files (rank 0).
+
+    Call it between the checks of a run directory and the first write into it: otherwise rank 0
+    could already have written there when another rank checks that the directory is free.
+    """
+    world = get_world()
+    world.barrier()
+    return world.rank == 0
 
 
 def maybe_shard_optimizer(optimizer, shard: bool):
@@ -116,6 +145,18 @@ def optimizer_memory_report(optimizer) -> dict | None:
     return optimizer.memory_report() if isinstance(optimizer, ZeroRedundancyOptimizer) else None
 
 
+def report_optimizer_memory(optimizer, step: int, log) -> None:
+    """With ZeRO-1: log (and print, on rank 0) each rank's optimizer bytes against plain DP's."""
+    report = optimizer_memory_report(optimizer)
+    if report is None:
+        return
+    log.write({"step": step, **report})
+    if is_main():
+        per_rank = ", ".join(f"{b / 2**20:.2f}" for b in report["optimizer_bytes_per_rank"])
+        print(f"ZeRO-1: optimizer state per rank {per_rank} MiB; plain data parallelism would keep "
+              f"{report['optimizer_bytes_plain_dp'] / 2**20:.2f} MiB on every rank")
+
+
 USER_ERRORS = (FileNotFoundError, ValueError, KeyError)  # the CLI reports these as "error: ..." (code 2)
 
 
@@ -130,6 +171,8 @@ def run_command(command, *args):
     world = get_world()
     if world.size == 1:
         return command(*args)
+    if world.rank > 0:  # rank 0 speaks for the job; errors still reach stderr from every rank
+        sys.stdout = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115  (for the life of the process)
     where = f"[rank {world.rank} of {world.size}]"
     try:
         code = command(*args)

@@ -100,6 +100,7 @@ class Trainer:
         self.optimizer = parallel.maybe_shard_optimizer(self._make_optimizer(trainable), args.shard_optimizer)
         self._group_weight_decay = [group["weight_decay"] for group in self.optimizer.param_groups]
         self.data_fingerprint = data_fingerprint(self.train_batches.pairs)
+        parallel.check_same_data(self.data_fingerprint)  # under MPI: every rank has the same examples
         steps_per_epoch = len(self.train_batches) / args.gradient_accumulation_steps
         self.total_steps = args.max_steps or max(1, math.ceil(args.num_epochs * steps_per_epoch))
         self.scheduler = get_scheduler(args.lr_schedule, self.optimizer, num_warmup_steps=args.warmup_steps,
@@ -282,8 +283,8 @@ class Trainer:
         self.optimizer.zero_grad()
         state.update(step=step, epoch=drawn[-1][0], batch_index=drawn[-1][1])
         tokens_per_sec = meter.add(loss, [b for b in batches if b is not None], time.perf_counter() - started)
-        if step == 1 and (memory := parallel.optimizer_memory_report(self.optimizer)):  # ZeRO-1 only
-            self.log.write({"step": step, **memory})
+        if step == 1:
+            parallel.report_optimizer_memory(self.optimizer, step, self.log)  # ZeRO-1 only
         return {"step": step, "epoch": state["epoch"], "loss": loss, "lr": lr, "grad_norm": grad_norm,
                 "tokens_per_sec": tokens_per_sec}
 
