@@ -10,7 +10,7 @@ and each step is split into its parts, timed on every rank:
     compute    forward + backward on this rank's share
     wait       a barrier before the all-reduce: how long this rank waited for the slower one
     all-reduce averaging the gradients (minillm.distributed.average_gradients, 25 MB buckets)
-    update     clipping + AdamW (+ ZeRO-1's all-gather with --shard-optimizer)
+    update     clipping + AdamW (+ ZeRO-1's all-gather of the updated weights, in the ZeRO-1 rows)
 
     tokens/s             = (source + target tokens of all ranks) / wall time of the timed steps
     scaling efficiency   = tokens/s on 2 processes / (2 x tokens/s on 1 process)
@@ -146,17 +146,19 @@ def main(argv=None) -> int:
     except ImportError:
         print("needs the distributed extra: pip install 'minillm[distributed]'")
         return 1
+    load_before = os.getloadavg()[0]
     one, two = launch(args, 1), launch(args, 2)
     zero = launch(args, 2, shard=True)
     efficiency = two["tokens_per_s"] / (2 * one["tokens_per_s"])
     print(f"T5 d_model={args.d_model}, {args.layers}+{args.layers} layers, {one['parameters']:,} parameters; "
           f"global batch {args.batch_size} x ({args.source_length + 1} + {args.target_length + 1}) tokens; "
-          f"1 thread per process; {args.steps} timed steps; {os.cpu_count()} CPU core(s)\n")
+          f"1 thread per process; {args.steps} timed steps; {os.cpu_count()} CPU core(s); load average "
+          f"{load_before:.1f} before and {os.getloadavg()[0]:.1f} after (other programs share the cores)\n")
     print("| processes | tokens/s | step (ms) | compute (ms) | wait (ms) | all-reduce (ms) | update (ms) |")
     print("|---|---|---|---|---|---|---|")
-    for result in (one, two):
+    for result, label in ((one, ""), (two, ""), (zero, ", ZeRO-1")):
         for rank, t in enumerate(result["ms_per_step_by_rank"]):
-            print(f"| {result['processes']} (rank {rank}) | {result['tokens_per_s']:.0f} | {result['step_ms']:.1f} | "
+            print(f"| {result['processes']} (rank {rank}{label}) | {result['tokens_per_s']:.0f} | {result['step_ms']:.1f} | "
                   f"{t['compute']:.1f} | {t['wait']:.2f} | {t['all_reduce']:.2f} | {t['update']:.1f} |")
     reduce_share = max(t["all_reduce"] for t in two["ms_per_step_by_rank"]) / two["step_ms"]
     print(f"\nscaling efficiency on 2 processes: {efficiency:.2f} (speed-up {2 * efficiency:.2f}x of an ideal 2x)")
