@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from .. import backend
 from ..data import DEFAULT_MIXTURE, Record, Tokenizer, build_mixture, get_task, pretraining_corpus
 from ..data.templates import format_example
+from ..evaluation.scoring import score_predictions
 from ..models import T5Config, T5ForConditionalGeneration
 from ..training.trainer import Trainer, TrainingArguments
 
@@ -47,17 +48,18 @@ TABLE_ROWS = [
 class QuickstartConfig:
     """Sizes of the quickstart, chosen so that it finishes in about 3-4 minutes on 2 CPU cores.
 
-    Translation is the hardest task for a small model (it must learn a lexicon *and* a new word
-    order), and its examples are short, hence cheap, so it gets ``translation_weight`` times more
-    examples than the other tasks; examples-proportional mixing then gives it that share of
-    every batch. The model is a 2+2-layer T5 with d_model 128: about 0.9M parameters besides the
-    embeddings.
+    The loss is a mean over target *tokens*, so a task's pull on the weights is its share of the
+    target tokens, not of the examples: a summary has about 15 target tokens, a label 2. The
+    ``mixture_weights`` multiply each task's number of training examples so that the short-answer
+    tasks are not drowned out (examples-proportional mixing then gives each task that share of
+    every batch).
 
     Args:
         output_dir: the run directory.
         seed: seeds the data, the model's initialization and dropout.
-        examples_per_task: training examples of each task (before the translation weight).
-        translation_weight: translation gets this many times more training examples.
+        examples_per_task: training examples of each task (before its mixture weight).
+        mixture_weights: "task=w,task=w": task ``t`` gets ``w * examples_per_task`` training
+            examples; tasks not named get weight 1.
         test_examples_per_task: held-out test examples per task in the before/after table.
         vocab_size: tokenizer size; 1600 makes every word of the built-in tasks a single token.
         d_model / d_ff / num_layers / num_heads: the T5's width, feed-forward width, blocks per
@@ -77,7 +79,7 @@ class QuickstartConfig:
     output_dir: str = "runs/quickstart"
     seed: int = 0
     examples_per_task: int = 4000
-    translation_weight: int = 3
+    mixture_weights: str = "translation=3"
     test_examples_per_task: int = 32
     vocab_size: int = 1600
     d_model: int = 128
@@ -105,6 +107,34 @@ class QuickstartConfig:
         return cls(**{**tiny, **overrides})
 
 
+def task_sizes(config: QuickstartConfig) -> dict[str, int]:
+    """Training examples of each task: ``examples_per_task`` times its weight in ``mixture_weights``."""
+    weights = {name: 1.0 for name in DEFAULT_MIXTURE}
+    for item in filter(None, (part.strip() for part in config.mixture_weights.split(","))):
+        name, sep, value = item.partition("=")
+        if not sep or name.strip() not in weights:
+            raise ValueError(f"mixture_weights: expected 'task=weight' with a task among {DEFAULT_MIXTURE}, "
+                             f"got {item!r}")
+        weights[name.strip()] = float(value)
+    return {name: max(1, round(config.examples_per_task * w)) for name, w in weights.items()}
+
+
+def constant_baseline(train: list[Record], test: list[Record]) -> dict:
+    """Each task's score when every answer is that task's most frequent training completion.
+
+    That is the majority class for sentiment and paraphrase, the commonest number for arithmetic,
+    and for summaries and translations what a model scores by emitting one fixed sentence in the
+    right style: the level below which "it learned the task" is not shown.
+    """
+    from collections import Counter  # noqa: PLC0415
+
+    commonest = {}
+    for task in {r.task for r in test}:
+        counts = Counter(r.completion for r in train if r.task == task)
+        commonest[task] = min(counts.items(), key=lambda kv: (-kv[1], kv[0]))[0]  # ties: alphabetical
+    return score_predictions([commonest[r.task] for r in test], test)
+
+
 def smoke_mode() -> bool:
     """True when the environment asks for the seconds-long smoke version (``MINILLM_SMOKE=1``)."""
     return os.environ.get("MINILLM_SMOKE", "").strip() not in ("", "0", "false", "False")
@@ -121,15 +151,20 @@ def held_out_records(config: QuickstartConfig) -> list[Record]:
     return records
 
 
-def format_table(before: dict, after: dict) -> str:
-    """The before/after table as Markdown (fractions for ROUGE and accuracy, 0-100 for BLEU)."""
-    lines = ["| metric (test split)          | before | after |", "|---|---:|---:|"]
+def format_table(before: dict, after: dict, baseline: dict | None = None) -> str:
+    """The before/after table as Markdown (fractions for ROUGE and accuracy, 0-100 for BLEU).
+
+    With ``baseline`` (see ``constant_baseline``) a first column shows the constant-answer level.
+    """
+    head = "| metric (test split)          |" + (" constant answer |" if baseline is not None else "")
+    lines = [head + " before | after |", "|---|" + ("---:|" if baseline is not None else "") + "---:|---:|"]
     for task, key, label in TABLE_ROWS:
         name = f"{task}/{key}"
         if name in before or name in after:
             fmt = "{:.1f}" if key == "bleu" else "{:.3f}"
-            lines.append(f"| {label:<28} | {fmt.format(before.get(name, float('nan')))} "
-                         f"| {fmt.format(after.get(name, float('nan')))} |")
+            cells = [baseline.get(name, float("nan"))] if baseline is not None else []
+            cells += [before.get(name, float("nan")), after.get(name, float("nan"))]
+            lines.append(f"| {label:<28} | " + " | ".join(fmt.format(c) for c in cells) + " |")
     return "\n".join(lines)
 
 
@@ -153,10 +188,8 @@ def run_quickstart(config: QuickstartConfig | None = None, echo=print) -> dict:
     with open(os.path.join(out, "quickstart_config.json"), "w", encoding="utf-8") as f:
         json.dump(dataclasses.asdict(config), f, indent=2)
 
-    echo(f"[1/5] building the instruction mixture ({len(DEFAULT_MIXTURE)} tasks x "
-         f"{config.examples_per_task} examples, translation x {config.translation_weight})")
-    sizes = {name: config.examples_per_task * (config.translation_weight if name == "translation" else 1)
-             for name in DEFAULT_MIXTURE}
+    sizes = task_sizes(config)
+    echo(f"[1/5] building the instruction mixture: training examples per task {sizes}")
     train = build_mixture(DEFAULT_MIXTURE, sizes, split="train", seed=config.seed)
     validation = build_mixture(DEFAULT_MIXTURE, max(4, config.test_examples_per_task // 2), split="validation",
                                seed=config.seed)
@@ -194,9 +227,10 @@ def run_quickstart(config: QuickstartConfig | None = None, echo=print) -> dict:
     predictions = trainer.predict([r.prompt for r in shown])
     samples = [{"task": r.task, "prompt": r.prompt, "reference": r.completion, "prediction": p}
                for r, p in zip(shown, predictions)]
-    table = format_table(before, after)
+    baseline = constant_baseline(train, test)
+    table = format_table(before, after, baseline)
     seconds = time.perf_counter() - started
-    summary = {"before": before, "after": after, "table": table, "samples": samples, "output_dir": out,
+    summary = {"baseline": baseline, "before": before, "after": after, "table": table, "samples": samples, "output_dir": out,
                "seconds": seconds, "steps": result.global_step}
     with open(os.path.join(out, "results.json"), "w", encoding="utf-8") as f:
         json.dump(summary, f, indent=2)
