@@ -114,7 +114,7 @@ def data_unknown_extension(tmp, base):
 
 def data_missing_file(tmp, base):
     f = tmp / "nope.jsonl"
-    return ["finetune", "--data", str(f), "--out", str(tmp / "out")], [str(f)]
+    return ["finetune", "--data", str(f), "--out", str(tmp / "out")], [f"{f}: no such file"]
 
 
 def run_dir_holds_a_run(tmp, base):

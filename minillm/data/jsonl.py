@@ -71,8 +71,13 @@ def _names(spec: str | Sequence[str]) -> tuple[str, ...]:
 
 def _read_text(path: str) -> str:
     """The file's text, or a DataError pointing at the line with the first non-UTF-8 byte."""
-    with open(path, "rb") as f:
-        data = f.read()
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        raise DataError(path, None, "no such file") from None
+    except IsADirectoryError:
+        raise DataError(path, None, "is a directory, not a data file") from None
     try:
         return data.decode("utf-8-sig")  # -sig: tolerate the byte-order mark Excel writes
     except UnicodeDecodeError as e:
