@@ -21,7 +21,9 @@
 //   * atomicAdd/atomicMax use std::atomic_ref; __expf, __fdividef, rsqrtf, float4 ... are mapped
 //     to <cmath> and small structs below.
 // Because the threads are real, building with -fsanitize=thread makes ThreadSanitizer report a
-// missing __syncthreads as a data race (tests/kernels/test_tsan.py proves it).
+// missing __syncthreads as a data race (tests/kernels/test_tsan.py proves it), and building with
+// -fsanitize=address makes AddressSanitizer report every out-of-bounds read or write of global or
+// dynamic shared memory (tests/kernels/test_asan.py).
 #pragma once
 
 #include <algorithm>
@@ -182,8 +184,14 @@ void launch(void (*kernel)(Params...), dim3 grid, dim3 block, std::size_t shared
     blockDim = block;
     const unsigned n_threads = block.x * block.y * block.z;
     // The dynamic shared-memory arena, followed by a guard band: a kernel that uses more than the
-    // launch asked for (host and kernel disagree on the layout) overwrites it, and we abort.
+    // launch asked for (host and kernel disagree on the layout) overwrites it, and we abort. Under
+    // AddressSanitizer there is no guard band: the arena ends where the launch said, so ASan reports
+    // any read or write past it, not just writes that change the band.
+#if defined(__SANITIZE_ADDRESS__)
+    constexpr std::size_t kGuard = 0;
+#else
     constexpr std::size_t kGuard = 64;
+#endif
     const std::size_t n_vec = (shared_bytes + sizeof(float4) - 1) / sizeof(float4);
     std::vector<float4> arena(n_vec + kGuard);
     const float4 guard = make_float4(-1.5e38f, 2.5e38f, -3.5e37f, 4.5e37f);

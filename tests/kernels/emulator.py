@@ -22,6 +22,10 @@ REPO = Path(__file__).resolve().parents[2]
 EMU_DIR = REPO / "kernels" / "emu"
 CXX = os.environ.get("CXX", "g++")
 CXX_FLAGS = ("-std=c++20", "-O1", "-fno-strict-aliasing", "-fPIC", "-shared", "-pthread")
+# MINILLM_EMU_SANITIZE=address builds the libraries with AddressSanitizer (the Python process must
+# then preload libasan: tests/kernels/test_asan.py runs the emulated tests that way).
+if os.environ.get("MINILLM_EMU_SANITIZE") == "address":
+    CXX_FLAGS += ("-fsanitize=address", "-fno-omit-frame-pointer", "-g")
 LAUNCHERS = {"matmul.cu": "launch_matmul.cpp", "attention.cu": "launch_attention.cpp"}
 H100_SHARED_LIMIT = 227 * 1024  # cudaDevAttrMaxSharedMemoryPerBlockOptin of sm_90
 
