@@ -85,11 +85,15 @@ def test_one_process_is_the_default_and_needs_no_mpi(tmp_path):
 
 
 def test_launched_by_mpiexec_without_mpi4py_says_what_to_install():
-    code = "import sys; sys.modules['mpi4py'] = None\nfrom minillm import distributed as d\nd.init()\n"
-    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=_clean_env(PMI_RANK="0"),
+    code = "import sys; sys.modules['mpi4py'] = None\nfrom minillm import distributed as d\nprint(d.init())\n"
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=_clean_env(PMI_RANK="0", PMI_SIZE="2"),
                             capture_output=True, text=True, timeout=60)
     assert result.returncode != 0
     assert "pip install 'minillm[distributed]'" in result.stderr
+    # a launcher that starts a single process (srun -n 1, mpiexec -n 1) needs no MPI at all
+    alone = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=_clean_env(PMI_RANK="0", PMI_SIZE="1"),
+                           capture_output=True, text=True, timeout=60)
+    assert alone.returncode == 0 and "SingleProcess" in alone.stdout, alone.stderr
 
 
 def test_collectives_check_their_arguments():

@@ -34,13 +34,21 @@ import traceback
 import numpy as np
 
 _LAUNCHER_RANK_VARS = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "MV2_COMM_WORLD_RANK")
+_LAUNCHER_SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
 DEFAULT_TIMEOUT_S = 1800.0
 
 _world = None  # the Communicator of this process once init() ran
 
 
 def launched_by_mpi() -> bool:
-    """True when an MPI launcher (mpiexec/mpirun) started this process."""
+    """True when an MPI launcher (mpiexec/mpirun, srun) started this process as one of several.
+
+    A launcher that says the job has one process (``PMI_SIZE=1``) counts as no launcher: one
+    process needs no MPI, and must not need mpi4py installed.
+    """
+    sizes = [os.environ[name] for name in _LAUNCHER_SIZE_VARS if name in os.environ]
+    if sizes and all(size.strip() == "1" for size in sizes):
+        return False
     return any(name in os.environ for name in _LAUNCHER_RANK_VARS)
 
 
