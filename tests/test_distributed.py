@@ -271,9 +271,10 @@ ULPS, LR, STEPS = 16, 3e-3, 5  # LR and STEPS: what tests/distributed/train_rank
 
 
 @needs_mpi
-def test_two_ranks_with_global_batch_b_equal_one_process_with_batch_b(tmp_path):
-    run_ranks(0, tmp_path / "one")
-    run_ranks(2, tmp_path / "two")
+@pytest.mark.parametrize("accumulate", [1, 3])  # 3 micro-batches per step: the token count spans them all
+def test_two_ranks_with_global_batch_b_equal_one_process_with_batch_b(tmp_path, accumulate):
+    run_ranks(0, tmp_path / "one", "--accumulate", accumulate)
+    run_ranks(2, tmp_path / "two", "--accumulate", accumulate)
     one, two = load_weights(tmp_path / "one"), load_weights(tmp_path / "two")
     scale = max(float(np.abs(w).max()) for w in one.values())
     rounding = ULPS * np.finfo(np.float32).eps * scale

@@ -54,6 +54,7 @@ def main(argv=None) -> int:
     parser.add_argument("--hang-on-rank", type=int, default=-1, help="this rank sleeps at step 2")
     parser.add_argument("--sleep", type=float, default=0.0, help="seconds to sleep after each step")
     parser.add_argument("--save-every", type=int, default=0)
+    parser.add_argument("--accumulate", type=int, default=1, help="gradient_accumulation_steps")
     args = parser.parse_args(argv)
 
     world = distributed.init()
@@ -69,7 +70,8 @@ def main(argv=None) -> int:
     out = Path(args.out)
     targs = TrainingArguments(output_dir=str(out / "run"), max_steps=args.steps, batch_size=args.batch_size,
                               learning_rate=3e-3, warmup_steps=1, log_every=1, save_every=args.save_every,
-                              weight_decay=0.01, progress=False, shard_optimizer=args.shard_optimizer)
+                              weight_decay=0.01, progress=False, shard_optimizer=args.shard_optimizer,
+                              gradient_accumulation_steps=args.accumulate)
 
     def callback(trainer, step, logs):
         if step == 2 and world.rank == args.raise_on_rank:
