@@ -1,6 +1,7 @@
 """Specification of `minillm quickstart`: in smoke mode it runs in seconds, prints the before/after
 table on held-out data plus sample generations, and leaves a complete run directory."""
 import json
+import sys
 
 from minillm.cli.main import main
 from minillm.data import DEFAULT_MIXTURE, build_mixture
@@ -8,6 +9,18 @@ from minillm.cli.quickstart import QuickstartConfig, format_table, held_out_reco
 
 TABLE_LABELS = ["summarization ROUGE-1", "summarization ROUGE-2", "summarization ROUGE-L", "translation BLEU",
                 "sentiment accuracy", "paraphrase accuracy", "arithmetic exact match"]
+
+
+RUN_FILES = ("results.json", "quickstart_config.json", "run_config.json", "log.jsonl", "config.json",
+             "model.safetensors", "tokenizer.json", "training_args.json")
+
+
+def _has_matplotlib() -> bool:
+    try:
+        import matplotlib  # noqa: F401, PLC0415
+    except ImportError:
+        return False
+    return True
 
 
 def test_quickstart_smoke_prints_the_table_and_writes_a_run_directory(tmp_path, monkeypatch, capsys):
@@ -19,13 +32,29 @@ def test_quickstart_smoke_prints_the_table_and_writes_a_run_directory(tmp_path, 
     for label in TABLE_LABELS:
         assert label in printed, label
     assert printed.count("prediction:") == QuickstartConfig.smoke().num_samples
-    for name in ("results.json", "quickstart_config.json", "run_config.json", "log.jsonl", "loss_curve.png",
-                 "config.json", "model.safetensors", "tokenizer.json", "training_args.json"):
+    for name in RUN_FILES:
         assert (out / name).is_file(), name
+    # The plot needs matplotlib, an optional dependency: drawn when it is there, skipped when not.
+    assert (out / "loss_curve.png").is_file() == _has_matplotlib()
     results = json.loads((out / "results.json").read_text())
     assert results["steps"] == QuickstartConfig.smoke().max_steps
     assert results["table"] in printed
     assert {"translation/bleu", "dialogue_summary/rougeL", "arithmetic/accuracy"} <= results["after"].keys()
+
+
+def test_quickstart_without_matplotlib_still_completes_without_the_plot(tmp_path, monkeypatch, capsys):
+    # Simulate an install without matplotlib: importing it (or any submodule) raises ImportError.
+    for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")] + [
+            "matplotlib", "matplotlib.pyplot", "matplotlib.figure", "matplotlib.backends.backend_agg"]:
+        monkeypatch.setitem(sys.modules, name, None)
+    assert not _has_matplotlib()
+    monkeypatch.setenv("MINILLM_SMOKE", "1")
+    out = tmp_path / "qs"
+    assert main(["quickstart", "--out", str(out)]) == 0
+    assert "| before | after |" in capsys.readouterr().out
+    for name in RUN_FILES:
+        assert (out / name).is_file(), name
+    assert not (out / "loss_curve.png").exists()
 
 
 def test_quickstart_scores_on_examples_never_seen_in_training():
