@@ -468,15 +468,22 @@ def run_in_process(argv, capsys) -> tuple[int, str]:
     return code, captured.out + captured.err
 
 
+def snapshot(folder) -> dict:
+    """{relative path: bytes} of every file under ``folder``."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case.__name__)
 def test_bad_input_exits_2_with_a_located_message_and_no_traceback(case, base, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("MINILLM_SMOKE", "1")
     argv, expected = case(tmp_path, base)
+    before = snapshot(tmp_path)
     code, output = run_in_process(argv, capsys)
     assert code == 2, output
     assert "Traceback" not in output
     for text in expected:
         assert text in output, f"{text!r} not in {output!r}"
+    assert snapshot(tmp_path) == before  # nothing the user had was changed (a refused resume included)
 
 
 def test_a_full_disk_while_saving_is_a_message_and_the_last_checkpoint_survives(base, tmp_path, capsys,

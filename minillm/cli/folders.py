@@ -13,6 +13,7 @@ One rule for every command:
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -122,10 +123,19 @@ def clear_old_run(out: str) -> None:
 
 
 def check_writable_dir(path: str, flag: str) -> None:
-    """Create ``path`` if needed and check a file can be written in it (UsageError naming it if not)."""
+    """Check that a file can be written in ``path``, or in the nearest folder above it that exists
+    (a missing ``path`` is created later, by whoever writes it; nothing is created here).
+
+    Raises:
+        UsageError: naming ``path`` and the reason (not a directory, permission denied, ...).
+    """
+    existing = os.path.abspath(path)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
     try:
-        os.makedirs(path, exist_ok=True)
-        with tempfile.TemporaryFile(dir=path):
+        if not os.path.isdir(existing):
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), existing)
+        with tempfile.TemporaryFile(dir=existing):
             pass
     except OSError as err:
         raise UsageError(f"{flag} {path}: cannot write there ({err.strerror})") from None

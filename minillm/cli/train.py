@@ -80,15 +80,29 @@ def check_start(args) -> None:
     if args.resume:
         check_resume(args)
     check_run_dir(args.out, args.resume, args.overwrite)
+    training_arguments(args, args.out)  # their own checks (ranges), before anything is written
 
 
 def begin_writing(args) -> None:
-    """Once data and model are ready: clear an old run (--overwrite), record this run's options."""
+    """Once data and model are ready: clear an old run (--overwrite), record this run's options.
+
+    A resumed run records its options only once it has run (``finish``): if the Trainer refuses
+    them, the run's own run_config.json stays as it was.
+    """
     if not writes_here():  # under mpiexec: rank 0 writes, once every rank has checked --out
         return
     if args.overwrite and not args.resume:
         clear_old_run(args.out)
-    write_run_config(args, args.out)
+    if not args.resume:
+        write_run_config(args, args.out)
+
+
+def finish(args, result) -> int:
+    """After training: results.json and the summary, and (for a resumed run) its run_config.json."""
+    if args.resume and writes_here():
+        write_run_config(args, args.out)
+    report(result, args.out)
+    return 0
 
 
 def check_resume(args) -> None:
@@ -208,8 +222,7 @@ def pretrain(args) -> int:
     print(f"pretraining on {len(pairs) - n_eval} span-corruption examples of {args.chunk_length} tokens")
     trainer = Trainer(model, tokenizer, training_arguments(args, args.out, metric_for_best="eval_loss"),
                       train, eval_data=held_out)
-    report(trainer.train(resume_from=args.resume), args.out)
-    return 0
+    return finish(args, trainer.train(resume_from=args.resume))
 
 
 def finetune_data(args):
@@ -247,8 +260,7 @@ def finetune(args) -> int:
     overrides = {} if held_out is not None else {"eval_every": 0}
     trainer = Trainer(model, tokenizer, training_arguments(args, args.out, **overrides), train, eval_data=held_out)
     print(f"fine-tuning ({args.method}) on {len(train)} examples; {trainer.train_batches.stats}")
-    report(trainer.train(resume_from=args.resume), args.out)
-    return 0
+    return finish(args, trainer.train(resume_from=args.resume))
 
 
 __all__ = ["quickstart", "train_tokenizer", "pretrain", "finetune", "DEFAULT_MIXTURE"]

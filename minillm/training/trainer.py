@@ -237,9 +237,6 @@ class Trainer:
             os.makedirs(args.output_dir, exist_ok=True)
             for name in clean_stale_temporaries(args.output_dir):
                 tqdm.write(f"removed {name}, left in {args.output_dir} by an interrupted save")
-            args.save(os.path.join(args.output_dir, "training_args.json"))
-            if self.tokenizer is not None:
-                self.tokenizer.save(args.output_dir)
         state = {"step": 0, "epoch": 0, "batch_index": 0, "best_metric": None, "best_step": None,
                  "last_eval_step": None, "loss_window": [], "training_args": self._recorded_args(),
                  "data_fingerprint": self.data_fingerprint}
@@ -258,6 +255,10 @@ class Trainer:
             parallel.after_resume(saved, self.model)  # each rank's own RNG state, rank 0's weights
         else:
             parallel.start(self.model, args.seed)  # seeds dropout (seed + rank); rank 0's weights everywhere
+        if parallel.is_main():  # written only now: a refused resume leaves the run directory as it was
+            args.save(os.path.join(args.output_dir, "training_args.json"))
+            if self.tokenizer is not None:
+                self.tokenizer.save(args.output_dir)
         self.log.start(keep_until_step=state["step"])  # a resumed run rewrites what came after
         if resume_from is not None:
             self._report_resume(resume_from, state["step"], changed)
