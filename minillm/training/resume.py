@@ -16,8 +16,10 @@ training data. When a run resumes, every option that differs is sorted into one 
 from __future__ import annotations
 
 import hashlib
+import os
 
 import numpy as np
+from tqdm.auto import tqdm
 
 # Options that change which examples come next or what the saved state means.
 REFUSED = {
@@ -75,3 +77,19 @@ def compare_options(saved: dict | None, current: dict, saved_fingerprint: str | 
             "the same data, or start a new run from the checkpoint's weights instead.")
     return {name: (saved[name], value) for name, value in current.items()
             if name not in IGNORED and name in saved and saved[name] != value}
+
+
+def recorded_options(args) -> dict:
+    """The TrainingArguments a checkpoint records, to compare on resume."""
+    return {k: v for k, v in args.to_dict().items() if k not in IGNORED}
+
+
+def report_resume(log, checkpoint: str, step: int, changed: dict) -> None:
+    """Print, and write to the training log, which options differ from the checkpoint's (all applied)."""
+    if changed:
+        text = ", ".join(f"{name} {old!r} -> {new!r}" for name, (old, new) in sorted(changed.items()))
+        tqdm.write(f"resuming from step {step} of {checkpoint} with changed options (applied): {text}")
+    else:
+        tqdm.write(f"resuming from step {step} of {checkpoint} with the same options")
+    log.write({"step": step, "resumed_from": os.path.abspath(checkpoint),
+               "changed": {k: list(v) for k, v in changed.items()}})

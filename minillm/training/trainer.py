@@ -54,7 +54,7 @@ from .arguments import NonFiniteLossError, TrainingArguments, TrainResult
 from .evaluation import as_record, count_target_tokens, evaluate_model, generate_texts
 from .interrupt import DeferSigint
 from .log import StepMeter, TrainingLog
-from .resume import ResumeMismatchError, compare_options, data_fingerprint
+from .resume import ResumeMismatchError, compare_options, data_fingerprint, recorded_options, report_resume
 
 __all__ = ["Trainer", "TrainingArguments", "TrainResult", "NonFiniteLossError", "ResumeMismatchError"]
 
@@ -238,7 +238,7 @@ class Trainer:
             for name in clean_stale_temporaries(args.output_dir):
                 tqdm.write(f"removed {name}, left in {args.output_dir} by an interrupted save")
         state = {"step": 0, "epoch": 0, "batch_index": 0, "best_metric": None, "best_step": None,
-                 "last_eval_step": None, "loss_window": [], "training_args": self._recorded_args(),
+                 "last_eval_step": None, "loss_window": [], "training_args": recorded_options(self.args),
                  "data_fingerprint": self.data_fingerprint}
         changed = {}
         if resume_from is not None:
@@ -261,7 +261,7 @@ class Trainer:
                 self.tokenizer.save(args.output_dir)
         self.log.start(keep_until_step=state["step"])  # a resumed run rewrites what came after
         if resume_from is not None:
-            self._report_resume(resume_from, state["step"], changed)
+            report_resume(self.log, resume_from, state["step"], changed)
         return state
 
     def _optimizer_step(self, state: dict, stream, meter: StepMeter) -> dict:
@@ -324,10 +324,6 @@ class Trainer:
                            interrupted=interrupted, output_dir=self.args.output_dir)
 
     # ------------------------------------------------------------------ resuming
-    def _recorded_args(self) -> dict:
-        """The options a checkpoint records, to compare on resume (see ``training/resume.py``)."""
-        return {k: v for k, v in self.args.to_dict().items() if k not in ("output_dir", "progress")}
-
     def _apply_current_options(self, step: int) -> None:
         """After loading a checkpoint, make this run's options rule the steps to come.
 
@@ -342,16 +338,6 @@ class Trainer:
         self.scheduler.base_lrs = [self.args.learning_rate] * len(self.optimizer.param_groups)
         self.scheduler.last_epoch = step - 1
         self.scheduler.step()  # lr = learning_rate x lambda(step)
-
-    def _report_resume(self, checkpoint: str, step: int, changed: dict) -> None:
-        """Print and log which options differ from the checkpoint's (all of them applied)."""
-        if changed:
-            text = ", ".join(f"{name} {old!r} -> {new!r}" for name, (old, new) in sorted(changed.items()))
-            tqdm.write(f"resuming from step {step} of {checkpoint} with changed options (applied): {text}")
-        else:
-            tqdm.write(f"resuming from step {step} of {checkpoint} with the same options")
-        self.log.write({"step": step, "resumed_from": os.path.abspath(checkpoint),
-                        "changed": {k: list(v) for k, v in changed.items()}})
 
     # ------------------------------------------------------------------ saving
     def _save_checkpoint(self, state: dict) -> None:
