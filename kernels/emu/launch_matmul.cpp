@@ -9,3 +9,5 @@
 EMU_EXPORT_MATMUL(naive)
 EMU_EXPORT_MATMUL(tiled)
 EMU_EXPORT_MATMUL(blocked)
+EMU_EXPORT_MATMUL(warptiled)
+EMU_EXPORT_MATMUL(double_buffered)

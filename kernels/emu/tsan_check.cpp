@@ -2,6 +2,7 @@
 //
 //   g++ -std=c++20 -fsanitize=thread -g -O1 -pthread tsan_check.cpp                 -> no race reported
 //   ... -DMINILLM_BROKEN_SYNC (matmul.cu drops the tiled kernel's second barrier)  -> data race reported
+//   ... -DMINILLM_BROKEN_DOUBLE_BUFFER (the double-buffered matmul loses its one barrier) -> race
 //   ... -DMINILLM_BROKEN_ATTENTION_SYNC (attention.cu's dK/dV kernel writes dSᵀ over Pᵀ
 //       without waiting for every thread to finish reading Pᵀ)                     -> data race reported
 //
@@ -11,8 +12,9 @@
 // Sizes are small but span several tiles, so that every barrier and shuffle is exercised.
 #include "cuda_emu.h"
 #include "../matmul.cu"
-#ifndef MINILLM_BROKEN_SYNC  // the broken build only needs the matmul, and compiles faster without attention
-#include "../attention.cu"
+#if !defined(MINILLM_BROKEN_SYNC) && !defined(MINILLM_BROKEN_DOUBLE_BUFFER)
+#include "../attention.cu"  // the broken matmul builds need only the matmul, and compile faster
+#define MINILLM_RUN_ATTENTION
 #endif
 
 #include <cstdio>
@@ -35,7 +37,26 @@ static int check_tiled_matmul() {
     return wrong;
 }
 
-#ifndef MINILLM_BROKEN_SYNC
+// The double-buffered matmul over five K steps: both buffers are written and read twice or more.
+static int check_double_buffered_matmul() {
+    const int M = 40, N = 36, K = 40;
+    std::vector<float> a(M * K), b(N * K), c(M * N, -1.0f);
+    for (int i = 0; i < M * K; ++i) a[i] = float((i * 7) % 13) - 6.0f;
+    for (int i = 0; i < N * K; ++i) b[i] = float((i * 5) % 11) - 5.0f;
+    emu::launch(matmul_double_buffered_nt, dim3(1, 1, 1), dim3(warp_tiled::THREADS, 1, 1), 0, a.data(), b.data(),
+                c.data(), M, N, K, 0LL, 0LL, 0LL);  // B stored N×K: the transposing copy path
+    int wrong = 0;
+    for (int i = 0; i < M; ++i)
+        for (int j = 0; j < N; ++j) {
+            float expected = 0.0f;
+            for (int k = 0; k < K; ++k) expected += a[i * K + k] * b[j * K + k];
+            wrong += c[i * N + j] != expected;
+        }
+    std::printf("matmul_double_buffered_nt %dx%dx%d: %d wrong elements\n", M, N, K, wrong);
+    return wrong;
+}
+
+#ifdef MINILLM_RUN_ATTENTION
 static void run_attention() {
     // D = 32 (BR = BC = 64): 2 query tiles × 2 key tiles, with bias, key mask and causal masking.
     const int B = 1, H = 1, L = 80, D = 32;
@@ -67,7 +88,8 @@ static void run_attention() {
 
 int main() {
     check_tiled_matmul();
-#ifndef MINILLM_BROKEN_SYNC
+    check_double_buffered_matmul();
+#ifdef MINILLM_RUN_ATTENTION
     run_attention();
 #endif
     return 0;

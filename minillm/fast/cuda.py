@@ -37,6 +37,8 @@ _MATMUL_BLOCKS = {  # version: (block dims, (rows of C per block, columns of C p
     "naive": ((32, 8, 1), (8, 32)),
     "tiled": ((16, 16, 1), (16, 16)),
     "blocked": ((256, 1, 1), (128, 128)),
+    "warptiled": ((256, 1, 1), (128, 128)),
+    "double_buffered": ((256, 1, 1), (128, 128)),
 }
 # Must match the MINILLM_ATTENTION_KERNELS lines of kernels/attention.cu: head dim -> the
 # (BR query rows, BC key rows) tiles compiled, in order of preference (the first that fits runs).
@@ -178,7 +180,9 @@ def matmul(a, b, transpose_a: bool = False, transpose_b: bool = False, *, versio
         transpose_a, transpose_b: use the transpose of the stored matrix, without copying it.
             A linear layer y = x W^T needs: y = matmul(x, W, transpose_b=True),
             dx = matmul(dy, W), dW = matmul(dy, x, transpose_a=True).
-        version: ``"naive"``, ``"tiled"`` or ``"blocked"`` (the fastest), see kernels/matmul.cu.
+        version: ``"naive"``, ``"tiled"``, ``"blocked"`` (the default), ``"warptiled"`` or
+            ``"double_buffered"``, see kernels/matmul.cu. The default stays ``"blocked"`` until a
+            GPU run measures the later versions faster (kernels/README.md has the table).
 
     Returns:
         C with shape (M, N), or (batch, M, N).

@@ -17,7 +17,7 @@ KERNEL_DIR = Path(__file__).resolve().parents[2] / "kernels"
 ARCHS = ["sm_80", "sm_90"]
 SOURCES = ["matmul.cu", "attention.cu"]
 EXPECTED_KERNELS = {
-    "matmul.cu": {f"matmul_{v}_{t}" for v in ("naive", "tiled", "blocked") for t in ("nn", "nt", "tn", "tt")},
+    "matmul.cu": {f"matmul_{v}_{t}" for v in kernels._MATMUL_BLOCKS for t in ("nn", "nt", "tn", "tt")},
     "attention.cu": {f"attention_{k}_d{d}_{br}x{bc}" for k in kernels._ATTENTION_KINDS
                      for d, tiles in kernels._ATTENTION_TILES.items() for br, bc in tiles},
 }

@@ -19,7 +19,7 @@ def cupy():
     return pytest.importorskip("cupy")
 
 
-@pytest.mark.parametrize("version", ["naive", "tiled", "blocked"])
+@pytest.mark.parametrize("version", sorted(kernels._MATMUL_BLOCKS))
 @pytest.mark.parametrize("transpose_a, transpose_b", [(False, False), (False, True), (True, False), (True, True)])
 @pytest.mark.parametrize("m, n, k", [(1, 1, 1), (129, 67, 300), (256, 512, 128), (1000, 999, 77)])
 def test_gpu_matmul_matches_float64(cupy, version, transpose_a, transpose_b, m, n, k):

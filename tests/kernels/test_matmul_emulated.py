@@ -1,6 +1,6 @@
 """kernels/matmul.cu on the CPU emulator, against NumPy float64.
 
-Every version (naive, tiled, blocked) and every transpose pair, for shapes that are mostly not
+Every version (naive, tiled, blocked, warptiled, double_buffered) and every transpose pair, for shapes that are mostly not
 multiples of the tiles, batched or not, with aligned and misaligned pointers (the blocked kernel's
 float4 path and its scalar fallback).
 """
@@ -11,9 +11,9 @@ from hypothesis import given, settings, strategies as st
 from minillm.fast import cuda as kernels
 from tests.kernels.reference import assert_close
 
-VERSIONS = ["naive", "tiled", "blocked"]
-# Largest M, N per version: past one block tile (32x8, 16x16, 128x128) but cheap to emulate.
-MAX_MN = {"naive": 48, "tiled": 40, "blocked": 160}
+VERSIONS = ["naive", "tiled", "blocked", "warptiled", "double_buffered"]
+# Largest M, N per version: past one block tile (32x8, 16x16, 128x128 for the last three) but cheap to emulate.
+MAX_MN = {"naive": 48, "tiled": 40, "blocked": 160, "warptiled": 160, "double_buffered": 160}
 
 
 def float32_array(rng, shape, misaligned=False):

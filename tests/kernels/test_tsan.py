@@ -25,6 +25,7 @@ def tsan_programs(tmp_path_factory):
     """{"correct": path, "broken": path}, compiled in parallel; skips if this g++ has no TSan runtime."""
     out_dir = tmp_path_factory.mktemp("tsan")
     variants = {"correct": [], "broken": ["-DMINILLM_BROKEN_SYNC"],
+                "broken_double_buffer": ["-DMINILLM_BROKEN_DOUBLE_BUFFER"],
                 "broken_attention": ["-DMINILLM_BROKEN_ATTENTION_SYNC"]}
 
     def compile_variant(name):
@@ -53,7 +54,8 @@ def test_tsan_reports_no_race_in_the_correct_kernels(tsan_programs):
     result = run(tsan_programs["correct"])
     assert "ThreadSanitizer" not in result.stderr, result.stderr[:4000]
     assert result.returncode == 0
-    assert "0 wrong elements" in result.stdout
+    assert "matmul_tiled_nn 20x18x40: 0 wrong elements" in result.stdout
+    assert "matmul_double_buffered_nt 40x36x40: 0 wrong elements" in result.stdout
     assert "attention d32 forward + backward ran" in result.stdout
 
 
@@ -69,4 +71,11 @@ def test_tsan_reports_the_race_when_the_dkdv_kernel_reuses_its_buffer_too_early(
     result = run(tsan_programs["broken_attention"])
     assert RACE in result.stderr, "TSan missed the race on the shared Pᵀ/dSᵀ buffer"
     assert "attention_backward_dkdv" in result.stderr
+    assert result.returncode == 66
+
+
+def test_tsan_reports_the_race_when_the_double_buffered_matmul_drops_its_barrier(tsan_programs):
+    result = run(tsan_programs["broken_double_buffer"])
+    assert RACE in result.stderr, "TSan missed the race between the two shared-memory buffers"
+    assert "matmul_double_buffered" in result.stderr
     assert result.returncode == 66
