@@ -1,4 +1,9 @@
-"""Specification of generation.py: greedy, sampling, beam search, the KV cache and stopping."""
+"""Specification of generation.py: greedy, sampling, beam search, the KV cache and stopping.
+
+These tests run a random tiny T5, so most compare two paths of minillm (cached and uncached,
+beam and greedy) or check invariants. A bug both paths share needs an independent expectation:
+tests/test_generation_scripted.py runs the same code on a scripted decoder with known
+log-probabilities and checks it against a brute-force search."""
 import numpy as np
 import pytest
 

@@ -238,8 +238,8 @@ def test_f_gradient_descent_on_a_full_rank_lora_reaches_an_update_no_lower_rank_
     sigma = np.linspace(3.0, 1.0, full)  # well-separated singular values: every rank leaves a real gap
     target = U @ np.diag(sigma) @ V.T
     residuals = {r: fit_lora(r, target, seed) for r in range(1, full + 1)}
-    print(f"\n||target|| = {np.linalg.norm(target):.4f}; residual by rank: "
-          + ", ".join(f"r={r}: {res:.3g} (bound {np.sqrt((sigma[r:] ** 2).sum()):.4g})" for r, res in residuals.items()))
+    report = ", ".join(f"r={r}: {res:.3g} (bound {np.sqrt((sigma[r:] ** 2).sum()):.4g})" for r, res in residuals.items())
+    print(f"\n||target|| = {np.linalg.norm(target):.4f}; residual by rank: {report}")
     assert residuals[full] < 1e-6 * np.linalg.norm(target)
     for r in range(1, full):
         bound = np.sqrt((sigma[r:] ** 2).sum())
