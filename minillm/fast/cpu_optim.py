@@ -1,9 +1,10 @@
 """The optimizers' fast path on the CPU: the update rules of ``optim/``, in place and over threads.
 
 Read ``optim/adam.py`` first. There ``Adam._update`` is Algorithm 2 of the paper on whole
-arrays: ``m = β1 m + (1 - β1) g`` builds a new array for every product and sum, about ten
-temporaries as large as the parameter per step. For a T5 model that is gigabytes of memory
-traffic per step, spent in allocation and in streaming arrays that leave the cache.
+arrays: ``m = β1 m + (1 - β1) g`` builds a new array for every product and sum, thirteen arrays
+as large as the parameter per step. For T5-small (60M parameters, 240 MB per float32 copy)
+that is about 3 GB allocated and written per step, and each one leaves the cache before the
+next line reads it.
 
 This module runs the same arithmetic with NumPy's ``out=`` arguments: each product is written
 into one of two scratch arrays or straight into the state (m, v) and the parameter. Parameters
