@@ -17,6 +17,12 @@ and each step is split into its parts, timed on every rank:
 
 1.0 would be perfect scaling. On a 2-core machine that other programs share, two processes can
 only gain when a second core is idle; the figures are printed as measured, whatever they show.
+
+The peer: PyTorch's DistributedDataParallel (gloo backend, the transformers T5 of the same size,
+AdamW, one thread per process) runs the same global batch on 1 and 2 processes, launched by the
+same mpiexec, so the two scaling efficiencies are measured side by side on the same machine.
+PyTorch overlaps its all-reduce with backward, so only its whole step is timed. Skipped when torch
+or transformers is absent (``--no-torch`` skips it too).
 The run also reports the optimizer memory per rank with and without ZeRO-1 (measured from the
 arrays each rank holds after a step).
 
@@ -50,6 +56,8 @@ def parse_args(argv=None):
     p.add_argument("--source-length", type=int, default=16 if SMOKE else 48)
     p.add_argument("--target-length", type=int, default=8 if SMOKE else 24)
     p.add_argument("--shard-optimizer", action="store_true", help="(worker) ZeRO-1")
+    p.add_argument("--no-torch", action="store_true", help="do not run the PyTorch DDP peer")
+    p.add_argument("--framework", default="minillm", choices=["minillm", "torch"], help="(worker) which one")
     p.add_argument("--worker", action="store_true", help="(internal) run the timed loop on this rank")
     p.add_argument("--json", help="also write the results here")
     return p.parse_args(argv)
@@ -62,7 +70,6 @@ def worker(args) -> None:
 
     import minillm  # noqa: PLC0415
     from minillm import distributed  # noqa: PLC0415
-    from minillm.data.collate import collate  # noqa: PLC0415
     from minillm.models import T5Config, T5ForConditionalGeneration  # noqa: PLC0415
     from minillm.optim import AdamW, clip_grad_norm_  # noqa: PLC0415
 
@@ -76,9 +83,7 @@ def worker(args) -> None:
     optimizer = AdamW(params, lr=1e-3)
     if args.shard_optimizer:
         optimizer = distributed.ZeroRedundancyOptimizer(optimizer)
-    rng = np.random.default_rng(1)
-    pairs = [(rng.integers(3, args.vocab, args.source_length).tolist() + [1],
-              rng.integers(3, args.vocab, args.target_length).tolist() + [1]) for _ in range(args.batch_size)]
+    pairs, collate = synthetic_batch(args)
     share = distributed.DistributedSampler().shard(list(range(args.batch_size)))
     batch = collate([pairs[i] for i in share])
     local_tokens = int(batch["attention_mask"].sum() + (batch["labels"] != -100).sum())
@@ -117,17 +122,75 @@ def worker(args) -> None:
             "optimizer_bytes_by_rank": optimizer_bytes}), flush=True)
 
 
+def synthetic_batch(args):
+    """The global batch: B pairs of fixed lengths (so both frameworks pad nothing), as NumPy arrays."""
+    import numpy as np  # noqa: PLC0415
+
+    from minillm.data.collate import collate  # noqa: PLC0415
+
+    rng = np.random.default_rng(1)
+    return [(rng.integers(3, args.vocab, args.source_length).tolist() + [1],
+             rng.integers(3, args.vocab, args.target_length).tolist() + [1]) for _ in range(args.batch_size)], collate
+
+
+def torch_worker(args) -> None:
+    """PyTorch DDP (gloo) on this rank: the same step, timed whole; rank 0 prints 'RESULT {json}'."""
+    # This script's folder (first on sys.path) holds kernels.py, which would shadow the `kernels`
+    # package transformers probes for.
+    here = Path(__file__).resolve().parent
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != here]
+    import torch  # noqa: PLC0415
+    import torch.distributed as tdist  # noqa: PLC0415
+    import transformers  # noqa: PLC0415
+
+    rank, size = int(os.environ.get("PMI_RANK", 0)), int(os.environ.get("PMI_SIZE", 1))
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    if size > 1:
+        tdist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{os.environ['MINILLM_BENCH_PORT']}",
+                                 rank=rank, world_size=size)
+    config = transformers.T5Config(vocab_size=args.vocab, d_model=args.d_model, d_kv=args.d_model // 4,
+                                   d_ff=4 * args.d_model, num_layers=args.layers, num_heads=4, dropout_rate=0.0,
+                                   decoder_start_token_id=0)
+    model = transformers.T5ForConditionalGeneration(config)
+    ddp = torch.nn.parallel.DistributedDataParallel(model) if size > 1 else model
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    pairs, collate = synthetic_batch(args)
+    local = collate(pairs[rank::size])
+    batch = {k: torch.from_numpy(v) for k, v in local.items()}
+    local_tokens = int(local["attention_mask"].sum() + (local["labels"] != -100).sum())
+    for step in range(args.warmup + args.steps):
+        if step == args.warmup:
+            if size > 1:
+                tdist.barrier()
+            started = time.perf_counter()
+        ddp(**batch).loss.backward()  # DDP all-reduces the gradients during backward
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad()
+    if size > 1:
+        tdist.barrier()
+    wall = time.perf_counter() - started
+    if rank == 0:
+        print("RESULT " + json.dumps({"processes": size, "tokens_per_s": local_tokens * size * args.steps / wall,
+                                      "step_ms": wall / args.steps * 1e3}), flush=True)
+    if size > 1:
+        tdist.destroy_process_group()
+
+
 # ---------------------------------------------------------------------------------- the driver
-def launch(args, processes: int, shard: bool = False) -> dict:
+def launch(args, processes: int, shard: bool = False, framework: str = "minillm") -> dict:
     """Run the worker on ``processes`` processes; returns rank 0's result."""
     options = [f"--steps={args.steps}", f"--warmup={args.warmup}", f"--batch-size={args.batch_size}",
                f"--d-model={args.d_model}", f"--layers={args.layers}", f"--vocab={args.vocab}",
-               f"--source-length={args.source_length}", f"--target-length={args.target_length}", "--worker"]
+               f"--source-length={args.source_length}", f"--target-length={args.target_length}", "--worker",
+               f"--framework={framework}"]
     command = [sys.executable, str(Path(__file__).resolve()), *options, *(["--shard-optimizer"] if shard else [])]
     if processes > 1:
         mpiexec = Path(sys.executable).parent / "mpiexec"
         command = [str(mpiexec) if mpiexec.exists() else shutil.which("mpiexec"), "-n", str(processes), *command]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+           "MINILLM_BENCH_PORT": str(_free_port())}
     for var in ("PMI_RANK", "PMI_SIZE", "OMPI_COMM_WORLD_RANK"):
         env.pop(var, None)
     result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=1800)
@@ -136,10 +199,28 @@ def launch(args, processes: int, shard: bool = False) -> dict:
     return json.loads(result.stdout.split("RESULT ", 1)[1].splitlines()[0])
 
 
+def _free_port() -> int:
+    """A TCP port nothing listens on now (for PyTorch's rendezvous)."""
+    import socket  # noqa: PLC0415
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _torch_available() -> bool:
+    try:
+        import torch  # noqa: F401, PLC0415
+        import transformers  # noqa: F401, PLC0415
+    except ImportError:
+        return False
+    return True
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.worker:
-        worker(args)
+        (torch_worker if args.framework == "torch" else worker)(args)
         return 0
     try:
         import mpi4py  # noqa: F401, PLC0415
@@ -149,6 +230,7 @@ def main(argv=None) -> int:
     load_before = os.getloadavg()[0]
     one, two = launch(args, 1), launch(args, 2)
     zero = launch(args, 2, shard=True)
+    peer = None if args.no_torch or not _torch_available() else [launch(args, n, framework="torch") for n in (1, 2)]
     efficiency = two["tokens_per_s"] / (2 * one["tokens_per_s"])
     print(f"T5 d_model={args.d_model}, {args.layers}+{args.layers} layers, {one['parameters']:,} parameters; "
           f"global batch {args.batch_size} x ({args.source_length + 1} + {args.target_length + 1}) tokens; "
@@ -162,6 +244,13 @@ def main(argv=None) -> int:
                   f"{t['compute']:.1f} | {t['wait']:.2f} | {t['all_reduce']:.2f} | {t['update']:.1f} |")
     reduce_share = max(t["all_reduce"] for t in two["ms_per_step_by_rank"]) / two["step_ms"]
     print(f"\nscaling efficiency on 2 processes: {efficiency:.2f} (speed-up {2 * efficiency:.2f}x of an ideal 2x)")
+    peer_efficiency = None
+    if peer:
+        peer_efficiency = peer[1]["tokens_per_s"] / (2 * peer[0]["tokens_per_s"])
+        print(f"PyTorch DDP (gloo), same model and batch: {peer[0]['tokens_per_s']:.0f} tokens/s on 1 process, "
+              f"{peer[1]['tokens_per_s']:.0f} on 2; scaling efficiency {peer_efficiency:.2f}; minillm/PyTorch "
+              f"tokens/s ratio {one['tokens_per_s'] / peer[0]['tokens_per_s']:.2f} (1 process), "
+              f"{two['tokens_per_s'] / peer[1]['tokens_per_s']:.2f} (2 processes)")
     print(f"all-reduce of {two['gradient_bytes'] / 2**20:.2f} MB of gradients in "
           f"{two['all_reduce_calls_per_step']} bucket(s): {reduce_share:.1%} of the 2-process step")
     plain, sharded = two["optimizer_bytes_by_rank"], zero["optimizer_bytes_by_rank"]
@@ -169,7 +258,8 @@ def main(argv=None) -> int:
           f"({max(sharded) / max(plain):.0%} of plain); ZeRO-1 tokens/s {zero['tokens_per_s']:.0f}")
     if args.json:
         Path(args.json).write_text(json.dumps({"one": one, "two": two, "zero1": zero, "efficiency": efficiency,
-                                               "all_reduce_share": reduce_share}, indent=2))
+                                               "all_reduce_share": reduce_share, "torch": peer,
+                                               "torch_efficiency": peer_efficiency}, indent=2))
     return 0
 
 
