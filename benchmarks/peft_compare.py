@@ -67,10 +67,11 @@ COURSE = {"full_rouge1": 42.16, "lora_rouge1": 40.81, "lora_pct": 1.41, "base_ro
 SIZES = {"d32x1": dict(d_model=32, d_ff=64, num_layers=1), "d64x2": dict(d_model=64, d_ff=128, num_layers=2),
          "d128x2": dict(d_model=128, d_ff=256, num_layers=2)}
 MAIN_SIZE = "d64x2"
-# One small grid per method; the middle value is each method's usual choice.
-LR_GRID = {"full fine-tuning": (3e-4, 1e-3, 3e-3), "LoRA q,v": (3e-3, 1e-2, 3e-2),
-           "LoRA all-linear": (3e-3, 1e-2, 3e-2), "adapters": (1e-3, 3e-3, 1e-2),
-           "prompt tuning": (3e-2, 1e-1, 3e-1), "selective": (3e-4, 1e-3, 3e-3)}
+# One small grid per method, factors of about 3 (a first --quick run chose the top of the earlier
+# full / adapters / selective grids, 3e-3, 1e-2, 3e-3, so those grids start one step higher).
+LR_GRID = {"full fine-tuning": (1e-3, 3e-3, 1e-2), "LoRA q,v": (3e-3, 1e-2, 3e-2),
+           "LoRA all-linear": (3e-3, 1e-2, 3e-2), "adapters": (3e-3, 1e-2, 3e-2),
+           "prompt tuning": (3e-2, 1e-1, 3e-1), "selective": (1e-3, 3e-3, 1e-2)}
 SETTINGS = {  # base pretrain/instruct steps, examples per base task, task train/val/test sizes, batch
     "full": dict(pretrain_steps=300, instruct_steps=600, base_examples=600, family_examples=150,
                  n_train=600, n_val=32, n_test=64, batch=16, steps=150, seeds=3, sweep=list(SIZES), lr_grid=True),
@@ -287,12 +288,16 @@ def verdict(table: list[dict], sweep: dict, n_params: int) -> list[str]:
     if len(sweep) >= 2:
         items = sorted(sweep.items(), key=lambda kv: kv[1]["params"])
         gaps = ", ".join(f"{v['gap']:+.1f} ± {v['gap_se']:.1f} at {v['params']:,} parameters" for _, v in items)
-        trend = ("shrinks" if items[-1][1]["gap"] < items[0][1]["gap"] - 2 * items[-1][1]["gap_se"] else
-                 "grows" if items[-1][1]["gap"] > items[0][1]["gap"] + 2 * items[-1][1]["gap_se"] else
-                 "does not change beyond its noise")
-        out.append(f"Why: LoRA can only recombine the features the frozen base already computes, and a model this "
-                   f"small has few. Across the width/depth sweep the full-minus-LoRA ROUGE-L gap is {gaps}: it "
-                   f"{trend} as the model grows.")
+        first, last = items[0][1], items[-1][1]
+        noise = 2 * (first["gap_se"] ** 2 + last["gap_se"] ** 2) ** 0.5
+        trend = ("shrinks" if last["gap"] < first["gap"] - noise else
+                 "grows" if last["gap"] > first["gap"] + noise else "does not change beyond its noise")
+        out.append(f"Why the difference: the course's explanation is that LoRA re-uses features the frozen base "
+                   f"already computes, which a 250M-parameter model has and a {n_params:,}-parameter one lacks. "
+                   f"Across the width/depth sweep the full-minus-LoRA ROUGE-L gap is {gaps}: it {trend} as the "
+                   f"model grows (tolerance {noise:.1f} points), which "
+                   + ("supports" if trend == "shrinks" else "does not by itself support") + " that explanation at "
+                   "these sizes.")
     return out
 
 
