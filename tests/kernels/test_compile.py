@@ -114,13 +114,16 @@ def test_the_d128_dkdv_kernel_fits_two_blocks_per_h100_sm():
                                         ("sm_80 (A100)", 163 * 1024), ("sm_90 (H100)", 227 * 1024)])
 @pytest.mark.parametrize("head_dim", sorted(kernels._ATTENTION_TILES))
 def test_every_head_dim_has_attention_tiles_that_fit_each_gpu(gpu, limit, head_dim):
-    assert kernels.attention_fits(head_dim, shared_limit=limit), f"no tile of d{head_dim} fits {gpu}"
+    """Everything fits from sm_80/sm_86 up; on a T4's 64 KB, d128's backward (70.5 KB at 32x32) does not,
+    and attention_fits says so, which sends CudaAttention to the composed attention."""
+    fits = kernels.attention_fits(head_dim, shared_limit=limit)
+    assert fits == (limit >= 99 * 1024 or head_dim < 128), f"d{head_dim} on {gpu}: attention_fits is {fits}"
 
 
 @pytest.mark.parametrize("arch", ARCHS)
-def test_blocked_matmul_keeps_two_blocks_per_sm(ptxas_reports, arch):
-    """256 threads x 2 blocks x registers must fit the 65536 registers of an SM."""
+def test_register_blocked_matmuls_keep_two_blocks_per_sm(ptxas_reports, arch):
+    """256 threads x 2 blocks x registers must fit the 65536 registers of an SM (versions 3-5)."""
     report = ptxas_reports[("matmul.cu", arch)]
     for name, r in report.items():
-        if name.startswith("matmul_blocked"):
+        if name.startswith(("matmul_blocked", "matmul_warptiled", "matmul_double_buffered")):
             assert r["registers"] * 256 * 2 <= 65536, f"{name}: {r['registers']} registers"
