@@ -74,6 +74,9 @@ def check_attention(summary: dict, out_dir: Path) -> None:
     assert summary["recompute_vs_layer_max_abs_diff"] < 1e-5   # the heat-map shows the model's real P
     assert summary["loss_last"] < summary["loss_first"]
     assert 0.0 <= summary["best_mirror_attention"] <= 1.0
+    starts = summary["last_bucket_starts"]  # the prose: "the last bucket is reached before max_distance"
+    assert 0 < starts["encoder"] < summary["max_distance"] and 0 < starts["decoder"] < summary["max_distance"]
+    assert starts["decoder"] > starts["encoder"]  # 32 one-sided buckets reach further than 16
     _expect_figures(summary, out_dir, "relative_position_buckets.png", "attention_heatmap.png", "loss_curve.png")
 
 
@@ -108,6 +111,8 @@ def check_lora(summary: dict, out_dir: Path) -> None:
     assert all(a["trainable"] < b["trainable"] for a, b in zip(sweep, sweep[1:]))  # linear in r
     assert all(row["optimizer_bytes"] == 8 * row["trainable"] for row in sweep)    # AdamW: 2 float32 each
     assert summary["trainable_pct_r8"] < 10
+    for row in sweep:  # PEFT's definition: the adapter counts in "all" (LoRA adds parameters)
+        assert math.isclose(row["trainable_pct"], 100 * row["trainable"] / (summary["total_params"] + row["trainable"]))
     assert summary["optimizer_state_ratio_full_over_r8"] > 5
     assert summary["merged_vs_unmerged_logits_max_abs_diff"] < 1e-4  # float32 rounding only
     assert summary["merged_generation_identical"]
@@ -123,6 +128,11 @@ def check_peft_methods(summary: dict, out_dir: Path) -> None:
     for row in summary["table"][2:]:
         assert row["frozen_unchanged"] is True and row["frozen_checked"] > 0, row["method"]
         assert 0 < row["trainable"] < summary["total_params"]
+        # PEFT's trainable%: additive methods add their parameters to "all"; selective trains the base's own
+        added = 0 if row["method"].startswith("selective") else row["trainable"]
+        assert math.isclose(row["trainable_pct"], 100 * row["trainable"] / (summary["total_params"] + added)), row
+    assert summary["table"][0]["frozen_unchanged"] is None  # the untuned base has nothing to check
+    assert summary["table"][1]["trainable_pct"] == 100.0
     assert summary["frozen_base_unchanged_all"]
     assert summary["adapter_count_matches_formula"] and summary["adapter_init_max_abs_diff"] == 0.0
     assert summary["prompt_count_matches_formula"] and summary["prompt_input_length_added"] == 20
@@ -147,6 +157,12 @@ def check_train_toy_t5(summary: dict, out_dir: Path) -> None:
         assert (out_dir / "model" / name).is_file(), f"model/{name} was not saved"
     assert summary["reload_generates_same"]
     assert set(summary["test_before"]) == set(summary["test_after"]) and "score" in summary["test_after"]
+    for name, above in summary["above_constant"].items():
+        acc, n = summary["test_after"][f"{name}/accuracy"], summary["n_test_per_task"][name]
+        level = summary["constant_answer"][f"{name}/accuracy"]
+        assert above == (acc - level > 2 * math.sqrt(acc * (1 - acc) / n)), name
+    sentiment_level = summary["constant_answer"]["sentiment/accuracy"]
+    assert 0.2 <= sentiment_level <= 0.8  # a majority class of two, on a handful of test examples
     _expect_figures(summary, out_dir, "loss_curves.png")
 
 
@@ -158,6 +174,10 @@ def check_prompting(summary: dict, out_dir: Path) -> None:
     for task, by_k in summary["icl_scores"].items():
         assert sorted(by_k) == sorted(str(k) for k in summary["icl_shot_counts"]), task
         assert all(0.0 <= v <= 100.0 for v in by_k.values()), task
+    for task, by_k in summary["icl_scores"].items():  # the printed verdict follows from the numbers
+        err = summary["icl_stderr"][task]
+        better = [int(k) for k in by_k if k != "0" and by_k[k] - by_k["0"] > 2 * math.hypot(err[k], err["0"])]
+        assert (f"{task}: better than 0-shot with {sorted(better)} shots" in summary["icl_verdict"]) == bool(better)
     assert summary["tokens_kept"]["top-k=5"] == 5
     assert summary["tokens_kept"]["top-p=0.9"] <= summary["tokens_kept"]["T=1"]
     p = summary["first_token_prob_by_temperature"]
@@ -192,6 +212,18 @@ def check_forgetting(summary: dict, out_dir: Path) -> None:
         assert abs(summary["bwt"][arm] - expected) < 1e-9, arm
         assert abs(matrix["backward_transfer"] - expected) < 1e-9, arm
         assert matrix["R"][0] == [summary["base_scores"][t] for t in tasks]
+    base, level, err = summary["base_scores"], summary["constant_answer"], summary["base_stderr"]
+    known = [t for t in tasks[:-1] if base[t] - level[t] > 2 * err[t]]
+    assert summary["known_old_tasks"] == known
+    if not known:
+        assert "cannot show forgetting" in summary["verdict"]
+    else:
+        loss = {arm: sum(max(0.0, -summary["old_task_change"][arm][t]) for t in known) / len(known)
+                for arm in ("single-task", "multitask")}
+        assert f"single-task fine-tuning lost {loss['single-task']:.1f} points" in summary["verdict"]
+        assert f"multitask {loss['multitask']:.1f}" in summary["verdict"]
+        kept_all = all(summary["old_task_change"]["multitask"][t] >= -2 * err[t] for t in known)
+        assert ("kept every known skill" in summary["verdict"]) == kept_all
     _expect_figures(summary, out_dir, "forgetting.png")
 
 

@@ -178,10 +178,12 @@ baseline = constant_baseline(train_records, test)
 table = format_table(before, after, baseline)
 print(table)
 n_test = {name: sum(r.task == name for r in test) for name in DEFAULT_MIXTURE}
+above_constant = {}
 for name in ("sentiment", "paraphrase", "arithmetic"):
     acc, level = after[f"{name}/accuracy"], baseline[f"{name}/accuracy"]
     stderr = (acc * (1 - acc) / n_test[name]) ** 0.5  # binomial standard error of an accuracy
-    verdict = "above" if acc - level > 2 * stderr else "not clearly above"
+    above_constant[name] = acc - level > 2 * stderr
+    verdict = "above" if above_constant[name] else "not clearly above"
     print(f"In this run {name} accuracy was {acc:.3f} +- {stderr:.3f} (one standard error, {n_test[name]} test "
           f"examples) against a constant-answer level of {level:.3f}: {verdict} it.")
 best_step = json.loads((OUT / "finetune_run" / "best" / "metrics.json").read_text())["step"] \
@@ -260,6 +262,8 @@ summary = {
     "test_before": before,
     "test_after": after,
     "constant_answer": baseline,
+    "n_test_per_task": n_test,
+    "above_constant": above_constant,
     "best_step": best_step,
     "model_dir": str(model_dir),
     "reload_generates_same": bool(same),

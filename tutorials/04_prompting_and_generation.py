@@ -61,9 +61,8 @@ print(f"smoke mode: {SMOKE}; figures and summary.json go to {OUT}")
 # |---|---|---|
 # | **scope** | what exactly must the model do? one task or many? | the five built-in tasks |
 # | **select** | use an existing model or pretrain your own? | tutorial 03 pretrained a toy T5 |
-# | **adapt & align** | prompt engineering, then fine-tuning (full or PEFT) if prompting is not enough | *this tutorial*: prompts; 05-08: fine-tuning |
-# | **evaluate** | metrics (ROUGE, BLEU, accuracy) and benchmarks | every tutorial; 09 in depth |
-# | **deploy** | optimize the model for inference, choose decoding settings, integrate | section 3: decoding |
+# | **adapt & align** | prompt engineering; fine-tuning (full or PEFT) if prompting is not enough; alignment with human feedback (RLHF); **evaluate** each step (metrics, benchmarks) | *this tutorial*: prompts; 05-08: fine-tuning; 09: evaluation; RLHF: not in this course |
+# | **application integration** | optimize and deploy the model for inference (decoding settings, size, latency); augment it with what it lacks (tools, retrieval) and build the application around it | section 3: decoding settings; the rest: not in this course |
 #
 # Prompting is the cheapest adaptation: no weights change. We try it first, on the model that
 # tutorial 03 saved (or a quickly trained stand-in, see `tutorials/_toy.py`).
@@ -106,16 +105,34 @@ print_table(["task (metric, 0-100)"] + [f"{k}-shot" for k in shot_counts],
             [[f"{name} ({t.metrics[0]})"] + [f"{icl[name][k][0]:.1f} ± {icl[name][k][1]:.1f}" for k in shot_counts]
              for name, t in zip(icl, icl_tasks)])
 change = {name: icl[name][2][0] - icl[name][0][0] for name in icl}
+
+
+def shot_verdict(scores: dict) -> str:
+    """Which shot counts beat 0-shot by more than two standard errors of the difference, per task."""
+    parts = []
+    for name, by_k in scores.items():
+        (v0, e0) = by_k[0]
+        better = [k for k in shot_counts[1:] if by_k[k][0] - v0 > 2 * (by_k[k][1] ** 2 + e0 ** 2) ** 0.5]
+        worse = [k for k in shot_counts[1:] if v0 - by_k[k][0] > 2 * (by_k[k][1] ** 2 + e0 ** 2) ** 0.5]
+        parts.append(f"{name}: " + (f"better than 0-shot with {better} shots" if better else "no shot count better")
+                     + (f", worse with {worse}" if worse else ""))
+    return "; ".join(parts)
+
+
+icl_verdict = shot_verdict(icl)
 print("In this run going from 0 to 2 shots changed " + ", ".join(f"{name} by {d:+.1f}" for name, d in change.items()) +
-      f" points (n = {n_eval} test examples each; the ± is one standard error). The model saw 2-shot prompts in "
-      "training, so 4 shots is a format it never met.")
+      f" points (n = {n_eval} test examples each; the ± is one standard error). Against 0-shot, by more than two "
+      f"standard errors of the difference: {icl_verdict}. (The model saw 2-shot prompts in training, so a drop "
+      "at 2 shots is not a format it never met: small models are simply poor in-context learners.)")
 
 # %% [markdown]
 # ## 3. Decoding: greedy, beam search, sampling
 #
 # The decoder outputs a distribution over the next token; a **decoding strategy** turns it into
 # text. **Greedy** takes the most likely token each step. **Beam search** keeps the `num_beams`
-# best partial sequences by total log-probability (length-normalized). **Sampling** draws from
+# running partial sequences with the highest *total* log-probability (a raw sum); a sequence
+# that has ended (`</s>`) is ranked against the other finished ones by its sum divided by
+# length$^{\text{length\_penalty}}$, so the length normalization applies to finished sequences only. **Sampling** draws from
 # the distribution, reshaped first:
 # * **temperature** T divides the logits: T < 1 sharpens (towards greedy), T > 1 flattens;
 # * **top-k** keeps only the k most likely tokens;
@@ -154,6 +171,7 @@ if plt is not None:
     for j, name in enumerate(settings):
         ax.bar(np.arange(len(top)) + j * width, dists[name][top], width, label=name)
     ax.set_xticks(np.arange(len(top)) + 0.4 - width / 2, [tokenizer.id_to_token(int(i)) for i in top], rotation=30)
+    ax.set_xlabel("candidate first token of the summary (the 8 most likely at T=1)")
     ax.set_ylabel("probability of the first token")
     ax.set_title("one next-token distribution, reshaped")
     ax.legend()
@@ -232,6 +250,8 @@ summary = {
     "few_shot_prompt_contains_shots": bool(prompt_contains_shots),
     "icl_shot_counts": shot_counts,
     "icl_scores": {name: {str(k): v[0] for k, v in by_k.items()} for name, by_k in icl.items()},
+    "icl_stderr": {name: {str(k): v[1] for k, v in by_k.items()} for name, by_k in icl.items()},
+    "icl_verdict": icl_verdict,
     "icl_n_eval": n_eval,
     "icl_change_0_to_2_shots": change,
     "tokens_kept": kept,

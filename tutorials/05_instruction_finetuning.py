@@ -167,7 +167,7 @@ print(f"In this run ROUGE-L went from {before['rougeL']:.3f} to {after['rougeL']
 for record, old, new in list(zip(test, summaries_before, summaries_after))[:3]:
     print(f"reference: {record.completion!r}\n  before: {old!r}\n  after:  {new!r}")
 if plt is not None:
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.5))
+    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(14, 3.5), gridspec_kw={"width_ratios": [3, 3, 1.4]})
     ax1.plot(*zip(*curve))
     ax1.set_xlabel("step")
     ax1.set_ylabel("training loss")
@@ -176,8 +176,14 @@ if plt is not None:
     ax2.bar(np.arange(3) - 0.2, [before[n] for n in names], 0.4, label="before")
     ax2.bar(np.arange(3) + 0.2, [after[n] for n in names], 0.4, label="after")
     ax2.set_xticks(range(3), names)
+    ax2.set_xlabel("metric (dialogue_summary, the tuned task)")
     ax2.set_ylabel("F1 on the test split")
     ax2.legend()
+    ax3.bar([0, 1], [before["translation_bleu"], after["translation_bleu"]], color=["C0", "C1"])
+    ax3.set_xticks([0, 1], ["before", "after"])
+    ax3.set_xlabel("translation (not tuned)")
+    ax3.set_ylabel("BLEU (0-100)")
+    ax3.set_title("what the other task lost")
     save_figure(fig, "rouge_before_after.png")
 
 # %% [markdown]

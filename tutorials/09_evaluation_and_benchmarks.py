@@ -121,7 +121,10 @@ print(f"In this run the LCS had {table[-1, -1]} tokens, and the hand-computed RO
       f"{rouge_diff:.1e} (precision, recall and F1 of all three types).")
 if plt is not None:
     fig, ax = plt.subplots(figsize=(6.5, 5))
-    ax.imshow(table, cmap="Greens")
+    image = ax.imshow(table, cmap="Greens")
+    fig.colorbar(image, ax=ax, label="L[i][j]: LCS length so far")
+    ax.set_xlabel("prediction tokens (j)")
+    ax.set_ylabel("reference tokens (i)")
     for (i, j), v in np.ndenumerate(table):
         ax.text(j, i, v, ha="center", va="center", fontsize=8)
     ax.set_xticks(range(len(pred_tokens) + 1), [""] + pred_tokens, rotation=60)
@@ -251,15 +254,25 @@ rows = {r.scenario: r for r in helm.rows}
 print("In this run " + "; ".join(f"{r.scenario}: accuracy {r.accuracy:.1f}, robustness {r.robustness:.1f}"
                                  + (f", ECE {r.ece:.3f}" if r.ece is not None else "") for r in helm.rows) + ".")
 if plt is not None:
-    fig, ax = plt.subplots(figsize=(7, 3.5))
+    fig, (ax, ax_r) = plt.subplots(1, 2, figsize=(12, 3.8), gridspec_kw={"width_ratios": [2, 1]})
     kinds = ["clean"] + list(helm.rows[0].perturbed_accuracy)
     for j, r in enumerate(helm.rows):
         ax.bar(np.arange(len(kinds)) + (j - 1) * 0.27, [r.accuracy] + list(r.perturbed_accuracy.values()), 0.27,
                label=f"{r.scenario} ({r.metric})")
     ax.set_xticks(range(len(kinds)), kinds)
-    ax.set_ylabel("score (0-100)")
-    ax.set_title("HELM-style robustness: clean vs perturbed inputs")
-    ax.legend()
+    ax.set_xlabel("input version")
+    ax.set_ylabel("accuracy on that version (0-100)")
+    ax.set_title("per-perturbation accuracy")
+    ax.legend(fontsize=8)
+    names = [r.scenario for r in helm.rows]
+    ax_r.bar(np.arange(len(names)) - 0.2, [r.accuracy for r in helm.rows], 0.4, label="accuracy (clean)")
+    ax_r.bar(np.arange(len(names)) + 0.2, [r.robustness for r in helm.rows], 0.4,
+             label="robustness (solved clean and under every perturbation)")
+    ax_r.set_xticks(range(len(names)), names)
+    ax_r.set_xlabel("scenario")
+    ax_r.set_ylabel("score (0-100)")
+    ax_r.set_title("HELM's robustness metric")
+    ax_r.legend(fontsize=7)
     save_figure(fig, "helm_robustness.png")
 
 # %% [markdown]

@@ -5,8 +5,8 @@ FLAN-style multitask mixture, then saves model and tokenizer to
 ``<output root>/03_train_toy_t5/model/`` (``save_pretrained`` files plus ``tokenizer.json``).
 The later tutorials call ``load_toy_t5``, which loads that folder if it is there. If it is not
 (you opened tutorial 05 first, or the tests run every tutorial in a fresh folder), it trains a
-*stand-in* on the spot with the same recipe, minus pretraining and with fewer steps: about a
-minute on 2 CPU cores, seconds in smoke mode. A model that 03 trained in smoke mode is ignored by a
+*stand-in* on the spot with the same recipe, minus pretraining and with fewer steps (it prints how
+long that took; seconds in smoke mode). A model that 03 trained in smoke mode is ignored by a
 full-mode run (it is too small to be worth prompting), and the stand-in says so.
 
 This file is shared by the tutorials; it is not part of the library.
