@@ -223,16 +223,16 @@ params = [P(np.zeros_like(b), (r + 1) * b) for b in base[:2]]
 params.append(P(np.zeros(4, np.float32), base[2].copy() if r == 0 else None))
 params.append(P(np.zeros(3, np.float32), None))
 calls = d.average_gradients(params, bucket_cap_mb=1000 / 2**20)  # 1000-byte buckets: several calls
-model_state = {"a": np.full(3, float(r), np.float32)}
+model_state = {"a": P(np.full(3, float(r), np.float32), None)}
 class M:
-    def state_dict(self):
-        return model_state
+    def named_parameters(self):
+        return model_state.items()
 d.broadcast_parameters(M())
 out = np.empty(5, np.float32)
 w.all_gather(np.full(2 + r, 10.0 + r, np.float32), out, [2, 3])
 if r == 0:
     print("RESULT " + json.dumps({"grads": [None if p.grad is None else p.grad.tolist() for p in params],
-          "calls": calls, "broadcast": model_state["a"].tolist(), "gathered": out.tolist(),
+          "calls": calls, "broadcast": model_state["a"].data.tolist(), "gathered": out.tolist(),
           "any": d.any_rank(False), "mean": d.mean_over_ranks(r + 1.0)}))
 else:
     d.any_rank(True); d.mean_over_ranks(r + 1.0)

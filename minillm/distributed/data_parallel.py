@@ -44,15 +44,15 @@ def communicator_for(array, world: Communicator | None = None) -> Communicator:
 
 
 def broadcast_parameters(model, world: Communicator | None = None) -> None:
-    """Copy rank 0's parameters (and buffers in ``state_dict``) to every rank, in place.
+    """Copy rank 0's parameters to every rank, in place (tied parameters once).
 
     Ranks that built the model with different random draws start from rank 0's weights.
     """
     world = world or get_world()
     if world.size == 1:
         return
-    for _, array in sorted(model.state_dict().items()):
-        communicator_for(array, world).broadcast(array, root=0)
+    for _, p in model.named_parameters():  # the same order on every rank: the same model code
+        communicator_for(p.data, world).broadcast(p.data, root=0)
 
 
 def _buckets(params, cap_bytes: float) -> list[list]:
@@ -137,8 +137,8 @@ def global_token_weight(local_tokens: int, world: Communicator | None = None) ->
 def assert_same_on_every_rank(model, world: Communicator | None = None) -> None:
     """Raise if any parameter differs (bitwise) between this rank and rank 0: a drift check."""
     world = world or get_world()
-    for name, array in sorted(model.state_dict().items()):
-        mine = np.ascontiguousarray(backend.to_device(array, "cpu"))
+    for name, p in model.named_parameters():
+        mine = np.ascontiguousarray(backend.to_device(p.data, "cpu"))
         theirs = world.broadcast(mine.copy(), root=0)
         if not np.array_equal(mine.view(np.uint8), theirs.view(np.uint8)):
             raise AssertionError(f"parameter {name} on rank {world.rank} differs from rank 0's")
