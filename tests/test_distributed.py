@@ -344,7 +344,8 @@ def test_a_rank_that_hangs_is_stopped_by_the_collective_timeout(tmp_path):
 
 
 @needs_mpi
-def test_ctrl_c_stops_every_rank_at_the_same_step_and_saves_once(tmp_path):
+@pytest.mark.parametrize("who", ["mpiexec", "rank 1"])  # Ctrl-C in the terminal; a signal to one rank
+def test_ctrl_c_stops_every_rank_at_the_same_step_and_saves_once(tmp_path, who):
     out = tmp_path / "run"
     command = [MPIEXEC, "-n", "2", sys.executable, str(SCRIPT), str(out), "--steps", "500", "--sleep", "0.2"]
     process = subprocess.Popen(command, cwd=REPO, env=_clean_env(), stdout=subprocess.PIPE,
@@ -353,7 +354,10 @@ def test_ctrl_c_stops_every_rank_at_the_same_step_and_saves_once(tmp_path):
         deadline = time.monotonic() + 60
         while not (out / "progress").exists() and time.monotonic() < deadline:
             time.sleep(0.1)
-        process.send_signal(signal.SIGINT)  # what Ctrl-C does; mpiexec forwards it to every rank
+        if who == "mpiexec":
+            process.send_signal(signal.SIGINT)  # what Ctrl-C does; mpiexec forwards it to every rank
+        else:  # only rank 1 hears it: the ranks must still agree on the step to stop after
+            os.kill(int((out / "pid.1").read_text()), signal.SIGINT)
         stdout, stderr = process.communicate(timeout=60)
     finally:
         process.kill()

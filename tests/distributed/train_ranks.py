@@ -58,6 +58,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     world = distributed.init()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"pid.{world.rank}").write_text(str(os.getpid()))  # lets a test signal one rank alone
     minillm.set_num_threads(1)
     minillm.manual_seed(0)
     config = T5Config(vocab_size=VOCAB, d_model=16, d_kv=8, d_ff=32, num_layers=1, num_heads=2,
@@ -67,7 +70,6 @@ def main(argv=None) -> int:
         for p in model.parameters():
             p.data[...] = 0.5
     batches = Batcher(make_pairs(args.examples), args.batch_size, shuffle=True, seed=7)
-    out = Path(args.out)
     targs = TrainingArguments(output_dir=str(out / "run"), max_steps=args.steps, batch_size=args.batch_size,
                               learning_rate=3e-3, warmup_steps=1, log_every=1, save_every=args.save_every,
                               weight_decay=0.01, progress=False, shard_optimizer=args.shard_optimizer,
