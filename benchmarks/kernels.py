@@ -144,6 +144,9 @@ def bench_attention(lengths, batch=4, heads=8, head_dim=64):
                         lambda: materialized_forward(q, k, v, scale), forward_flops),
             "backward": (lambda: kernels.attention_backward(q, k, v, out, lse, grad_out, scale=scale),
                          lambda: materialized_backward(q, k, v, p, grad_out, scale), 2.5 * forward_flops),
+            "backward fa2": (lambda: kernels.attention_backward(q, k, v, out, lse, grad_out, scale=scale,
+                                                                version="fa2"),
+                             lambda: materialized_backward(q, k, v, p, grad_out, scale), 2.5 * forward_flops),
         }
         for name, (fused, materialized, flops) in rows.items():
             fused_ms, mat_ms = gpu_time_ms(fused), gpu_time_ms(materialized)
@@ -151,7 +154,7 @@ def bench_attention(lengths, batch=4, heads=8, head_dim=64):
             line = (f"| {length} | {name} | {fused_ms:.2f} | {flops / fused_ms / 1e9:.1f} | {fused_mib:.0f} | "
                     f"{mat_ms:.2f} | {mat_mib:.0f} | {mat_ms / fused_ms:.1f}x |")
             if torch_pair:
-                line += f" {torch_time_ms(torch_pair, shape, scale, name):.2f} |"
+                line += f" {torch_time_ms(torch_pair, shape, scale, name.split()[0]):.2f} |"
             print(line + ("" if ok else " MISMATCH"), flush=True)
         del q, k, v, grad_out, out, lse, ref_out, p
 

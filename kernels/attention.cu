@@ -51,7 +51,8 @@ constexpr int kRowGroups = 16;
 constexpr int kColGroups = 8;
 
 // Floats of dynamic shared memory each kernel uses; minillm/fast/cuda.py mirrors this (and the
-// emulator's guard band and AddressSanitizer catch any disagreement). kind: 0 forward, 1 dq, 2 dkdv.
+// emulator's guard band and AddressSanitizer catch any disagreement). kind: 0 forward, 1 dq, 2 dkdv
+// (and fa2, which has dkdv's layout).
 __host__ __device__ constexpr int attention_smem_floats(int kind, int D, int BR, int BC) {
     return kind == 0 ? BR * (D + 4) + 2 * BC * (D + 4) + BR * (BC + 4)         // Q, K, V, P
          : kind == 1 ? 2 * BR * (D + 4) + 2 * BC * (D + 4) + BR * (BC + 4)     // Q, dO, K, V, dS
@@ -384,12 +385,19 @@ __device__ void attention_backward_dq(const float* q, const float* k, const floa
 // Pᵀ and dSᵀ take turns in one shared buffer (two more barriers per tile): at D = 128 that saves
 // BC·(BR+4) floats, 8.5 KB, and brings the kernel to 108 KB, so that two blocks fit an H100's
 // 228 KB per SM (each block also costs 1 KB the driver reserves) instead of one.
-template <int D, int BR, int BC>
+//
+// FUSED_DQ = true is FlashAttention-2's split of the backward (Dao 2023, Algorithm 2): this one
+// kernel per key tile also adds its share of dQ, dQ_i += scale · Σ_{j in tile} dS_ij K_j, into
+// dq with atomicAdd (the host zeroes dq, and computes D = rowsum(dO ∘ O) beforehand), and writes
+// dbias from the dS it already has. S and dP are computed once per (query tile, key tile) pair
+// instead of twice: five tile products instead of seven, paid for with atomics on dQ (whose
+// summation order, and so its last bits, varies from run to run).
+template <int D, int BR, int BC, bool FUSED_DQ>
 __device__ void attention_backward_dkdv(const float* q, const float* k, const float* v, const float* bias,
                                         long long bias_batch_stride, const unsigned char* key_mask,
                                         const float* grad_out, const float* lse, const float* delta,
-                                        float* dk, float* dv, int heads, int q_len, int k_len,
-                                        int causal, float scale) {
+                                        float* dk, float* dv, float* dq, float* dbias, int heads, int q_len,
+                                        int k_len, int causal, float scale) {
     constexpr int RJ = BC / kRowGroups, CI = BR / kColGroups, DT = D / kColGroups;
     constexpr int LD = D + 4, LP = BR + 4;
     MINILLM_DYNAMIC_SHARED(float, smem);
@@ -411,6 +419,9 @@ __device__ void attention_backward_dkdv(const float* q, const float* k, const fl
     delta += bh * q_len;
     dk += bh * k_len * D;
     dv += bh * k_len * D;
+    if (FUSED_DQ) dq += bh * q_len * D;
+    float* dbias_bh = FUSED_DQ && dbias != nullptr
+        ? dbias + blockIdx.z * bias_batch_stride + (long long)blockIdx.y * q_len * k_len : nullptr;
     const int rg = threadIdx.x / kColGroups, cg = threadIdx.x % kColGroups;
     const int j0 = blockIdx.x * BC;
 
@@ -481,7 +492,14 @@ __device__ void attention_backward_dkdv(const float* q, const float* k, const fl
             #pragma unroll
             for (int c = 0; c < CI; ++c) {
                 const int ii = cg + c * kColGroups;
-                t_s[(rg * RJ + r) * LP + ii] = s[r][c] * (dp[r][c] - delta_s[ii]);
+                const float ds = s[r][c] * (dp[r][c] - delta_s[ii]);
+                t_s[(rg * RJ + r) * LP + ii] = ds;
+                const int i = i0 + ii, j = j0 + rg * RJ + r;
+                if (dbias_bh != nullptr && head.visible(i, j)) {  // each (i, j) is one thread's, once
+                    float* dst = dbias_bh + (long long)i * k_len + j;
+                    if (bias_batch_stride == 0) atomicAdd(dst, ds);  // shared by the batch
+                    else *dst = ds;
+                }
             }
         __syncthreads();
         for (int ii = 0; ii < BR; ++ii) {  // dk += dSᵀ Q
@@ -494,6 +512,23 @@ __device__ void attention_backward_dkdv(const float* q, const float* k, const fl
             for (int r = 0; r < RJ; ++r)
                 #pragma unroll
                 for (int dd = 0; dd < DT; ++dd) dk_acc[r][dd] += ds_reg[r] * q_reg[dd];
+        }
+        if (FUSED_DQ) {  // dq[i0 + ii] += scale · Σ_jj dSᵀ[jj][ii] K[jj]: rows rg·RI + r, columns cg + 8·dd
+            constexpr int RI = BR / kRowGroups;
+            #pragma unroll
+            for (int r = 0; r < RI; ++r) {
+                const int ii = rg * RI + r;
+                float acc[DT] = {};
+                for (int jj = 0; jj < BC; ++jj) {
+                    const float ds = t_s[jj * LP + ii];
+                    #pragma unroll
+                    for (int dd = 0; dd < DT; ++dd) acc[dd] += ds * k_s[jj * LD + cg + dd * kColGroups];
+                }
+                if (i0 + ii < q_len)
+                    #pragma unroll
+                    for (int dd = 0; dd < DT; ++dd)
+                        atomicAdd(&dq[(long long)(i0 + ii) * D + cg + dd * kColGroups], scale * acc[dd]);
+            }
         }
     }
 
@@ -510,7 +545,7 @@ __device__ void attention_backward_dkdv(const float* q, const float* k, const fl
 }
 
 // ================================================================================================
-// Entry points: attention_{forward,backward_dq,backward_dkdv}_d<D>_<BR>x<BC>. The launcher
+// Entry points: attention_{forward,backward_dq,backward_dkdv,backward_fa2}_d<D>_<BR>x<BC>. The launcher
 // (minillm/fast/cuda.py, _ATTENTION_TILES) takes, for each kernel, the first tile size in its list
 // whose shared memory fits the device; the smaller tiles exist for GPUs with less shared memory per
 // block (99 KB on sm_86/sm_89, 64 KB on sm_75). D = 128 halves BC to stay in registers.
@@ -542,8 +577,20 @@ __device__ void attention_backward_dkdv(const float* q, const float* k, const fl
         const unsigned char* __restrict__ key_mask, const float* __restrict__ grad_out,                 \
         const float* __restrict__ lse, const float* __restrict__ delta, float* __restrict__ dk,         \
         float* __restrict__ dv, int heads, int q_len, int k_len, int causal, float scale) {             \
-        attention_backward_dkdv<D, BR, BC>(q, k, v, bias, bias_batch_stride, key_mask, grad_out, lse,   \
-                                           delta, dk, dv, heads, q_len, k_len, causal, scale);          \
+        attention_backward_dkdv<D, BR, BC, false>(q, k, v, bias, bias_batch_stride, key_mask, grad_out, \
+                                                  lse, delta, dk, dv, nullptr, nullptr, heads, q_len,   \
+                                                  k_len, causal, scale);                                \
+    }                                                                                                   \
+    extern "C" __global__ void __launch_bounds__(kThreads, 2) attention_backward_fa2_d##D##_##BR##x##BC(\
+        const float* __restrict__ q, const float* __restrict__ k, const float* __restrict__ v,          \
+        const float* __restrict__ bias, long long bias_batch_stride,                                    \
+        const unsigned char* __restrict__ key_mask, const float* __restrict__ grad_out,                 \
+        const float* __restrict__ lse, const float* __restrict__ delta, float* __restrict__ dk,         \
+        float* __restrict__ dv, float* dq, float* dbias, int heads, int q_len, int k_len, int causal,   \
+        float scale) {                                                                                  \
+        attention_backward_dkdv<D, BR, BC, true>(q, k, v, bias, bias_batch_stride, key_mask, grad_out,  \
+                                                 lse, delta, dk, dv, dq, dbias, heads, q_len, k_len,    \
+                                                 causal, scale);                                        \
     }
 
 MINILLM_ATTENTION_KERNELS(32, 64, 64)

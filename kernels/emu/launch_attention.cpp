@@ -6,7 +6,8 @@
 #define EMU_EXPORT_ATTENTION(D, BR, BC)                                                   \
     EMU_EXPORT(attention_forward_d##D##_##BR##x##BC)                                      \
     EMU_EXPORT(attention_backward_dq_d##D##_##BR##x##BC)                                  \
-    EMU_EXPORT(attention_backward_dkdv_d##D##_##BR##x##BC)
+    EMU_EXPORT(attention_backward_dkdv_d##D##_##BR##x##BC)                                \
+    EMU_EXPORT(attention_backward_fa2_d##D##_##BR##x##BC)
 
 EMU_EXPORT_ATTENTION(32, 64, 64)
 EMU_EXPORT_ATTENTION(32, 32, 32)

@@ -82,6 +82,11 @@ static void run_attention() {
     emu::launch(attention_backward_dkdv_d32_64x64, grid_k, block, bytes(2), q.data(), k.data(), v.data(),
                 bias.data(), 0LL, mask.data(), grad.data(), lse.data(), delta.data(), dk.data(), dv.data(),
                 H, L, L, 1, 1.0f);
+    // FlashAttention-2's backward: the same, in one kernel that adds into dq with atomics.
+    std::vector<float> dq2(n, 0.0f), dk2(n), dv2(n), dbias2(H * L * L, 0.0f);
+    emu::launch(attention_backward_fa2_d32_64x64, grid_k, block, bytes(2), q.data(), k.data(), v.data(),
+                bias.data(), 0LL, mask.data(), grad.data(), lse.data(), delta.data(), dk2.data(), dv2.data(),
+                dq2.data(), dbias2.data(), H, L, L, 1, 1.0f);
     std::printf("attention d32 forward + backward ran, out[0] = %g\n", out[0]);
 }
 #endif

@@ -43,7 +43,8 @@ _MATMUL_BLOCKS = {  # version: (block dims, (rows of C per block, columns of C p
 # Must match the MINILLM_ATTENTION_KERNELS lines of kernels/attention.cu: head dim -> the
 # (BR query rows, BC key rows) tiles compiled, in order of preference (the first that fits runs).
 _ATTENTION_TILES = {32: ((64, 64), (32, 32)), 64: ((64, 64), (32, 32)), 128: ((64, 32), (32, 32))}
-_ATTENTION_KINDS = ("forward", "backward_dq", "backward_dkdv")
+_ATTENTION_KINDS = ("forward", "backward_dq", "backward_dkdv", "backward_fa2")
+_ATTENTION_BACKWARDS = ("two_pass", "fa2")  # see attention_backward
 _ATTENTION_THREADS = 128
 
 
@@ -238,6 +239,7 @@ def _attention_shared_bytes(kind: str, head_dim: int, br: int, bc: int) -> int:
         "forward": br * ld + 2 * bc * ld + br * (bc + 4),              # Q, K, V, P
         "backward_dq": 2 * br * ld + 2 * bc * ld + br * (bc + 4),      # Q, dO, K, V, dS
         "backward_dkdv": 2 * bc * ld + 2 * br * ld + bc * (br + 4) + 2 * br,  # K, V, Q, dO, P^T/dS^T, lse, D
+        "backward_fa2": 2 * bc * ld + 2 * br * ld + bc * (br + 4) + 2 * br,   # the same kernel, plus atomic dQ
     }[kind]
     return 4 * floats
 
@@ -270,7 +272,7 @@ def _attention_launch(backend: _Backend, kind: str, head_dim: int, grid_rows: in
                            f"memory per block; this device allows {backend.shared_limit} "
                            "(check attention_fits() first, and use the composed attention)")
     br, bc = tile
-    rows = br if kind != "backward_dkdv" else bc  # a block covers BR query rows, or BC key rows
+    rows = bc if kind in ("backward_dkdv", "backward_fa2") else br  # a block covers BC key rows, or BR query rows
     return Launch("attention.cu", f"attention_{kind}_d{head_dim}_{br}x{bc}",
                   grid=(_ceil_div(grid_rows, rows), info.heads, info.batch), block=(_ATTENTION_THREADS, 1, 1),
                   shared_mem=_attention_shared_bytes(kind, head_dim, br, bc), args=args)
@@ -352,35 +354,54 @@ def _attention_forward(backend: _Backend, q, k, v, bias, key_mask, causal, scale
 
 
 def attention_backward(q, k, v, out, lse, grad_out, bias=None, key_mask=None, causal: bool = False,
-                       scale: float = 1.0):
+                       scale: float = 1.0, version: str = "two_pass"):
     """Gradients of ``attention_forward``, recomputing the probabilities from ``lse``.
 
     Args:
         q, k, v, bias, key_mask, causal, scale: exactly as given to ``attention_forward``.
         out, lse: what ``attention_forward`` returned.
         grad_out: dL/d(out), same shape as ``out``.
+        version: ``"two_pass"`` (a dQ kernel and a dK/dV kernel, each recomputing S and dP;
+            deterministic) or ``"fa2"`` (FlashAttention-2's split: one kernel per key tile, dQ
+            through atomics, five tile products instead of seven). The default stays
+            ``"two_pass"`` until a GPU run measures ``"fa2"`` faster (kernels/README.md).
 
     Returns:
         (dq, dk, dv, dbias): dbias is dL/d(bias) summed to the bias's own shape (over the batch
         when the bias is shared by it), or None when there is no bias.
     """
-    return _attention_backward(_gpu_backend(), q, k, v, out, lse, grad_out, bias, key_mask, causal, scale)
+    return _attention_backward(_gpu_backend(), q, k, v, out, lse, grad_out, bias, key_mask, causal, scale,
+                               version)
 
 
-def _attention_backward(backend: _Backend, q, k, v, out, lse, grad_out, bias, key_mask, causal, scale):
+def _attention_backward(backend: _Backend, q, k, v, out, lse, grad_out, bias, key_mask, causal, scale,
+                        version: str = "two_pass"):
+    if version not in _ATTENTION_BACKWARDS:
+        raise ValueError(f"unknown attention backward {version!r}; choose from {_ATTENTION_BACKWARDS}")
     info = _check_attention(q, k, v, bias, key_mask)
     for name, array, shape in (("out", out, q.shape), ("grad_out", grad_out, q.shape), ("lse", lse, q.shape[:3])):
         _check_float32(name, array)
         if tuple(array.shape) != tuple(shape):
             raise ValueError(f"{name} has shape {tuple(array.shape)}; expected {tuple(shape)} (from q {q.shape})")
-    delta = backend.empty(q.shape[:3], np.float32)  # D_i = rowsum(dO * O), written by the dq kernel
-    dq = backend.empty(q.shape, np.float32)
     dk = backend.empty(k.shape, np.float32)
     dv = backend.empty(v.shape, np.float32)
     dbias = backend.zeros(bias.shape, np.float32) if bias is not None else None  # only visible entries are written
     common = (np.int32(info.heads), np.int32(info.q_len), np.int32(info.k_len), np.int32(bool(causal)),
               np.float32(scale))
-    # dq first: it also writes delta, which dkdv reads.
+    if version == "fa2":
+        # D_i = dO_i · O_i up front (FlashAttention-2's preprocessing step, here one array op), then
+        # one kernel per key tile writes dK, dV and dbias and adds into the zeroed dQ.
+        delta = backend.xp.ascontiguousarray((grad_out * out).sum(axis=-1, dtype=np.float32))
+        dq = backend.zeros(q.shape, np.float32)
+        _run(backend, _attention_launch(
+            backend, "backward_fa2", info.head_dim, info.k_len, info,
+            args=(q, k, v, info.bias, info.bias_batch_stride, info.key_mask, grad_out, lse, delta, dk, dv, dq,
+                  dbias) + common,
+        ))
+        return dq, dk, dv, dbias
+    # dq first: it also writes delta (D_i = rowsum(dO * O)), which dkdv reads.
+    delta = backend.empty(q.shape[:3], np.float32)
+    dq = backend.empty(q.shape, np.float32)
     _run(backend, _attention_launch(
         backend, "backward_dq", info.head_dim, info.q_len, info,
         args=(q, k, v, info.bias, info.bias_batch_stride, info.key_mask, out, grad_out, lse, delta, dq, dbias)

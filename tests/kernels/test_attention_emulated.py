@@ -37,9 +37,12 @@ def run_forward(emulator, q, k, v, bias, key_mask, **options):
                                       options["causal"], options["scale"])
 
 
-def run_backward(emulator, q, k, v, out, lse, grad_out, bias, key_mask, **options):
+def run_backward(emulator, q, k, v, out, lse, grad_out, bias, key_mask, version="two_pass", **options):
     return kernels._attention_backward(emulator.backend(), q, k, v, out, lse, grad_out, bias, key_mask,
-                                       options["causal"], options["scale"])
+                                       options["causal"], options["scale"], version)
+
+
+BACKWARDS = ["two_pass", "fa2"]  # a dQ kernel + a dK/dV kernel, or FlashAttention-2's one kernel
 
 
 @settings(max_examples=30, deadline=None)
@@ -53,13 +56,14 @@ def test_attention_forward_matches_materialized_softmax(emulator, drawn):
     assert_close(lse, expected_lse, **FORWARD_TOL, name="lse")
 
 
-@settings(max_examples=30, deadline=None)
-@given(attention_problems())
-def test_attention_backward_matches_materialized_softmax(emulator, drawn):
+@pytest.mark.parametrize("version", BACKWARDS)
+@settings(max_examples=25, deadline=None)
+@given(drawn=attention_problems())
+def test_attention_backward_matches_materialized_softmax(emulator, version, drawn):
     problem, options, seed = drawn
     q, k, v, grad_out, bias, key_mask = make_problem(np.random.default_rng(seed), **problem)
     out, lse = run_forward(emulator, q, k, v, bias, key_mask, **options)
-    grads = run_backward(emulator, q, k, v, out, lse, grad_out, bias, key_mask, **options)
+    grads = run_backward(emulator, q, k, v, out, lse, grad_out, bias, key_mask, version, **options)
     expected = reference.attention_backward(q, k, v, grad_out, bias, key_mask, **options)
     for name, actual, wanted in zip(["dq", "dk", "dv", "dbias"], grads, expected):
         if wanted is None:
@@ -68,8 +72,9 @@ def test_attention_backward_matches_materialized_softmax(emulator, drawn):
             assert_close(actual, wanted, **GRAD_TOL, name=name)
 
 
+@pytest.mark.parametrize("version", BACKWARDS)
 @pytest.mark.parametrize("head_dim", HEAD_DIMS)
-def test_every_head_dim_handles_bias_mask_and_causal_across_several_tiles(emulator, head_dim):
+def test_every_head_dim_handles_bias_mask_and_causal_across_several_tiles(emulator, head_dim, version):
     options = dict(causal=True, scale=1.0)
     q, k, v, grad_out, bias, key_mask = make_problem(
         np.random.default_rng(head_dim), batch=2, heads=2, q_len=97, k_len=75, head_dim=head_dim,
@@ -78,13 +83,14 @@ def test_every_head_dim_handles_bias_mask_and_causal_across_several_tiles(emulat
     expected_out, expected_lse = reference.attention_forward(q, k, v, bias, key_mask, **options)
     assert_close(out, expected_out, **FORWARD_TOL, name="out")
     assert_close(lse, expected_lse, **FORWARD_TOL, name="lse")
-    grads = run_backward(emulator, q, k, v, out, lse, grad_out, bias, key_mask, **options)
+    grads = run_backward(emulator, q, k, v, out, lse, grad_out, bias, key_mask, version, **options)
     for name, actual, wanted in zip(["dq", "dk", "dv", "dbias"], grads,
                                     reference.attention_backward(q, k, v, grad_out, bias, key_mask, **options)):
         assert_close(actual, wanted, **GRAD_TOL, name=name)
 
 
-def test_fully_masked_rows_give_zero_output_infinite_lse_and_zero_gradients(emulator):
+@pytest.mark.parametrize("version", BACKWARDS)
+def test_fully_masked_rows_give_zero_output_infinite_lse_and_zero_gradients(emulator, version):
     options = dict(causal=False, scale=1.0)
     q, k, v, grad_out, bias, key_mask = make_problem(
         np.random.default_rng(1), batch=2, heads=1, q_len=10, k_len=12, head_dim=32,
@@ -92,7 +98,7 @@ def test_fully_masked_rows_give_zero_output_infinite_lse_and_zero_gradients(emul
     out, lse = run_forward(emulator, q, k, v, bias, key_mask, **options)
     assert (out[0] == 0).all() and np.isposinf(lse[0]).all()
     assert np.isfinite(out[1]).all() and np.isfinite(lse[1]).all()
-    dq, dk, dv, dbias = run_backward(emulator, q, k, v, out, lse, grad_out, bias, key_mask, **options)
+    dq, dk, dv, dbias = run_backward(emulator, q, k, v, out, lse, grad_out, bias, key_mask, version, **options)
     for grad in (dq, dk, dv, dbias):
         assert np.isfinite(grad).all()
         assert (grad[0] == 0).all()

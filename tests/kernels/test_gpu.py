@@ -52,11 +52,12 @@ def test_gpu_attention_forward_and_backward_match_float64(cupy, head_dim, causal
     expected_out, expected_lse = reference.attention_forward(arrays[0], arrays[1], arrays[2], arrays[4], arrays[5], **options)
     assert_close(cupy.asnumpy(out), expected_out, atol=1e-4, rtol=1e-3, name="out")
     assert_close(cupy.asnumpy(lse), expected_lse, atol=1e-4, rtol=1e-4, name="lse")
-    grads = kernels.attention_backward(q, k, v, out, lse, grad_out, bias, key_mask, **options)
     expected = reference.attention_backward(arrays[0], arrays[1], arrays[2], arrays[3], arrays[4], arrays[5], **options)
-    for name, actual, wanted in zip(["dq", "dk", "dv", "dbias"], grads, expected):
-        if wanted is not None:
-            assert_close(cupy.asnumpy(actual), wanted, atol=5e-4, rtol=5e-3, name=name)
+    for version in ("two_pass", "fa2"):
+        grads = kernels.attention_backward(q, k, v, out, lse, grad_out, bias, key_mask, **options, version=version)
+        for name, actual, wanted in zip(["dq", "dk", "dv", "dbias"], grads, expected):
+            if wanted is not None:
+                assert_close(cupy.asnumpy(actual), wanted, atol=5e-4, rtol=5e-3, name=f"{version} {name}")
 
 
 def test_gpu_modules_are_compiled_once_and_cached(cupy):
