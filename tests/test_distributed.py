@@ -34,7 +34,9 @@ LAUNCHER_VARS = ("PMI_RANK", "PMI_SIZE", "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "M
 
 def _clean_env(**extra) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in LAUNCHER_VARS}
-    env.update(MINILLM_THREADS="1", OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", **extra)
+    # A broken job aborts itself (collective timeout) well before the test's own timeout kills it.
+    env.update(MINILLM_THREADS="1", OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MINILLM_DIST_TIMEOUT="30")
+    env.update(extra)
     return env
 
 
