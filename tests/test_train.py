@@ -318,3 +318,11 @@ def test_a_nan_learning_rate_is_refused_before_step_one(tmp_path, tokenizer, rec
     with pytest.raises(NonFiniteLossError, match="learning rate is nan"):
         trainer.train()
     assert all(np.array_equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_a_tokenizer_larger_than_the_model_is_refused_at_once(tmp_path, tokenizer, records):
+    small = T5ForConditionalGeneration(T5Config(vocab_size=tokenizer.vocab_size - 1, d_model=16, d_kv=8, d_ff=32,
+                                                num_layers=1, num_heads=2))
+    with pytest.raises(ValueError, match=f"has {tokenizer.vocab_size} ids but the model has vocab_size"):
+        Trainer(small, tokenizer, make_args(tmp_path), records)
+

@@ -79,6 +79,9 @@ class Trainer:
     def __init__(self, model, tokenizer, args: TrainingArguments, train_data, eval_data=None,
                  metric=None, callbacks=()):
         self.model, self.tokenizer, self.args = model, tokenizer, args
+        config = getattr(model, "config", None)
+        if tokenizer is not None and hasattr(tokenizer, "check_fits") and config is not None:
+            tokenizer.check_fits(config.vocab_size)  # ids past the embedding would fail deep in a step
         self.metric = metric or score_predictions
         self.callbacks = list(callbacks)
         if isinstance(train_data, Batcher):
