@@ -252,3 +252,21 @@ def test_set_num_threads_rejects_zero():
 
     with pytest.raises(ValueError, match="at least 1 thread"):
         set_num_threads(0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_flush_subnormals_zeroes_exactly_the_subnormals(dtype, split_everything):
+    from minillm.fast.subnormals import count_subnormals, flush_subnormals
+
+    tiny = np.finfo(dtype).tiny
+    values = np.array([0.0, tiny, -tiny, tiny / 2, -tiny / 4, tiny * 0.999, 1.0, -3.5, np.inf, -np.inf],
+                      dtype=dtype)
+    a = np.tile(values, (5, 1))  # several rows, so the row blocks and threads are used
+    assert count_subnormals(a) == 5 * 3
+    out = flush_subnormals(a)
+    assert out is a
+    expected = np.array([0.0, tiny, -tiny, 0.0, 0.0, 0.0, 1.0, -3.5, np.inf, -np.inf], dtype=dtype)
+    np.testing.assert_array_equal(a, np.tile(expected, (5, 1)))
+    nan = np.array([np.nan, tiny / 2], dtype=dtype)
+    flush_subnormals(nan)
+    assert np.isnan(nan[0]) and nan[1] == 0

@@ -15,11 +15,25 @@ from __future__ import annotations
 
 import numpy as np
 
+from .threads import for_each_row_block
+
+_EXPONENT_BITS = {np.dtype(np.float32): (np.int32, 0x7F800000),
+                  np.dtype(np.float64): (np.int64, 0x7FF0000000000000)}
+
 
 def flush_subnormals(array):
-    """Set every entry of ``array`` with 0 < |x| < tiny to 0, in place; return ``array``."""
-    tiny = np.finfo(array.dtype).tiny
-    np.copyto(array, 0, where=np.abs(array) < tiny)
+    """Set every entry of ``array`` with 0 < |x| < tiny to 0, in place; return ``array``.
+
+    A float is subnormal (or zero) exactly when its exponent bits are all 0, so the test is one
+    integer AND per entry on the float's bits (no ``abs`` temporary), in cache-sized row blocks
+    over the threads.
+    """
+    int_type, exponent = _EXPONENT_BITS[array.dtype]
+
+    def block(a):
+        np.copyto(a, 0, where=(a.view(int_type) & exponent) == 0)
+
+    for_each_row_block(block, array)
     return array
 
 
