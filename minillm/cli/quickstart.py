@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass
 
 from .. import backend
-from ..data import DEFAULT_MIXTURE, Record, Tokenizer, build_mixture, get_task, pretraining_corpus
+from ..data import DEFAULT_MIXTURE, Batcher, Record, Tokenizer, build_mixture, get_task, pretraining_corpus
 from ..data.templates import format_example
 from ..evaluation.scoring import score_predictions
 from ..models import T5Config, T5ForConditionalGeneration
@@ -67,6 +67,9 @@ class QuickstartConfig:
         dropout_rate: 0 here: so short a run underfits rather than overfits.
         max_steps: optimizer steps (AdamW, linear decay to 0).
         batch_size: examples per step.
+        bucket_pool: the Batcher sorts examples by length inside pools of this many batches (less
+            padding). The tasks differ in length, so large pools make nearly single-task batches,
+            and then each step pulls the shared weights towards one task; 1 keeps batches mixed.
         learning_rate: the peak learning rate, reached after warmup_steps.
         warmup_steps: steps of linear warmup from 0.
         eval_every: steps between evaluations on the validation split (the best model is kept).
@@ -89,6 +92,7 @@ class QuickstartConfig:
     dropout_rate: float = 0.0
     max_steps: int = 1600
     batch_size: int = 32
+    bucket_pool: int = 20
     learning_rate: float = 3e-3
     warmup_steps: int = 50
     eval_every: int = 800
@@ -212,7 +216,10 @@ def run_quickstart(config: QuickstartConfig | None = None, echo=print) -> dict:
         max_source_length=config.max_source_length, max_target_length=config.max_target_length,
         eval_max_new_tokens=config.eval_max_new_tokens, eval_num_examples=len(validation),
         eval_batch_size=64, metric_for_best="score", progress=config.progress)
-    trainer = Trainer(model, tokenizer, args, train, eval_data=validation)
+    batches = Batcher.from_records(train, tokenizer, config.batch_size, config.max_source_length,
+                                   config.max_target_length, shuffle=True, seed=config.seed,
+                                   bucket_pool=config.bucket_pool)
+    trainer = Trainer(model, tokenizer, args, batches, eval_data=validation)
     n_params = sum(p.size for p in model.parameters())
     echo(f"[3/5] scoring the untrained T5 ({n_params:,} parameters) on {len(test)} test examples")
     before = trainer.evaluate(test)  # all test records (the periodic eval uses the validation set)
