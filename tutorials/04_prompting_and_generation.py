@@ -24,8 +24,8 @@
 # 4. check the identities that make decoding testable: one beam is greedy, top-k = 1 sampling is
 #    greedy, and the same seed draws the same sample.
 #
-# Run: `python tutorials/04_prompting_and_generation.py` (under a minute on two CPU cores once
-# tutorial 03 has saved its model, about two more without it; `MINILLM_SMOKE=1` takes seconds). Read alongside:
+# Run: `python tutorials/04_prompting_and_generation.py` (it prints its own wall time at the end,
+# longer without tutorial 03's saved model; `MINILLM_SMOKE=1` takes seconds). Read alongside:
 # `minillm/generation.py`, `minillm/data/templates.py`, `minillm/evaluation/harness.py`.
 
 # %% Setup: output folder, figures, tables (the same cell opens every tutorial)
@@ -266,4 +266,5 @@ summary = {
     "figures": FIGURES,
 }
 (OUT / "summary.json").write_text(json.dumps(summary, indent=2))
+print(f"This run took {summary['wall_seconds']:.0f} s of wall time.")
 print("SUMMARY " + json.dumps(summary))

@@ -24,8 +24,7 @@
 # 4. run a benchmark suite (mini-GLUE, averaged the GLUE way) and read a HELM-style report
 #    (accuracy, calibration, robustness, efficiency), with standard errors.
 #
-# Run: `python tutorials/09_evaluation_and_benchmarks.py` (under a minute on two CPU cores with the
-# model of tutorial 03, about two more without it;
+# Run: `python tutorials/09_evaluation_and_benchmarks.py` (it prints its own wall time at the end;
 # `MINILLM_SMOKE=1` takes seconds). Read alongside: `minillm/metrics/rouge.py`,
 # `minillm/metrics/bleu.py`, `minillm/evaluation/suites.py`, `minillm/evaluation/helm.py`.
 
@@ -305,4 +304,5 @@ summary = {
     "figures": FIGURES,
 }
 (OUT / "summary.json").write_text(json.dumps(summary, indent=2))
+print(f"This run took {summary['wall_seconds']:.0f} s of wall time.")
 print("SUMMARY " + json.dumps(summary))
