@@ -3,6 +3,8 @@ table on held-out data plus sample generations, and leaves a complete run direct
 import json
 import sys
 
+import pytest
+
 from minillm.cli.main import main
 from minillm.data import DEFAULT_MIXTURE, build_mixture
 from minillm.cli.quickstart import QuickstartConfig, format_table, held_out_records
@@ -72,3 +74,18 @@ def test_table_shows_fractions_and_bleu_on_its_own_scale():
     assert "| summarization ROUGE-L        | 0.010 | 0.625 |" in table
     assert "| translation BLEU             | 0.4 | 41.3 |" in table
     assert "sentiment" not in table  # rows without results are left out
+
+
+def test_constant_answer_column_is_the_majority_class_and_the_weights_scale_the_tasks():
+    from minillm.cli.quickstart import constant_baseline, task_sizes  # noqa: PLC0415
+    from minillm.data import Record  # noqa: PLC0415
+
+    train = [Record("p", "yes", "paraphrase")] * 3 + [Record("p", "no", "paraphrase")]
+    test = [Record("q", answer, "paraphrase") for answer in ("yes", "no", "no", "no", "yes")]
+    assert constant_baseline(train, test)["paraphrase/accuracy"] == 2 / 5  # always "yes": 2 of 5 right
+    table = format_table({"paraphrase/accuracy": 0.0}, {"paraphrase/accuracy": 0.9}, {"paraphrase/accuracy": 0.4})
+    assert "| paraphrase accuracy          | 0.400 | 0.000 | 0.900 |" in table and "constant answer" in table
+    sizes = task_sizes(QuickstartConfig(examples_per_task=100, mixture_weights="translation=3, sentiment=0.5"))
+    assert sizes == {"dialogue_summary": 100, "translation": 300, "sentiment": 50, "paraphrase": 100, "arithmetic": 100}
+    with pytest.raises(ValueError, match="translaton"):
+        task_sizes(QuickstartConfig(mixture_weights="translaton=3"))
