@@ -187,7 +187,12 @@ def verdict(stats: dict, known: list, base_stderr: dict) -> list[str]:
         text = (f"{arm}: antonym {st['gain'][0]:+.1f} ± {st['gain'][1]:.1f}, BWT {st['bwt'][0]:+.1f} ± {st['bwt'][1]:.1f}"
                 f"; kept {', '.join(kept) or 'none'}" + (f", lost ground on {', '.join(lost)}" if lost else ""))
         if arm != "full fine-tuning on D" and full_loss > 0:
-            text += f"; {100 * (1 + st['bwt'][0] / full_loss):.0f}% of full fine-tuning's forgetting avoided"
+            if st["bwt"][0] >= 0:
+                text += "; no forgetting on average (BWT >= 0), against full fine-tuning's " + f"{-full_loss:+.1f}"
+            elif -st["bwt"][0] > full_loss:
+                text += f"; more forgetting than full fine-tuning ({st['bwt'][0]:+.1f} vs {-full_loss:+.1f})"
+            else:
+                text += f"; {100 * (1 + st['bwt'][0] / full_loss):.0f}% of full fine-tuning's forgetting avoided"
         lines.append(text + ".")
     learned = [a for a, st in stats.items() if not a.endswith("adapter off") and st["gain"][0] > 2 * st["gain"][1]
                and st["gain"][0] > 0]
