@@ -256,6 +256,7 @@ class MPICommunicator(Communicator):
     def abort(self, code: int = 1) -> None:
         sys.stderr.flush()
         sys.stdout.flush()
+        time.sleep(0.5)  # let mpiexec forward the message before it tears the job down
         self.comm.Abort(code)  # asks mpiexec to end every rank with this code ...
         os._exit(code)  # ... and MPICH's MPI_Abort can return before this process is killed
 
