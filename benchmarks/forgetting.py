@@ -174,7 +174,11 @@ def adapt_arms(fresh_base, new, old, tokenizer, s, seed, lora_r, score) -> dict:
 
 
 def verdict(stats: dict, known: list, base_stderr: dict) -> list[str]:
-    """Sentences computed from mean ± sd; "kept" means within 2 standard errors of the base score."""
+    """Sentences computed from mean ± sd over seeds.
+
+    "Kept" a task: the mean change is above -2 standard errors, combining the base score's standard
+    error with the seeds' (sd / sqrt(seeds)); "learned" antonym: mean gain above 2 standard errors.
+    """
     if not known:
         return ["The base beat the constant answer on no old task, so this run cannot measure forgetting."]
     lines = []
@@ -182,7 +186,9 @@ def verdict(stats: dict, known: list, base_stderr: dict) -> list[str]:
     for arm, st in stats.items():
         if arm.endswith("adapter off"):
             continue
-        kept = [t for t in known if st["change"][t][0] >= -2 * (base_stderr[t] ** 2 + st["change"][t][1] ** 2) ** 0.5]
+        root_n = st["seeds"] ** 0.5  # sd over seeds / sqrt(seeds) = standard error of the mean change
+        kept = [t for t in known
+                if st["change"][t][0] >= -2 * (base_stderr[t] ** 2 + (st["change"][t][1] / root_n) ** 2) ** 0.5]
         lost = [t for t in known if t not in kept]
         text = (f"{arm}: antonym {st['gain'][0]:+.1f} ± {st['gain'][1]:.1f}, BWT {st['bwt'][0]:+.1f} ± {st['bwt'][1]:.1f}"
                 f"; kept {', '.join(kept) or 'none'}" + (f", lost ground on {', '.join(lost)}" if lost else ""))
@@ -194,9 +200,9 @@ def verdict(stats: dict, known: list, base_stderr: dict) -> list[str]:
             else:
                 text += f"; {100 * (1 + st['bwt'][0] / full_loss):.0f}% of full fine-tuning's forgetting avoided"
         lines.append(text + ".")
-    learned = [a for a, st in stats.items() if not a.endswith("adapter off") and st["gain"][0] > 2 * st["gain"][1]
-               and st["gain"][0] > 0]
-    lines.append(f"Arms that learned antonym (gain > 2 sd): {', '.join(learned) or 'none'}.")
+    learned = [a for a, st in stats.items() if not a.endswith("adapter off") and st["gain"][0] > 0
+               and st["gain"][0] > 2 * st["gain"][1] / st["seeds"] ** 0.5]
+    lines.append(f"Arms that learned antonym (mean gain > 2 standard errors): {', '.join(learned) or 'none'}.")
     return lines
 
 
