@@ -65,6 +65,8 @@ class QuickstartConfig:
           arithmetic=5 (1600 steps)                      -    0.505   6.6  0.562  0.469  0.125
         translation=3,sentiment=2,paraphrase=2,
           arithmetic=3, 3000 steps                     308    0.517   2.4  0.531  0.594  0.031
+        bucket_pool=1, translation=3,sentiment=2,
+          paraphrase=3,arithmetic=3, 2000 steps        358    0.531  11.0  0.656  0.469  0.125
         sentiment alone, 300 steps (41 s wall)           -        -     -  0.719      -      -
 
     So the targets (sentiment and paraphrase >= 0.85, arithmetic >= 0.3) are *not* reached in
