@@ -86,12 +86,11 @@ def test_threaded_fast_step_over_large_parameters_is_bitwise_the_reference(cls, 
     shapes = [(256, 300), (300,), (128, 256), (4, 64, 32)]
     init = [rng.standard_normal(s).astype(np.float32) for s in shapes]
     grads = [[rng.standard_normal(s).astype(np.float32) for s in shapes] for _ in range(3)]
-    previous = minillm.get_num_threads()
     minillm.set_num_threads(2)
     try:
         fast = _run(lambda ps: cls(ps, **options), init, grads, fast=True)
     finally:
-        minillm.set_num_threads(previous)
+        minillm.set_num_threads(None)  # back to NumPy's defaults, not to a limit of our own
     assert_bitwise_equal(_run(lambda ps: cls(ps, **options), init, grads, fast=False), fast)
 
 
@@ -105,12 +104,11 @@ def test_reference_step_runs_in_the_calling_thread_even_with_threads_set(monkeyp
     params = [Parameter(np.ones((400, 400), np.float32)) for _ in range(4)]
     for p in params:
         p.grad = np.ones_like(p.data)
-    previous = minillm.get_num_threads()
     minillm.set_num_threads(2)
     try:
         with fast_paths(False):
             AdamW(params).step()
     finally:
-        minillm.set_num_threads(previous)
+        minillm.set_num_threads(None)  # back to NumPy's defaults, not to a limit of our own
     assert seen == [threading.current_thread()] * 4
     assert all(np.all(p.data < 1) for p in params)
