@@ -152,6 +152,8 @@ def test_map_in_threads_calls_every_item_once(split_everything):
 def test_set_num_threads_gives_minillm_the_threads_and_blas_one(split_everything):
     from threadpoolctl import threadpool_info
 
+    minillm.set_num_threads(None)  # an earlier test (a CLI run with --threads) may have left a limit
+    parallel.set_threads(3)
     before = minillm.get_num_threads()
     minillm.set_num_threads(2)
     try:
@@ -238,6 +240,7 @@ def test_generation_on_two_threads_gives_the_tokens_of_one():
 def test_set_num_threads_limits_blas_and_none_restores_it():
     from minillm.fast.threads import get_num_threads, set_num_threads
 
+    set_num_threads(None)  # an earlier test (a CLI run with --threads) may have left a limit
     before = get_num_threads()
     set_num_threads(1)
     try:
