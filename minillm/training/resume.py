@@ -93,3 +93,18 @@ def report_resume(log, checkpoint: str, step: int, changed: dict) -> None:
         tqdm.write(f"resuming from step {step} of {checkpoint} with the same options")
     log.write({"step": step, "resumed_from": os.path.abspath(checkpoint),
                "changed": {k: list(v) for k, v in changed.items()}})
+
+
+def apply_current_options(optimizer, scheduler, learning_rate: float, weight_decays: list, step: int) -> None:
+    """After loading a checkpoint, make this run's options rule the steps to come.
+
+    The checkpoint restored the optimizer's param groups (lr, weight decay) as they were; the
+    schedule is recomputed from this run's learning rate at the restored step (for unchanged
+    options that is the very same lr), and each group's weight decay is reset to this run's.
+    """
+    for group, decay in zip(optimizer.param_groups, weight_decays):
+        group["weight_decay"] = decay
+        group["initial_lr"] = learning_rate
+    scheduler.base_lrs = [learning_rate] * len(optimizer.param_groups)
+    scheduler.last_epoch = step - 1
+    scheduler.step()  # lr = learning_rate x lambda(step)

@@ -45,6 +45,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .. import backend
+from ..files import atomic_write_text
 from ..distributed import trainer_hooks as parallel
 from .checkpoint import clean_stale_temporaries, load_checkpoint, save_checkpoint
 from ..data.collate import Batcher, collate
@@ -54,7 +55,8 @@ from .arguments import NonFiniteLossError, TrainingArguments, TrainResult
 from .evaluation import as_record, count_target_tokens, evaluate_model, generate_texts
 from .interrupt import DeferSigint
 from .log import StepMeter, TrainingLog
-from .resume import ResumeMismatchError, compare_options, data_fingerprint, recorded_options, report_resume
+from .resume import (ResumeMismatchError, apply_current_options, compare_options, data_fingerprint,
+                     recorded_options, report_resume)
 
 __all__ = ["Trainer", "TrainingArguments", "TrainResult", "NonFiniteLossError", "ResumeMismatchError"]
 
@@ -253,7 +255,8 @@ class Trainer:
                          training_args=state["training_args"], data_fingerprint=self.data_fingerprint)
             if "metric_for_best" in changed:
                 state.update(best_metric=None, best_step=None)  # the old best was measured on another metric
-            self._apply_current_options(state["step"])
+            apply_current_options(self.optimizer, self.scheduler, self.args.learning_rate,
+                                  self._group_weight_decay, state["step"])
             self._checkpoint_step = state["step"]
             parallel.after_resume(saved, self.model)  # each rank's own RNG state, rank 0's weights
         else:
@@ -326,22 +329,6 @@ class Trainer:
                            best_metric=state["best_metric"], best_step=state["best_step"],
                            interrupted=interrupted, output_dir=self.args.output_dir)
 
-    # ------------------------------------------------------------------ resuming
-    def _apply_current_options(self, step: int) -> None:
-        """After loading a checkpoint, make this run's options rule the steps to come.
-
-        The checkpoint restored the optimizer's param groups (lr, weight decay) as they were; the
-        schedule is recomputed from this run's learning rate and schedule at the restored step
-        (for unchanged options that is the very same lr), and each group's weight decay is reset
-        to this run's.
-        """
-        for group, decay in zip(self.optimizer.param_groups, self._group_weight_decay):
-            group["weight_decay"] = decay
-            group["initial_lr"] = self.args.learning_rate
-        self.scheduler.base_lrs = [self.args.learning_rate] * len(self.optimizer.param_groups)
-        self.scheduler.last_epoch = step - 1
-        self.scheduler.step()  # lr = learning_rate x lambda(step)
-
     # ------------------------------------------------------------------ saving
     def _save_checkpoint(self, state: dict) -> None:
         """Save the resumable checkpoint (never one with a nan/inf parameter)."""
@@ -380,8 +367,8 @@ class Trainer:
         if best is None or (value > best if better else value < best):
             state.update(best_metric=value, best_step=state["step"])
             self._save_model(self.best_dir)
-            with open(os.path.join(self.best_dir, "metrics.json"), "w", encoding="utf-8") as f:
-                json.dump({"step": state["step"], **metrics}, f, indent=2)
+            atomic_write_text(os.path.join(self.best_dir, "metrics.json"),
+                              json.dumps({"step": state["step"], **metrics}, indent=2))
         return metrics
 
     # ------------------------------------------------------------------ evaluation
