@@ -68,8 +68,6 @@ def parse_args(argv=None):
 # ---------------------------------------------------------------------------------- the worker
 def worker(args) -> None:
     """The timed loop on one rank; rank 0 prints one line 'RESULT {json}'."""
-    import numpy as np  # noqa: PLC0415
-
     import minillm  # noqa: PLC0415
     from minillm import distributed  # noqa: PLC0415
     from minillm.models import T5Config, T5ForConditionalGeneration  # noqa: PLC0415

@@ -30,7 +30,7 @@ def test_verdict_states_the_gap_and_its_tolerance():
     # standard error of a difference of two means over 3 seeds: sqrt(3^2/3 + 4^2/3) = 5/sqrt(3)
     tol = 2 * 5 / math.sqrt(3)
     sentences = pc.verdict(table, {}, 228864)
-    assert f"is +10.0 ROUGE-L points from full fine-tuning" in sentences[0]
+    assert "is +10.0 ROUGE-L points from full fine-tuning" in sentences[0]
     assert f"= {tol:.1f} points" in sentences[0] and "apart: full fine-tuning is better" in sentences[0]
     assert "The best parameter-efficient method was adapters" in sentences[2]
     close = [row("base (no tuning)", 30.0, 0.0), row("full fine-tuning", 60.0, 3.0), row("LoRA q,v", 57.0, 4.0)]
