@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import os
 import statistics
 import sys
@@ -46,6 +47,8 @@ def parse_args(argv=None):
     p.add_argument("--no-reference", action="store_true", help="do not time the MINILLM_FAST=0 step")
     p.add_argument("--subnormals", action="store_true", help="count subnormal floats per op in one step")
     p.add_argument("--profile", action="store_true", help="cProfile minillm's step; print the top entries")
+    p.add_argument("--breakdown", action="store_true",
+                   help="time the linear layers' products apart from the rest, in both frameworks")
     return p.parse_args(argv)
 
 
@@ -136,18 +139,38 @@ def steppers(model, hf, batch):
     return {"minillm": minillm_step, "pytorch": torch_step, "reference": reference_step}, opt
 
 
-def time_alternating(calls: dict, repeats: int, warmup: int) -> dict:
-    """Median seconds of each call, run in turn ``repeats`` times so that noise hits all alike."""
+def minor_faults() -> int:
+    """Minor page faults of this process so far (0 where ``resource`` does not count them)."""
+    try:
+        import resource
+    except ImportError:  # not on Windows
+        return 0
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def time_in_blocks(calls: dict, repeats: int, warmup: int, block: int = 1) -> tuple[dict, dict]:
+    """Median seconds of each call, and its median minor page faults per call.
+
+    The calls take turns, ``repeats`` rounds, so that machine noise hits all alike. In each
+    turn a call first runs once untimed, then ``block`` times timed: one framework's step frees
+    and allocates memory in its own pattern, and the first step after another framework's turn
+    pays for reshaping the heap (page faults, docs/speed.md), which a user running one framework
+    never sees.
+    """
     for _ in range(warmup):
         for call in calls.values():
             call()
-    times = collections.defaultdict(list)
+    times, faults = collections.defaultdict(list), collections.defaultdict(list)
     for _ in range(repeats):
         for name, call in calls.items():
-            start = time.perf_counter()
             call()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in times.items()}
+            for _ in range(block):
+                before, start = minor_faults(), time.perf_counter()
+                call()
+                times[name].append(time.perf_counter() - start)
+                faults[name].append(minor_faults() - before)
+    return ({name: statistics.median(v) for name, v in times.items()},
+            {name: statistics.median(v) for name, v in faults.items()})
 
 
 def generation_rates(model, hf, batch, reference: bool) -> dict:
@@ -175,10 +198,51 @@ def generation_rates(model, hf, batch, reference: bool) -> dict:
     calls = {"minillm": minillm_generate, "pytorch": torch_generate}
     if reference:
         calls["reference"] = reference_generate
-    seconds = time_alternating(calls, repeats=3, warmup=1)
+    seconds, _ = time_in_blocks(calls, repeats=3, warmup=1)
     model.train()
     hf.train()
     return {name: BATCH * n / s for name, s in seconds.items()}
+
+
+@contextlib.contextmanager
+def instrumented_ops(hook, modules=("minillm.",)):
+    """Call ``hook(cls, phase, seconds, arrays)`` after every op's forward and backward.
+
+    Every ``Function`` subclass defined in ``modules`` is wrapped (fast implementations too: they
+    subclass the reference op). A call made from inside another wrapped call (a fast op calling
+    its reference's ``forward``) is not reported again.
+    """
+    depth = [0]
+
+    def wrap(cls, phase):
+        original = cls.__dict__[phase]
+
+        def timed(self, *args, **kwargs):
+            depth[0] += 1
+            start = time.perf_counter()
+            try:
+                result = original(self, *args, **kwargs)
+            finally:
+                depth[0] -= 1
+            if depth[0] == 0:
+                hook(type(self), phase, time.perf_counter() - start, result)
+            return result
+
+        setattr(cls, phase, timed)
+        return cls, phase, original
+
+    classes, todo = set(), [Function]
+    while todo:
+        for sub in todo.pop().__subclasses__():
+            todo.append(sub)
+            if sub.__module__.startswith(modules):
+                classes.add(sub)
+    originals = [wrap(cls, phase) for cls in classes for phase in ("forward", "backward") if phase in cls.__dict__]
+    try:
+        yield
+    finally:
+        for cls, phase, original in originals:
+            setattr(cls, phase, original)
 
 
 def subnormal_sources(step, opt) -> list:
@@ -192,38 +256,62 @@ def subnormal_sources(step, opt) -> list:
                 tally[name][column] += count_subnormals(a)
                 tally[name][column + 1] += a.size
 
-    def wrap(cls):
-        forward, backward = cls.forward, cls.backward
-
-        def counted_forward(self, *args, **kwargs):
-            out = forward(self, *args, **kwargs)
-            count(cls.__name__, 0, out)
-            return out
-
-        def counted_backward(self, grad):
-            grads = backward(self, grad)
-            count(cls.__name__, 2, grads)
-            return grads
-
-        cls.forward, cls.backward = counted_forward, counted_backward
-        return cls, forward, backward
-
-    classes, todo = [], [Function]
-    while todo:
-        for sub in todo.pop().__subclasses__():
-            todo.append(sub)
-            if sub.__module__.startswith("minillm.ops"):
-                classes.append(sub)
-    originals = [wrap(cls) for cls in classes]
-    try:
+    with instrumented_ops(lambda cls, phase, _, arrays: count(cls.__name__, 0 if phase == "forward" else 2, arrays),
+                          modules=("minillm.ops",)):
         step()
-    finally:
-        for cls, forward, backward in originals:
-            cls.forward, cls.backward = forward, backward
     for state in opt.state.values():
         for key in ("exp_avg", "exp_avg_sq"):
             count(f"AdamW {key}", 0, state[key])
     return sorted(((name, *c) for name, c in tally.items() if c[0] or c[2]), key=lambda r: -(r[1] + r[3]))
+
+
+def breakdown(calls, steps: int = 3) -> dict:
+    """Seconds per step spent in the linear layers' products and in everything else, per framework.
+
+    minillm: the wall time of ``Linear``'s forward and backward (three GEMMs per layer), from
+    ``instrumented_ops``. PyTorch: the self time of ``aten::mm``/``addmm`` (HF's T5 calls them
+    only from its ``nn.Linear`` layers; attention uses ``bmm``), from ``torch.profiler``. The
+    rest is the step's time minus that.
+    """
+    import torch
+    from minillm.ops.linalg import Linear
+
+    linear = [0.0]
+
+    def add(cls, phase, seconds, arrays):
+        if issubclass(cls, Linear):
+            linear[0] += seconds
+
+    calls["minillm"]()
+    with instrumented_ops(add):
+        start = time.perf_counter()
+        for _ in range(steps):
+            calls["minillm"]()
+        total = time.perf_counter() - start
+    result = {"minillm": (linear[0] / steps, (total - linear[0]) / steps)}
+    calls["pytorch"]()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        start = time.perf_counter()
+        for _ in range(steps):
+            calls["pytorch"]()
+        total = time.perf_counter() - start
+    mm = sum(e.self_cpu_time_total for e in prof.key_averages() if e.key in ("aten::mm", "aten::addmm")) / 1e6
+    result["pytorch"] = (mm / steps, (total - mm) / steps)
+    return result
+
+
+def print_breakdown(setting: str, parts: dict) -> None:
+    """The linear layers' share of a step in both frameworks, and what the target asks of the rest."""
+    (m_lin, m_rest), (t_lin, t_rest) = parts["minillm"], parts["pytorch"]
+    print(f"\nwhere a step goes, {setting} (seconds per step):")
+    print(f"{'':14}{'linear layers':>15}{'everything else':>17}{'step':>8}")
+    for name, (lin, rest) in parts.items():
+        print(f"{name:14}{lin:15.3f}{rest:17.3f}{lin + rest:8.3f}")
+    budget = 0.9 * (t_lin + t_rest) - m_lin
+    print(f"linear layers: minillm/PyTorch {m_lin / t_lin:.2f}; everything else: {m_rest / t_rest:.2f}. "
+          f"For a step ratio of 0.9 with these products, minillm's other ops would have to take "
+          f"{budget:.3f} s, {budget / t_rest:.2f} of PyTorch's {t_rest:.3f} s"
+          + (" (impossible: the products alone exceed 0.9 of PyTorch's step)." if budget <= 0 else "."))
 
 
 def main() -> int:
@@ -253,8 +341,8 @@ def main() -> int:
         calls, opt = steppers(model, hf, batch)
         if ARGS.no_reference:
             del calls["reference"]
-        med = time_alternating(calls, ARGS.steps, ARGS.warmup)
-        rows.append((init, float(dropout), med))
+        med, faults = time_in_blocks(calls, ARGS.steps, ARGS.warmup)
+        rows.append((init, float(dropout), med, faults))
         if init not in generation:
             generation[init] = generation_rates(model, hf, batch, reference=not ARGS.no_reference)
         if ARGS.subnormals:
@@ -265,17 +353,20 @@ def main() -> int:
                 print(f"{name:24}{f_sub:>12} ({f_sub / max(f_all, 1):6.2%}){b_sub:>12} ({b_sub / max(b_all, 1):6.2%})")
         if ARGS.profile:
             _profile(calls["minillm"])
+        if ARGS.breakdown:
+            print_breakdown(f"{init} init, dropout {dropout}", breakdown(calls))
     print_tables(rows, generation)
     return 0
 
 
 def print_tables(rows, generation) -> None:
     print(f"\n{'train step (fwd+bwd+AdamW)':30}{'minillm s':>11}{'pytorch s':>11}{'ratio':>8}"
-          f"{'FAST=0 s':>11}{'ratio':>8}")
-    for init, dropout, med in rows:
-        ref = (f"{med['reference']:11.3f}{med['reference'] / med['pytorch']:8.2f}" if "reference" in med else "")
+          f"{'FAST=0 s':>11}{'ratio':>8}   page faults/step: minillm, pytorch")
+    for init, dropout, med, faults in rows:
+        ref = (f"{med['reference']:11.3f}{med['reference'] / med['pytorch']:8.2f}" if "reference" in med
+               else " " * 19)
         print(f"{init + ' init, dropout ' + str(dropout):30}{med['minillm']:11.3f}{med['pytorch']:11.3f}"
-              f"{med['minillm'] / med['pytorch']:8.2f}{ref}")
+              f"{med['minillm'] / med['pytorch']:8.2f}{ref}   {faults['minillm']:>8.0f} {faults['pytorch']:>8.0f}")
     print("(ratio = minillm / PyTorch step time; <= 0.9 is the target with the fast layer on)")
     print(f"\n{'greedy generation, tokens/s':30}{'minillm':>11}{'pytorch':>11}{'ratio':>8}{'FAST=0':>11}{'ratio':>8}")
     for init, tps in generation.items():

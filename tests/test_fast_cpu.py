@@ -120,6 +120,16 @@ def test_for_each_row_block_covers_every_row_once_on_several_threads(split_every
     assert len(seen) > 1  # the work really was shared
 
 
+@pytest.mark.parametrize("n", [1, 2, 3, 7, 64, 1001])
+@pytest.mark.parametrize("parts", [1, 2, 3, 5, 8])
+def test_cuts_are_contiguous_cover_everything_and_are_balanced(n, parts):
+    cuts = parallel._cuts(n, parts)
+    assert len(cuts) == min(parts, n)
+    assert [i for lo, hi in cuts for i in range(lo, hi)] == list(range(n))  # each index once, in order
+    sizes = [hi - lo for lo, hi in cuts]
+    assert max(sizes) - min(sizes) <= 1 and min(sizes) >= 1
+
+
 def test_for_each_row_block_reraises_a_workers_error(split_everything):
     def fail(block):
         if block[0, 0] > 30:  # only a later block, which a worker thread gets
