@@ -86,3 +86,5 @@ def test_smoke_run_prints_the_tables_and_the_breakdown(tmp_path):
     high = (minillm_s + 5e-4) / max(pytorch_s - 5e-4, 1e-9) + 5e-3
     assert low <= ratio <= high
     assert "page faults/step" in out
+    verdict = next(line for line in out.splitlines() if line.startswith("train-step target met in"))
+    assert verdict.startswith(f"train-step target met in {int(ratio <= 0.9)} of 1 settings")
