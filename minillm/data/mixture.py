@@ -58,7 +58,7 @@ def allocate(rates: dict[str, float], total: int) -> dict[str, int]:
 
 
 def build_mixture(
-    tasks: list[str] | None = None,
+    tasks: list | None = None,
     examples_per_task: int | dict[str, int] = 1000,
     split: str = "train",
     cap: int | None = None,
@@ -72,7 +72,8 @@ def build_mixture(
     """A shuffled list of Record(prompt, completion, task) mixing several tasks.
 
     Args:
-        tasks: task names; defaults to `DEFAULT_MIXTURE`.
+        tasks: task names or Task objects (e.g. ``task_levels.task_variant`` levels); defaults
+            to `DEFAULT_MIXTURE`. Records carry the task's name.
         examples_per_task: dataset size n_i of each task (one int for all, or a dict). Each
             task's pool is `task.examples(split, n_i, seed)`.
         cap, temperature: see `mixture_rates`.
@@ -84,10 +85,10 @@ def build_mixture(
         template_id: fix one template for every record; None picks templates at random.
         seed: one seed for everything (pools, templates, order).
     """
-    tasks = list(tasks or DEFAULT_MIXTURE)
+    tasks = [get_task(t) for t in (tasks or DEFAULT_MIXTURE)]
     sizes = (dict(examples_per_task) if isinstance(examples_per_task, dict)
-             else {name: examples_per_task for name in tasks})
-    sizes = {name: sizes[name] for name in tasks}
+             else {task.name: examples_per_task for task in tasks})
+    sizes = {task.name: sizes[task.name] for task in tasks}
     rates = mixture_rates(sizes, cap, temperature)
     if total is None:
         total = sum(min(n, cap) if cap is not None else n for n in sizes.values())
@@ -95,8 +96,8 @@ def build_mixture(
 
     rng = random.Random(f"mixture|{seed}")
     records = []
-    for name in tasks:  # a fixed order, so the rng stream (and the result) is reproducible
-        task = get_task(name)
+    for task in tasks:  # a fixed order, so the rng stream (and the result) is reproducible
+        name = task.name
         pool = task.examples(split, sizes[name], seed)
         # Walk through the pool in shuffled passes until this task's count is reached.
         chosen = []

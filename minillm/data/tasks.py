@@ -160,10 +160,10 @@ def make_translation(rng: random.Random) -> dict:
 
 
 # ----------------------------------------------------------------------------- sentiment
-def _clause(rng, positive: bool, subject: str) -> str:
+def _clause(rng, positive: bool, subject: str, negation: bool = True) -> str:
     """One clause about `subject` with the given polarity; negation flips an adjective's."""
     good, bad = L.POSITIVE_ADJECTIVES, L.NEGATIVE_ADJECTIVES
-    kind = rng.randrange(3)
+    kind = rng.randrange(3) if negation else rng.choice((0, 2))
     if kind == 0:
         return f"the {subject} was {rng.choice(good if positive else bad)}"
     if kind == 1:  # "not terrible" is (mildly) positive, "not great" negative
@@ -171,20 +171,28 @@ def _clause(rng, positive: bool, subject: str) -> str:
     return f"I {rng.choice(L.POSITIVE_VERBS if positive else L.NEGATIVE_VERBS)} the {subject}"
 
 
-def make_review(rng: random.Random) -> dict:
-    """A one- or two-sentence review labelled "positive" or "negative"."""
+def make_review(rng: random.Random, negation: bool = True, contrast: bool = True) -> dict:
+    """A one- or two-sentence review labelled "positive" or "negative".
+
+    ``negation=False`` leaves out "was not <adjective>" clauses, ``contrast=False`` the
+    "..., but ..." reviews whose first clause has the opposite polarity (the easier levels in
+    ``task_levels.py``)."""
     positive = rng.random() < 0.5
     first, second = _pair(rng, L.REVIEW_SUBJECTS)
-    shape = rng.randrange(4)
+    shape = rng.randrange(4) if contrast else rng.choice((0, 2, 3))
+
+    def clause(polarity, subject):
+        return _clause(rng, polarity, subject, negation)
+
     if shape == 0:
-        text = _clause(rng, positive, first)
+        text = clause(positive, first)
     elif shape == 1:  # the clause after "but" decides
-        text = f"{_clause(rng, not positive, first)}, but {_clause(rng, positive, second)}"
+        text = f"{clause(not positive, first)}, but {clause(positive, second)}"
     elif shape == 2:
-        text = f"{_clause(rng, positive, first)} and {_clause(rng, positive, second)}"
+        text = f"{clause(positive, first)} and {clause(positive, second)}"
     else:
         closing = L.POSITIVE_CLOSINGS if positive else L.NEGATIVE_CLOSINGS
-        text = f"{_clause(rng, positive, first)}. {rng.choice(closing)}"
+        text = f"{clause(positive, first)}. {rng.choice(closing)}"
     text = text[0].upper() + text[1:]
     return {"review": text if text.endswith(".") else text + ".",
             "target": "positive" if positive else "negative"}
@@ -217,17 +225,17 @@ def make_paraphrase(rng: random.Random) -> dict:
 
 
 # ----------------------------------------------------------------------------- arithmetic
-def make_arithmetic(rng: random.Random) -> dict:
-    """A question about numbers up to 20 (products up to 9 x 9); the answer is digits."""
+def make_arithmetic(rng: random.Random, largest: int = 20, largest_factor: int = 9) -> dict:
+    """A question about numbers up to `largest` (products up to `largest_factor`²); the answer is digits."""
     kind = rng.randrange(5)
-    a, b = rng.randint(0, 20), rng.randint(0, 20)
+    a, b = rng.randint(0, largest), rng.randint(0, largest)
     if kind == 0:
         return {"question": f"What is {a} plus {b}?", "target": str(a + b)}
     if kind == 1:
         a, b = max(a, b), min(a, b)  # keep answers non-negative
         return {"question": f"What is {a} minus {b}?", "target": str(a - b)}
     if kind == 2:
-        a, b = rng.randint(1, 9), rng.randint(1, 9)
+        a, b = rng.randint(1, largest_factor), rng.randint(1, largest_factor)
         return {"question": f"What is {a} times {b}?", "target": str(a * b)}
     name, other = _pair(rng, L.NAMES)
     food = rng.choice(L.FOODS)
