@@ -33,6 +33,7 @@ import numpy as np  # noqa: E402
 
 import minillm  # noqa: E402
 from minillm.fast import cuda as kernels  # noqa: E402
+from minillm.fast import cuda_attention  # noqa: E402
 
 
 def gpu_time_ms(fn, min_total_ms: float = 200.0, max_reps: int = 50) -> float:
@@ -136,16 +137,16 @@ def bench_attention(lengths, batch=4, heads=8, head_dim=64):
         shape = (batch, heads, length, head_dim)
         q, k, v, grad_out = (cp.random.standard_normal(shape, dtype=cp.float32) * 0.5 for _ in range(4))
         forward_flops = 4.0 * batch * heads * length * length * head_dim
-        out, lse = kernels.attention_forward(q, k, v, scale=scale)
+        out, lse = cuda_attention.attention_forward(q, k, v, scale=scale)
         ref_out, p = materialized_forward(q, k, v, scale)
         ok = bool(cp.allclose(out, ref_out, atol=1e-3, rtol=1e-3))
         rows = {  # pass: (fused, materialized, flops); backward = 2.5x forward (FlashAttention-2's count)
-            "forward": (lambda: kernels.attention_forward(q, k, v, scale=scale),
+            "forward": (lambda: cuda_attention.attention_forward(q, k, v, scale=scale),
                         lambda: materialized_forward(q, k, v, scale), forward_flops),
-            "backward": (lambda: kernels.attention_backward(q, k, v, out, lse, grad_out, scale=scale),
+            "backward": (lambda: cuda_attention.attention_backward(q, k, v, out, lse, grad_out, scale=scale),
                          lambda: materialized_backward(q, k, v, p, grad_out, scale), 2.5 * forward_flops),
-            "backward fa2": (lambda: kernels.attention_backward(q, k, v, out, lse, grad_out, scale=scale,
-                                                                version="fa2"),
+            "backward fa2": (lambda: cuda_attention.attention_backward(q, k, v, out, lse, grad_out, scale=scale,
+                                                                       version="fa2"),
                              lambda: materialized_backward(q, k, v, p, grad_out, scale), 2.5 * forward_flops),
         }
         for name, (fused, materialized, flops) in rows.items():

@@ -26,7 +26,8 @@
 # Run: `python tutorials/10_gpu_kernels.py` (`MINILLM_SMOKE=1` for a seconds-long run). No GPU is
 # needed: the same `.cu` files compile with g++ against `kernels/emu/cuda_emu.h`, one CPU thread per
 # CUDA thread. Read alongside: `kernels/README.md`, `kernels/matmul.cu`, `kernels/attention.cu`,
-# `minillm/fast/cuda.py` (the host side: grids, shared memory, launches).
+# `minillm/fast/cuda.py` and `minillm/fast/cuda_attention.py` (the host side: grids, shared memory,
+# launches).
 
 # %% Setup: output folder, figures, tables (the same cell opens every tutorial)
 import importlib.util
@@ -49,6 +50,7 @@ OUT, FIGURES, save_figure = tutorial_output(TUTORIAL)
 
 import minillm  # noqa: E402
 from minillm.fast import cuda as kernels  # noqa: E402
+from minillm.fast import cuda_attention  # noqa: E402
 from tests.kernels import reference  # noqa: E402  (the kernel tests' float64 references)
 from tests.kernels.emulator import Emulator, build, compiler_available  # noqa: E402
 
@@ -243,8 +245,9 @@ if emulator is not None:
     key_mask[:, -7:] = False                                                # the last 7 keys are padding
     options = dict(bias=bias, key_mask=key_mask, causal=True, scale=1.0)    # T5 uses scale 1
     started = time.perf_counter()
-    out, lse = kernels._attention_forward(emulator.backend(), q, k, v, bias, key_mask, True, 1.0)
-    grads = kernels._attention_backward(emulator.backend(), q, k, v, out, lse, grad_out, bias, key_mask, True, 1.0)
+    out, lse = cuda_attention._attention_forward(emulator.backend(), q, k, v, bias, key_mask, True, 1.0)
+    grads = cuda_attention._attention_backward(emulator.backend(), q, k, v, out, lse, grad_out, bias, key_mask,
+                                               True, 1.0)
     seconds = time.perf_counter() - started
     ref_out, ref_lse = reference.attention_forward(q, k, v, **options)
     ref_grads = reference.attention_backward(q, k, v, grad_out, **options)
@@ -318,7 +321,7 @@ else:
     L = 256 if SMOKE else 1024
     q, k, v = (cp.random.standard_normal((4, 8, L, 64), dtype=cp.float32) * 0.5 for _ in range(3))
     flops = 4.0 * 4 * 8 * L * L * 64
-    for name, fn in (("fused", lambda: kernels.attention_forward(q, k, v, scale=0.125)),
+    for name, fn in (("fused", lambda: cuda_attention.attention_forward(q, k, v, scale=0.125)),
                      ("materialized", lambda: bench.materialized_forward(q, k, v, 0.125))):
         ms = bench.gpu_time_ms(fn)
         gpu_rows.append([f"attention forward L={L}", name, ms, flops / ms / 1e9])

@@ -11,7 +11,8 @@
     cpu_gelu.py       GELU (tanh) and gated GELU as row-block kernels
     cpu_dropout.py    dropout's scaling as row-block kernels (the same mask as the reference)
     cpu_embedding.py  the embedding gradient as sort + segmented sum
-    cuda.py           launchers for the hand-written kernels in kernels/*.cu (CuPy)
+    cuda.py           launchers for the hand-written kernels in kernels/*.cu (CuPy); matmul's host side
+    cuda_attention.py the host side of the fused attention kernels: tiles, grids, backward versions
     cuda_ops.py       ops on those kernels, registered as fast versions of their reference ops
 
 ``register_all()`` imports the modules that register implementations; ``minillm`` calls it once.

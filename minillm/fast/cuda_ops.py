@@ -1,4 +1,5 @@
-"""Ops on minillm's own CUDA kernels (kernels/*.cu, launched by ``cuda.py``), for CuPy float32 arrays.
+"""Ops on minillm's own CUDA kernels (kernels/*.cu, launched by ``cuda.py`` and ``cuda_attention.py``),
+for CuPy float32 arrays.
 
 Each class is a fast version of a reference op in ``ops/``, registered with the dispatch: it
 runs the hand-written kernel when the arrays fit it and calls the reference formula
@@ -11,7 +12,7 @@ import numpy as np
 from ..backend import get_array_module, is_cupy_array
 from ..ops.attention import Attention
 from ..ops.linalg import Linear
-from . import cuda
+from . import cuda, cuda_attention
 from .dispatch import register
 
 
@@ -74,7 +75,8 @@ class CudaAttention(Attention):
         if args is None:  # a shape, mask or device the kernel does not take: the reference formula
             return super().forward(q, k, v, bias, mask, causal, scale, dropout_p)
         q, k, v, bias, key_mask = args
-        out, lse = cuda.attention_forward(q, k, v, bias=bias, key_mask=key_mask, causal=causal, scale=scale)
+        out, lse = cuda_attention.attention_forward(q, k, v, bias=bias, key_mask=key_mask, causal=causal,
+                                                    scale=scale)
         dead = _dead_rows(key_mask, q.shape[-2], causal)
         self.fused, self.scale, self.dead = (q, k, v, bias, key_mask, causal, out, lse), scale, dead
         if dead is None:
@@ -88,7 +90,7 @@ class CudaAttention(Attention):
         q, k, v, bias, key_mask, causal, out, lse = self.fused
         xp = get_array_module(grad)
         grad = xp.ascontiguousarray(grad)
-        dq, dk, dv, dbias = cuda.attention_backward(
+        dq, dk, dv, dbias = cuda_attention.attention_backward(
             q, k, v, out, lse, grad, bias=bias, key_mask=key_mask, causal=causal, scale=self.scale)
         if self.dead is not None:  # a dead row's P is 1/k_len for every key: dV_j += sum_i dO_i / k_len
             dead_grad = xp.where(self.dead[:, None, :, None], grad, 0).sum(axis=-2, keepdims=True)
@@ -115,9 +117,9 @@ def _kernel_arguments(q, k, v, bias, mask, causal):
 
     The kernel takes a (batch, k_len) boolean key padding mask and a top-left causal mask; T5's
     masks are exactly those shapes. It also needs kernels for the head dim that fit this GPU's
-    shared memory (``cuda.attention_fits``), and at least one key.
+    shared memory (``cuda_attention.attention_fits``), and at least one key.
     """
-    if q.ndim != 4 or k.ndim != 4 or v.shape != k.shape or not cuda.attention_fits(q.shape[-1]):
+    if q.ndim != 4 or k.ndim != 4 or v.shape != k.shape or not cuda_attention.attention_fits(q.shape[-1]):
         return None
     batch, heads, q_len, _ = q.shape
     k_len = k.shape[-2]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from minillm.fast import cuda as kernels
+from minillm.fast import cuda_attention
 from tests.kernels import reference
 from tests.kernels.problems import HEAD_DIMS, make_problem
 from tests.kernels.reference import assert_close
@@ -33,13 +33,13 @@ def attention_problems(draw):
 
 
 def run_forward(emulator, q, k, v, bias, key_mask, **options):
-    return kernels._attention_forward(emulator.backend(), q, k, v, bias, key_mask,
-                                      options["causal"], options["scale"])
+    return cuda_attention._attention_forward(emulator.backend(), q, k, v, bias, key_mask,
+                                             options["causal"], options["scale"])
 
 
 def run_backward(emulator, q, k, v, out, lse, grad_out, bias, key_mask, version="two_pass", **options):
-    return kernels._attention_backward(emulator.backend(), q, k, v, out, lse, grad_out, bias, key_mask,
-                                       options["causal"], options["scale"], version)
+    return cuda_attention._attention_backward(emulator.backend(), q, k, v, out, lse, grad_out, bias, key_mask,
+                                              options["causal"], options["scale"], version)
 
 
 BACKWARDS = ["two_pass", "fa2"]  # a dQ kernel + a dK/dV kernel, or FlashAttention-2's one kernel

@@ -12,14 +12,15 @@ from pathlib import Path
 import pytest
 
 from minillm.fast import cuda as kernels
+from minillm.fast import cuda_attention
 
 KERNEL_DIR = Path(__file__).resolve().parents[2] / "kernels"
 ARCHS = ["sm_80", "sm_90"]
 SOURCES = ["matmul.cu", "attention.cu"]
 EXPECTED_KERNELS = {
     "matmul.cu": {f"matmul_{v}_{t}" for v in kernels._MATMUL_BLOCKS for t in ("nn", "nt", "tn", "tt")},
-    "attention.cu": {f"attention_{k}_d{d}_{br}x{bc}" for k in kernels._ATTENTION_KINDS
-                     for d, tiles in kernels._ATTENTION_TILES.items() for br, bc in tiles},
+    "attention.cu": {f"attention_{k}_d{d}_{br}x{bc}" for k in cuda_attention._ATTENTION_KINDS
+                     for d, tiles in cuda_attention._ATTENTION_TILES.items() for br, bc in tiles},
 }
 
 pytestmark = pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
@@ -66,7 +67,7 @@ def dynamic_smem(kernel: str) -> int:
     name, rest = kernel[len("attention_"):].rsplit("_d", 1)
     head_dim, tile = rest.split("_")
     br, bc = tile.split("x")
-    return kernels._attention_shared_bytes(name, int(head_dim), int(br), int(bc))
+    return cuda_attention._attention_shared_bytes(name, int(head_dim), int(br), int(bc))
 
 
 @pytest.mark.parametrize("source", SOURCES)
@@ -112,11 +113,11 @@ def test_the_d128_dkdv_kernel_fits_two_blocks_per_h100_sm():
 
 @pytest.mark.parametrize("gpu, limit", [("sm_75 (T4)", 64 * 1024), ("sm_86/sm_89 (A10, L4)", 99 * 1024),
                                         ("sm_80 (A100)", 163 * 1024), ("sm_90 (H100)", 227 * 1024)])
-@pytest.mark.parametrize("head_dim", sorted(kernels._ATTENTION_TILES))
+@pytest.mark.parametrize("head_dim", sorted(cuda_attention._ATTENTION_TILES))
 def test_every_head_dim_has_attention_tiles_that_fit_each_gpu(gpu, limit, head_dim):
     """Everything fits from sm_80/sm_86 up; on a T4's 64 KB, d128's backward (70.5 KB at 32x32) does not,
     and attention_fits says so, which sends CudaAttention to the composed attention."""
-    fits = kernels.attention_fits(head_dim, shared_limit=limit)
+    fits = cuda_attention.attention_fits(head_dim, shared_limit=limit)
     assert fits == (limit >= 99 * 1024 or head_dim < 128), f"d{head_dim} on {gpu}: attention_fits is {fits}"
 
 

@@ -2,13 +2,14 @@
 
 The op layer decides what the kernels may run (dtypes, masks, shared memory) and gives fully
 masked rows the reference's answer; these tests run it with the emulator standing in for the GPU
-(``cuda._gpu_backend`` is swapped for the emulator's backend), so every decision and fix-up is
-checked without a GPU. The oracle is ``ops.Attention``/``ops.Linear`` themselves, the reference math.
+(``_gpu_backend`` of ``cuda`` and of ``cuda_attention`` is swapped for the emulator's backend), so
+every decision and fix-up is checked without a GPU. The oracle is ``ops.Attention``/``ops.Linear``
+themselves, the reference math.
 """
 import numpy as np
 import pytest
 
-from minillm.fast import cuda, cuda_ops
+from minillm.fast import cuda, cuda_attention, cuda_ops
 from minillm.ops.attention import Attention
 from minillm.ops.linalg import Linear
 from tests.kernels.reference import assert_close
@@ -19,7 +20,8 @@ H100_LIMIT = 227 * 1024
 
 @pytest.fixture
 def launches(emulator, monkeypatch):
-    """Route cuda.py's GPU launches to the emulator; returns (set_limit, list of kernel names run)."""
+    """Route the GPU launches of cuda.py and cuda_attention.py to the emulator; returns (set_limit, list
+    of kernel names run)."""
     names, limit = [], {"bytes": H100_LIMIT}
 
     def record(launch):
@@ -29,8 +31,9 @@ def launches(emulator, monkeypatch):
     def backend():
         return emulator.backend(limit["bytes"])._replace(launch=record)
 
-    monkeypatch.setattr(cuda, "_gpu_backend", backend)
-    monkeypatch.setattr(cuda, "shared_memory_limit", lambda: limit["bytes"])
+    for module in (cuda, cuda_attention):  # cuda_attention imported both names from cuda
+        monkeypatch.setattr(module, "_gpu_backend", backend)
+        monkeypatch.setattr(module, "shared_memory_limit", lambda: limit["bytes"])
 
     def set_limit(bytes_):
         limit["bytes"] = bytes_
@@ -104,7 +107,7 @@ def test_when_no_tile_fits_the_op_takes_the_composed_path_without_launching(laun
 def test_the_launcher_refuses_a_kernel_larger_than_the_device_allows(emulator):
     q = np.zeros((1, 1, 8, 128), np.float32)
     with pytest.raises(RuntimeError, match="needs at least .* bytes of shared memory"):
-        cuda._attention_forward(emulator.backend(16 * 1024), q, q, q, None, None, False, 1.0)
+        cuda_attention._attention_forward(emulator.backend(16 * 1024), q, q, q, None, None, False, 1.0)
 
 
 class FakeCupyArray(np.ndarray):

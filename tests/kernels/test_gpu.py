@@ -1,4 +1,5 @@
-"""The same checks on a real GPU, through CuPy and minillm.fast.cuda (skipped without CuPy + a GPU).
+"""The same checks on a real GPU, through CuPy and minillm.fast.cuda / cuda_attention (skipped without
+CuPy + a GPU).
 
 GPU-ONLY: these never run in CI. benchmarks/gpu_check.sh runs them whenever a GPU is available.
 Tolerances are looser than the emulator's: the GPU's __expf is approximate and FMA order differs.
@@ -7,6 +8,7 @@ import numpy as np
 import pytest
 
 from minillm.fast import cuda as kernels
+from minillm.fast import cuda_attention
 from tests.kernels import reference
 from tests.kernels.reference import assert_close
 from tests.kernels.problems import HEAD_DIMS, make_problem
@@ -48,13 +50,14 @@ def test_gpu_attention_forward_and_backward_match_float64(cupy, head_dim, causal
     arrays = make_problem(np.random.default_rng(head_dim + q_len), batch=2, heads=3, q_len=q_len, k_len=k_len,
                           head_dim=head_dim, bias_kind=bias_kind, mask_kind=mask_kind)
     q, k, v, grad_out, bias, key_mask = (None if x is None else cupy.asarray(x) for x in arrays)
-    out, lse = kernels.attention_forward(q, k, v, bias, key_mask, **options)
+    out, lse = cuda_attention.attention_forward(q, k, v, bias, key_mask, **options)
     expected_out, expected_lse = reference.attention_forward(arrays[0], arrays[1], arrays[2], arrays[4], arrays[5], **options)
     assert_close(cupy.asnumpy(out), expected_out, atol=1e-4, rtol=1e-3, name="out")
     assert_close(cupy.asnumpy(lse), expected_lse, atol=1e-4, rtol=1e-4, name="lse")
     expected = reference.attention_backward(arrays[0], arrays[1], arrays[2], arrays[3], arrays[4], arrays[5], **options)
     for version in ("two_pass", "fa2"):
-        grads = kernels.attention_backward(q, k, v, out, lse, grad_out, bias, key_mask, **options, version=version)
+        grads = cuda_attention.attention_backward(q, k, v, out, lse, grad_out, bias, key_mask, **options,
+                                                  version=version)
         for name, actual, wanted in zip(["dq", "dk", "dv", "dbias"], grads, expected):
             if wanted is not None:
                 assert_close(cupy.asnumpy(actual), wanted, atol=5e-4, rtol=5e-3, name=f"{version} {name}")
@@ -76,7 +79,7 @@ def test_gpu_shared_memory_limit_is_the_devices_opt_in_limit(cupy):
     if "MaxSharedMemoryPerBlockOptin" in attributes:
         assert limit == attributes["MaxSharedMemoryPerBlockOptin"]
     for head_dim in HEAD_DIMS:
-        assert kernels.attention_fits(head_dim), f"no d{head_dim} tile fits {limit} bytes"
+        assert cuda_attention.attention_fits(head_dim), f"no d{head_dim} tile fits {limit} bytes"
 
 
 def attention_through_the_op(xp, arrays, causal):

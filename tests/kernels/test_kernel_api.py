@@ -1,4 +1,5 @@
-"""minillm.fast.cuda' host side without a GPU: lazy import, enabled(), and clear argument errors."""
+"""The host side of minillm.fast.cuda and cuda_attention without a GPU: lazy import, enabled(), and clear
+argument errors."""
 import subprocess
 import sys
 
@@ -6,6 +7,7 @@ import numpy as np
 import pytest
 
 from minillm.fast import cuda as kernels
+from minillm.fast import cuda_attention
 
 
 def never_launch(launch):
@@ -20,7 +22,7 @@ def f32(*shape):
 
 
 def test_importing_the_module_does_not_import_cupy():
-    code = "import sys, minillm.fast.cuda; assert 'cupy' not in sys.modules"
+    code = "import sys, minillm.fast.cuda, minillm.fast.cuda_attention; assert 'cupy' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -58,23 +60,23 @@ def test_matmul_with_empty_inner_dimension_is_zeros_without_a_launch():
 
 def test_attention_rejects_unsupported_head_dims_and_mismatched_shapes():
     with pytest.raises(ValueError, match="head_dim 48"):
-        kernels._attention_forward(NUMPY_BACKEND, f32(1, 1, 4, 48), f32(1, 1, 4, 48), f32(1, 1, 4, 48),
-                                   None, None, False, 1.0)
+        cuda_attention._attention_forward(NUMPY_BACKEND, f32(1, 1, 4, 48), f32(1, 1, 4, 48), f32(1, 1, 4, 48),
+                                          None, None, False, 1.0)
     with pytest.raises(ValueError, match=r"k \(1, 2, 4, 32\)"):
-        kernels._attention_forward(NUMPY_BACKEND, f32(1, 1, 4, 32), f32(1, 2, 4, 32), f32(1, 2, 4, 32),
-                                   None, None, False, 1.0)
+        cuda_attention._attention_forward(NUMPY_BACKEND, f32(1, 1, 4, 32), f32(1, 2, 4, 32), f32(1, 2, 4, 32),
+                                          None, None, False, 1.0)
 
 
 def test_attention_names_the_expected_bias_and_mask_shapes():
     q = f32(2, 3, 4, 32)
     k = f32(2, 3, 5, 32)
     with pytest.raises(ValueError, match=r"\(3, 4, 5\)"):
-        kernels._attention_forward(NUMPY_BACKEND, q, k, k, f32(3, 5, 4), None, False, 1.0)
+        cuda_attention._attention_forward(NUMPY_BACKEND, q, k, k, f32(3, 5, 4), None, False, 1.0)
     with pytest.raises(ValueError, match=r"\(2, 5\)"):
-        kernels._attention_forward(NUMPY_BACKEND, q, k, k, None, np.ones((2, 4), bool), False, 1.0)
+        cuda_attention._attention_forward(NUMPY_BACKEND, q, k, k, None, np.ones((2, 4), bool), False, 1.0)
     with pytest.raises(ValueError, match="grad_out"):
-        kernels._attention_backward(NUMPY_BACKEND, q, k, k, f32(2, 3, 4, 32), f32(2, 3, 4), f32(2, 3, 4, 16),
-                                    None, None, False, 1.0)
+        cuda_attention._attention_backward(NUMPY_BACKEND, q, k, k, f32(2, 3, 4, 32), f32(2, 3, 4),
+                                           f32(2, 3, 4, 16), None, None, False, 1.0)
 
 
 def test_the_launcher_finds_the_kernel_sources():
