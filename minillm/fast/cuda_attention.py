@@ -22,7 +22,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .cuda import Launch, _Backend, _ceil_div, _check_float32, _gpu_backend, _run, shared_memory_limit
+from . import cuda  # the GPU backend and the device's limit, looked up on the module at each call
+from .cuda import Launch, _Backend, _ceil_div, _check_float32, _run
 
 # Must match the MINILLM_ATTENTION_KERNELS lines of kernels/attention.cu: head dim -> the
 # (BR query rows, BC key rows) tiles compiled, in order of preference (the first that fits runs).
@@ -59,7 +60,7 @@ def attention_fits(head_dim: int, shared_limit: int | None = None) -> bool:
     """
     if head_dim not in _ATTENTION_TILES:
         return False
-    limit = shared_memory_limit() if shared_limit is None else shared_limit
+    limit = cuda.shared_memory_limit() if shared_limit is None else shared_limit
     return all(_attention_tile(kind, head_dim, limit) is not None for kind in _ATTENTION_KINDS)
 
 
@@ -137,7 +138,7 @@ def attention_forward(q, k, v, bias=None, key_mask=None, causal: bool = False, s
         lse (batch, heads, q_len), which the backward needs. A row that sees no key at all gets
         out = 0 and lse = +inf (so that the backward's exp(s - lse) is 0 there).
     """
-    return _attention_forward(_gpu_backend(), q, k, v, bias, key_mask, causal, scale)
+    return _attention_forward(cuda._gpu_backend(), q, k, v, bias, key_mask, causal, scale)
 
 
 def _attention_forward(backend: _Backend, q, k, v, bias, key_mask, causal, scale):
@@ -170,7 +171,7 @@ def attention_backward(q, k, v, out, lse, grad_out, bias=None, key_mask=None, ca
         (dq, dk, dv, dbias): dbias is dL/d(bias) summed to the bias's own shape (over the batch
         when the bias is shared by it), or None when there is no bias.
     """
-    return _attention_backward(_gpu_backend(), q, k, v, out, lse, grad_out, bias, key_mask, causal, scale,
+    return _attention_backward(cuda._gpu_backend(), q, k, v, out, lse, grad_out, bias, key_mask, causal, scale,
                                version)
 
 
