@@ -29,18 +29,18 @@ def test_plain_sentiment_has_no_negation_and_no_contrast_but_the_full_task_does(
     assert any(" was not " in ex["review"] for ex in full) and any(" but " in ex["review"] for ex in full)
 
 
-def test_small_arithmetic_stays_within_its_numbers_and_is_correct():
-    examples = task_variant("arithmetic", "small").examples("train", 500, seed=0)
+def test_small_word_problems_stay_within_their_numbers_and_are_correct():
+    examples = task_variant("arithmetic", "word_small").examples("train", 500, seed=0)
     kinds = set()
     for ex in examples:
         q = ex["question"]
-        numbers = [int(n) for n in re.findall(r"\d+", q)]
-        assert max(numbers) <= (5 if "times" in q else 10), q
+        assert max(int(n) for n in re.findall(r"\d+", q)) <= 10, q
         assert ex["target"] == str(answer(q)), q
         kinds.add(next(k for k in ("plus", "minus", "times", "buys", "gives") if k in q))
-    assert kinds == {"plus", "minus", "times", "buys", "gives"}
-    assert any(max(int(n) for n in re.findall(r"\d+", ex["question"])) > 10
-               for ex in TASKS["arithmetic"].examples("train", 200, seed=0))
+    assert kinds == {"buys", "gives"}
+    full = TASKS["arithmetic"].examples("train", 200, seed=0)
+    assert any(max(int(n) for n in re.findall(r"\d+", ex["question"])) > 10 for ex in full)
+    assert any("plus" in ex["question"] for ex in full)
 
 
 @pytest.mark.parametrize("name,level", sorted(LEVELS))
@@ -62,7 +62,8 @@ def test_full_level_is_the_registered_task_and_unknown_levels_are_named():
         parse_levels("sentiment")
     with pytest.raises(ValueError, match="'easy'"):
         parse_levels("sentiment=easy")
-    assert parse_levels(" sentiment=plain , arithmetic=small") == {"sentiment": "plain", "arithmetic": "small"}
+    assert parse_levels(" sentiment=plain , arithmetic=word_small") == {"sentiment": "plain",
+                                                                          "arithmetic": "word_small"}
 
 
 def test_a_mixture_takes_task_objects_and_records_carry_the_task_name():

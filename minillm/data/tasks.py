@@ -225,9 +225,13 @@ def make_paraphrase(rng: random.Random) -> dict:
 
 
 # ----------------------------------------------------------------------------- arithmetic
-def make_arithmetic(rng: random.Random, largest: int = 20, largest_factor: int = 9) -> dict:
-    """A question about numbers up to `largest` (products up to `largest_factor`²); the answer is digits."""
-    kind = rng.randrange(5)
+def make_arithmetic(rng: random.Random, largest: int = 20, largest_factor: int = 9,
+                    kinds: tuple | None = None) -> dict:
+    """A question about numbers up to `largest` (products up to `largest_factor`²); the answer is digits.
+
+    ``kinds``: which of the five question kinds to draw (0 plus, 1 minus, 2 times, 3 a word problem
+    that adds, 4 one that subtracts); None draws all five."""
+    kind = rng.randrange(5) if kinds is None else rng.choice(kinds)
     a, b = rng.randint(0, largest), rng.randint(0, largest)
     if kind == 0:
         return {"question": f"What is {a} plus {b}?", "target": str(a + b)}
