@@ -89,3 +89,18 @@ def test_constant_answer_column_is_the_majority_class_and_the_weights_scale_the_
     assert sizes == {"dialogue_summary": 100, "translation": 300, "sentiment": 50, "paraphrase": 100, "arithmetic": 100}
     with pytest.raises(ValueError, match="translaton"):
         task_sizes(QuickstartConfig(mixture_weights="translaton=3"))
+
+
+def test_easier_task_levels_are_trained_scored_and_named_in_the_table():
+    from minillm.cli.quickstart import mixture_tasks  # noqa: PLC0415
+
+    config = QuickstartConfig.smoke(task_levels="sentiment=plain", test_examples_per_task=40)
+    reviews = [r.prompt for r in held_out_records(config, mixture_tasks(config)) if r.task == "sentiment"]
+    assert len(reviews) == 40 and not any(" but " in p or " was not " in p for p in reviews)
+    full = [r.prompt for r in held_out_records(config) if r.task == "sentiment"]  # default: the full tasks
+    assert any(" but " in p or " was not " in p for p in full)
+    assert [t.name for t in mixture_tasks(config)] == DEFAULT_MIXTURE
+    table = format_table({"sentiment/accuracy": 0.5}, {"sentiment/accuracy": 0.9}, levels={"sentiment": "plain"})
+    assert "| sentiment accuracy (plain)   | 0.500 | 0.900 |" in table
+    with pytest.raises(ValueError, match="antonym"):
+        mixture_tasks(QuickstartConfig(task_levels="antonym=plain"))
