@@ -5,8 +5,8 @@ from collections import Counter
 import pytest
 
 from minillm.data import tasks_lexicon as L
-from minillm.data.tasks import (DEFAULT_MIXTURE, HELD_OUT_TASKS, TASKS, get_task,
-                                pretraining_corpus, split_of, to_zorbish)
+from minillm.data.corpus import pretraining_corpus
+from minillm.data.tasks import DEFAULT_MIXTURE, HELD_OUT_TASKS, TASKS, get_task, split_of, to_zorbish
 
 GENERATION = ["dialogue_summary", "translation", "arithmetic", "antonym", "reverse_words"]
 

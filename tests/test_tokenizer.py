@@ -8,7 +8,7 @@ import pytest
 from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import decoders, models, pre_tokenizers, processors
 
-from minillm.data.tasks import pretraining_corpus
+from minillm.data.corpus import pretraining_corpus
 from minillm.data.tokenizer import Tokenizer
 
 CORPUS = pretraining_corpus(400, seed=0)

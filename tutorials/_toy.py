@@ -33,7 +33,7 @@ def toy_model_dir(out_root) -> Path:
 
 
 def toy_mixture(examples_per_task: int, seed: int = 0, split: str = "train") -> list:
-    """The instruction mixture: every DEFAULT_MIXTURE task (translation 3x, as in the quickstart)
+    """The instruction mixture: every DEFAULT_MIXTURE task (translation 3x, the old quickstart weighting)
     with random FLAN templates, plus a quarter as many 2-shot prompts of the short tasks, so the
     model has seen solved examples in front of a question (FLAN mixes zero- and few-shot)."""
     sizes = {name: examples_per_task * (3 if name == "translation" else 1) for name in DEFAULT_MIXTURE}

@@ -8,7 +8,7 @@ sentinel. The encoder reads the text with holes; the decoder writes what was in 
     targets   <extra_id_0> for inviting <extra_id_1> last </s>
 
 This is self-supervised: the labels come from the text itself, so any plain text will do
-(here, `tasks.pretraining_corpus`). The targets are short (about 15% of the text plus one
+(here, `corpus.pretraining_corpus`). The targets are short (about 15% of the text plus one
 sentinel per span), which is what makes T5's pretraining cheap.
 
 `random_spans_noise_mask` follows T5's function of the same name:
