@@ -40,7 +40,7 @@ def test_quickstart_smoke_prints_the_table_and_writes_a_run_directory(tmp_path, 
     assert (out / "loss_curve.png").is_file() == _has_matplotlib()
     results = json.loads((out / "results.json").read_text())
     assert results["steps"] == QuickstartConfig.smoke().max_steps
-    assert results["table"] in printed
+    assert results["table"] in printed and results["verdict"] in printed
     assert {"translation/bleu", "dialogue_summary/rougeL", "arithmetic/accuracy"} <= results["after"].keys()
 
 
@@ -104,3 +104,20 @@ def test_easier_task_levels_are_trained_scored_and_named_in_the_table():
     assert "| sentiment accuracy (plain)   | 0.500 | 0.900 |" in table
     with pytest.raises(ValueError, match="antonym"):
         mixture_tasks(QuickstartConfig(task_levels="antonym=plain"))
+
+
+def test_verdict_names_the_tasks_beyond_two_standard_errors_of_their_constant_answer():
+    from minillm.cli.quickstart import verdict  # noqa: PLC0415
+
+    baseline = {"dialogue_summary/rougeL": 0.266, "translation/bleu": 2.1, "sentiment/accuracy": 0.5,
+                "paraphrase/accuracy": 0.5, "arithmetic/accuracy": 0.0}
+    # n = 100: two standard errors of a coin at 0.5 are 2 * 0.05 = 0.1; of a constant never right,
+    # 2 * sqrt(1/100) / sqrt(100) = 0.02.
+    after = {"dialogue_summary/rougeL": 0.266, "translation/bleu": 30.0, "sentiment/accuracy": 0.61,
+             "paraphrase/accuracy": 0.59, "arithmetic/accuracy": 0.03}
+    text = verdict(baseline, after, 100)
+    assert text.startswith("Better than the constant answer on 3 of 5 tasks")
+    assert ": translation, sentiment, arithmetic;" in text
+    assert "not on dialogue_summary (0.266 against 0.266), paraphrase (0.59 against 0.5)." in text
+    after["arithmetic/accuracy"] = 0.01  # one lucky answer in 100 is not learning
+    assert "arithmetic (0.01 against 0)" in verdict(baseline, after, 100)

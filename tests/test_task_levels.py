@@ -6,6 +6,7 @@ import pytest
 
 from minillm.data import build_mixture
 from minillm.data.task_levels import LEVELS, parse_levels, task_variant
+from minillm.data import tasks_lexicon as L
 from minillm.data.tasks import SPLITS, TASKS
 from minillm.data.templates import format_example
 
@@ -41,6 +42,30 @@ def test_small_word_problems_stay_within_their_numbers_and_are_correct():
     full = TASKS["arithmetic"].examples("train", 200, seed=0)
     assert any(max(int(n) for n in re.findall(r"\d+", ex["question"])) > 10 for ex in full)
     assert any("plus" in ex["question"] for ex in full)
+
+
+def plan(sentence: str) -> tuple:
+    """An independent oracle for a paraphrase sentence: its names, place, day and activity,
+    found by searching the lexicon (each sentence has two names and one of each other slot)."""
+    def found(words):
+        return [w for w in words if re.search(rf"\b{w}\b", sentence)]
+    names, (place,), (day,), (act,) = found(L.NAMES), found(L.PLACES), found(L.DAYS), found(L.ACTIVITIES)
+    assert len(names) == 2, sentence
+    return set(names), place, day, act
+
+
+def differing_details(s1: str, s2: str) -> int:
+    (names1, *rest1), (names2, *rest2) = plan(s1), plan(s2)
+    return len(names1 - names2) + sum(a != b for a, b in zip(rest1, rest2))
+
+
+@pytest.mark.parametrize("level,changed", [("full", 1), ("all_changed", 4)])
+def test_paraphrase_levels_change_the_stated_number_of_details(level, changed):
+    examples = task_variant("paraphrase", level).examples("train", 300, seed=0)
+    for ex in examples:
+        expected = 0 if ex["target"] == "yes" else changed
+        assert differing_details(ex["sentence1"], ex["sentence2"]) == expected, ex
+    assert 100 < sum(ex["target"] == "yes" for ex in examples) < 200
 
 
 @pytest.mark.parametrize("name,level", sorted(LEVELS))

@@ -59,6 +59,18 @@ def test_decode_inverts_encode(fixture, request):
         assert t.decode(t.encode(text)) == text
 
 
+def test_a_word_has_the_same_ids_before_punctuation_as_before_a_space():
+    # A corpus where "Saturday" nearly always ends a sentence: without the pre-tokenizer's cut,
+    # BPE learns "day." and "day,\"" as pieces and "Saturday" splits differently in each place.
+    corpus = [f"We meet on Saturday{end}" for end in (".", ",", '."', "!")] * 50 + ["Saturday is free"]
+    t = Tokenizer.train(corpus, vocab_size=120, num_sentinels=4)
+    word = t.encode("Saturday", add_eos=False)
+    for text in ("on Saturday.", "on Saturday,", 'on Saturday."', "Saturday is"):
+        ids = t.encode(text, add_eos=False)
+        assert any(ids[i:i + len(word)] == word for i in range(len(ids))), (text, ids, word)
+        assert t.decode(t.encode(text)) == text
+
+
 def test_whitespace_runs_and_newlines_are_one_space(tok):
     assert tok.encode("Hello Sam,\n\nhow  are you?") == tok.encode("Hello Sam, how are you?")
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import random
 import time
@@ -43,6 +44,9 @@ TABLE_ROWS = [
     ("paraphrase", "accuracy", "paraphrase accuracy"),
     ("arithmetic", "accuracy", "arithmetic exact match"),
 ]
+# Each task's one headline score, judged against its constant answer by ``verdict``.
+TABLE_HEADLINE = [("dialogue_summary", "rougeL"), ("translation", "bleu"), ("sentiment", "accuracy"),
+                  ("paraphrase", "accuracy"), ("arithmetic", "accuracy")]
 
 
 @dataclass
@@ -218,6 +222,33 @@ def constant_baseline(train: list[Record], test: list[Record]) -> dict:
     return score_predictions([commonest[r.task] for r in test], test)
 
 
+def verdict(baseline: dict, after: dict, n_test: int) -> str:
+    """One sentence, computed from the table: which tasks the trained model does better than its
+    constant answer on, and which it does not.
+
+    A task's headline score (``TABLE_HEADLINE``) must exceed the constant answer's. For an accuracy
+    the margin is two standard errors of a score that only guesses at that rate on ``n_test``
+    examples, sqrt(c (1 - c) / n) with c the constant's accuracy (at least 1/n, so that a
+    constant that is never right still asks for more than one lucky answer); ROUGE and BLEU have
+    no such error here and must simply exceed it.
+    """
+    learned, missed = [], []
+    for task, key in TABLE_HEADLINE:
+        name = f"{task}/{key}"
+        if name not in after:
+            continue
+        c, a = baseline.get(name, 0.0), after[name]
+        margin = 2 * math.sqrt(max(c * (1 - c), 1 / n_test) / n_test) if key == "accuracy" else 0.0
+        (learned if a > c + margin else missed).append((task, a, c))
+    text = f"Better than the constant answer on {len(learned)} of {len(learned) + len(missed)} tasks"
+    text += " (accuracies by more than two standard errors)"
+    if learned:
+        text += ": " + ", ".join(task for task, _, _ in learned)
+    if missed:
+        text += "; not on " + ", ".join(f"{task} ({a:.3g} against {c:.3g})" for task, a, c in missed)
+    return text + "."
+
+
 def smoke_mode() -> bool:
     """True when the environment asks for the seconds-long smoke version (``MINILLM_SMOKE=1``)."""
     return os.environ.get("MINILLM_SMOKE", "").strip() not in ("", "0", "false", "False")
@@ -335,12 +366,13 @@ def run_quickstart(config: QuickstartConfig | None = None, echo=print) -> dict:
     baseline = constant_baseline(train, test)
     table = format_table(before, after, baseline, levels)
     seconds = time.perf_counter() - started
-    summary = {"baseline": baseline, "before": before, "after": after, "table": table, "samples": samples, "output_dir": out,
-               "seconds": seconds, "steps": result.global_step}
+    sentence = verdict(baseline, after, config.test_examples_per_task)
+    summary = {"baseline": baseline, "before": before, "after": after, "table": table, "verdict": sentence,
+               "samples": samples, "output_dir": out, "seconds": seconds, "steps": result.global_step}
     with open(os.path.join(out, "results.json"), "w", encoding="utf-8") as f:
         json.dump(summary, f, indent=2)
 
-    echo("\n" + table + "\n")
+    echo("\n" + table + "\n\n" + sentence + "\n")
     for s in samples:
         echo(f"[{s['task']}] {s['prompt']!r}\n    reference:  {s['reference']}\n    prediction: {s['prediction']}")
     echo(f"\ndone in {seconds:.0f} s; run directory: {out} (model, tokenizer, log.jsonl, loss_curve.png)")

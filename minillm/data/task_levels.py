@@ -7,9 +7,18 @@ decides, and it cannot learn the 441 sums of two numbers up to 20 from a few exa
 A level keeps the task (its name, instruction templates, answer options and metric) and narrows
 what the generator draws, so the table can say exactly which task was learned:
 
-    sentiment  "plain"       no "the X was not <adjective>", no "..., but ...": the words decide
-    arithmetic "word_small"  only the word problems ("Anna has 7 eggs and buys 2 more. How many
-                             eggs does Anna have now?", or gives 2 away), numbers up to 10
+    sentiment  "plain"        no "the X was not <adjective>", no "..., but ...": the words decide
+    paraphrase "all_changed"  a "no" pair describes another plan (a name, the place, the day and
+                              the activity all differ), where the full task changes one detail
+    arithmetic "word_small"   only the word problems ("Anna has 7 eggs and buys 2 more. How many
+                              eggs does Anna have now?", or gives 2 away), numbers up to 10
+
+Why paraphrase at "all_changed": the full task is built like PAWS (Zhang et al. 2019, "PAWS:
+Paraphrase Adversaries from Word Scrambling"): the two sentences share nearly every word, so
+only matching each detail of one against the other decides. Trained on paraphrase alone for 600
+steps (96 test examples), the quickstart's model scored 0.500 with one detail changed, 0.531
+with two and 0.958 with all four; before the tokenizer cut punctuation from words, all four
+scored 0.604 (a word then had other ids before a full stop than before a space).
 
 Why word problems only: the direct questions ("What is 3 plus 4?") number only 121 + 66 + 25 at
 this size, so a pool of distinct training examples runs out of them (2% of 8,000) while the
@@ -23,16 +32,18 @@ from __future__ import annotations
 
 import functools
 
-from .tasks import Task, get_task, make_arithmetic, make_review
+from .tasks import Task, get_task, make_arithmetic, make_paraphrase, make_review
 
 # (task, level) -> (generator keyword arguments, what the level leaves out)
 LEVELS: dict[tuple[str, str], tuple[dict, str]] = {
     ("sentiment", "plain"): (dict(negation=False, contrast=False),
                               "no 'was not <adjective>' clauses, no '..., but ...' contrast"),
+    ("paraphrase", "all_changed"): (dict(changes=4),
+                                    "a 'no' pair differs in every detail (a name, place, day, activity)"),
     ("arithmetic", "word_small"): (dict(largest=10, kinds=(3, 4)),
                                    "word problems only ('has 7 and buys 2 more', 'gives 2 away'), numbers up to 10"),
 }
-_GENERATORS = {"sentiment": make_review, "arithmetic": make_arithmetic}
+_GENERATORS = {"sentiment": make_review, "paraphrase": make_paraphrase, "arithmetic": make_arithmetic}
 
 
 def task_variant(name: str, level: str | None = None) -> Task:

@@ -207,19 +207,22 @@ _PARAPHRASE_FORMS = (
 )
 
 
-def make_paraphrase(rng: random.Random) -> dict:
-    """Two sentences; "yes" if they describe the same plan, "no" if one detail differs."""
+def make_paraphrase(rng: random.Random, changes: int = 1) -> dict:
+    """Two sentences; "yes" if they describe the same plan, "no" if ``changes`` details differ.
+
+    ``changes`` (1 to 4) of the slots a, place, day and activity get another value in a "no" pair."""
     a, b = _pair(rng, L.NAMES)
     fact = dict(a=a, b=b, place=rng.choice(L.PLACES), day=rng.choice(L.DAYS),
                 act=rng.choice(L.ACTIVITIES))
     form1, form2 = _pair(rng, _PARAPHRASE_FORMS)
     same = rng.random() < 0.5
     other = dict(fact)
-    if not same:  # change exactly one slot to a different value
-        slot = rng.choice(["a", "place", "day", "act"])
-        pool = {"a": [n for n in L.NAMES if n not in (a, b)], "place": L.PLACES,
-                "day": L.DAYS, "act": L.ACTIVITIES}[slot]
-        other[slot] = rng.choice([v for v in pool if v != fact[slot]])
+    if not same:
+        slots = ["a", "place", "day", "act"]  # one change draws as it always has: same examples
+        for slot in [rng.choice(slots)] if changes == 1 else rng.sample(slots, changes):
+            pool = {"a": [n for n in L.NAMES if n not in (a, b)], "place": L.PLACES,
+                    "day": L.DAYS, "act": L.ACTIVITIES}[slot]
+            other[slot] = rng.choice([v for v in pool if v != fact[slot]])
     return {"sentence1": form1.format(**fact), "sentence2": form2.format(**other),
             "target": "yes" if same else "no"}
 

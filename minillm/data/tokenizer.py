@@ -3,8 +3,9 @@
 T5 turns text into ids with a SentencePiece *Unigram* model: every word is split into the most
 probable sequence of pieces from a fixed vocabulary, and a space is written as the visible
 character "▁" glued to the start of the next piece ("the cat" -> ["▁the", "▁cat"]). This module
-trains such a model (or a BPE one, for comparison) on an iterator of texts and fixes the id
-layout T5 relies on:
+trains such a model (or a BPE one, for comparison) on an iterator of texts, after cutting words
+apart from their punctuation ("day." -> ["▁day", "."]) so that a small vocabulary keeps one id
+per word, and fixes the id layout T5 relies on:
 
     id 0            <pad>          (also the decoder's start token)
     id 1            </s>           (end of sequence, appended to every encoded text)
@@ -32,6 +33,9 @@ from tokenizers import Tokenizer as _HFTokenizer
 PAD, EOS, UNK = "<pad>", "</s>", "<unk>"
 SPECIAL_TOKENS = [PAD, EOS, UNK]  # the trainers give these ids 0, 1, 2 in this order
 METASPACE = "▁"  # U+2581, SentencePiece's visible space
+# A pre-token is an optional "▁" and then a run of letters, a run of digits or a run of other
+# symbols; a lone "▁" (a space before nothing) stays a piece of its own.
+PRE_TOKEN = r"▁?\p{L}+|▁?\p{N}+|▁?[^\s\p{L}\p{N}▁]+|▁"
 
 
 def sentinel_token(n: int) -> str:
@@ -47,7 +51,17 @@ def _empty_t5_style(model) -> _HFTokenizer:
     tok.normalizer = normalizers.Sequence(
         [normalizers.NFKC(), normalizers.Replace(Regex(r"\s+"), " "), normalizers.Strip()]
     )
-    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement=METASPACE, prepend_scheme="always")
+    # Then cut each "▁word" apart from the punctuation touching it, as GPT-2's pre-tokenizer does
+    # (Radford et al. 2019, section 2.2). BPE merges only inside a pre-token, so without the cut a
+    # small vocabulary spends its merges on "▁Saturday." and "day,\"" and the same word becomes
+    # different ids before a full stop, a comma or a space: a model must then learn that they mean
+    # the same. Each piece keeps its "▁", so decoding still restores every space. (T5's own
+    # 32k-piece vocabulary is large enough to learn "▁Saturday" and "." without this cut; a file
+    # loaded with from_file keeps the pre-tokenizer written in it.)
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Metaspace(replacement=METASPACE, prepend_scheme="always"),
+        pre_tokenizers.Split(Regex(PRE_TOKEN), behavior="isolated"),
+    ])
     tok.decoder = decoders.Metaspace(replacement=METASPACE, prepend_scheme="always")
     return tok
 
