@@ -45,7 +45,7 @@ OUT, FIGURES, save_figure = tutorial_output(TUTORIAL)
 import minillm  # noqa: E402
 from minillm.data import (DEFAULT_MIXTURE, Tokenizer, build_mixture, format_example,  # noqa: E402
                           get_task, pretraining_corpus, tokenize_records)
-from minillm.metrics import corpus_bleu, corpus_rouge  # noqa: E402
+from minillm.evaluation.scoring import score_with_metric  # noqa: E402
 from minillm.models import T5Config, T5ForConditionalGeneration  # noqa: E402
 from _toy import train_loop  # noqa: E402
 from minillm.peft import (NORMS, AdapterConfig, LoraConfig, PromptTuningConfig, SelectiveConfig,  # noqa: E402
@@ -77,19 +77,17 @@ def train(model, pairs, steps, lr, seed=1):
 
 
 def evaluate(model, records, metric="rouge"):
-    """ROUGE-L F1 x100 (metric="rouge"), corpus BLEU ("bleu") or exact-match accuracy x100 ("accuracy")
-    of greedy outputs for `records`."""
+    """ROUGE-L F1 (metric="rouge"), corpus BLEU ("bleu") or accuracy ("accuracy") of greedy outputs for
+    `records`, each on a 0-100 scale; the scoring is the Trainer's (`minillm.evaluation.scoring`)."""
     predictions = []
     for i in range(0, len(records), 32):
         enc = tokenizer.batch_encode([p for p, _ in records[i:i + 32]], max_length=MAX_SRC)
         out = model.generate(enc["input_ids"], attention_mask=enc["attention_mask"], max_new_tokens=MAX_TGT)
         predictions += tokenizer.batch_decode(out.tolist())
-    references = [c for _, c in records]
+    scores = score_with_metric(metric, predictions, [c for _, c in records])
     if metric == "bleu":
-        return corpus_bleu(predictions, [references]).score
-    if metric == "accuracy":
-        return 100 * sum(p.strip() == r.strip() for p, r in zip(predictions, references)) / len(records)
-    return 100 * corpus_rouge(predictions, references, rouge_types=("rougeL",))["rougeL"].mid.fmeasure
+        return scores["bleu"]
+    return 100 * scores["rougeL" if metric == "rouge" else "accuracy"]
 
 
 def task_data(name, n_train=N_TASK, n_eval=N_EVAL):
