@@ -16,7 +16,7 @@ import numpy as np
 
 from .autograd import Tensor, no_grad
 from .backend import get_array_module, get_rng
-from .fast.threads import threads_to_blas
+from .fast.dispatch import context as fast_context
 
 _NEG = -1.0e9  # "impossible", as in transformers (finite, so arithmetic never yields NaN)
 
@@ -82,7 +82,7 @@ def generate(model, input_ids, attention_mask=None, max_new_tokens: int = 32, nu
     was_training = model.training
     model.eval()
     try:
-        with no_grad(), threads_to_blas():  # decoding multiplies a few rows at a time
+        with no_grad(), fast_context("decoding"):  # decoding multiplies a few rows at a time
             ids = input_ids.data if isinstance(input_ids, Tensor) else input_ids
             if ids is not None:
                 ids = get_array_module(ids).asarray(ids)

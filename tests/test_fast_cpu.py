@@ -6,6 +6,7 @@ The ``split_everything`` fixture lowers the size thresholds to a few elements an
 threads, so that the tiny float64 inputs of a gradient check are cut into many blocks, shared out
 over the threads, exactly as a training step's (tokens, d_ff) activations are.
 """
+import contextlib
 import threading
 
 import numpy as np
@@ -228,6 +229,26 @@ def test_threads_to_blas_hands_the_threads_over_and_back():
         with threads_to_blas():
             assert parallel.num_threads() == 1 and blas_threads() == {2}
         assert parallel.num_threads() == 2 and blas_threads() == {1}
+    finally:
+        minillm.set_num_threads(None)
+
+
+def test_decoding_asks_the_dispatch_for_the_blas_hand_off(monkeypatch):
+    from minillm import generation
+    from minillm.fast import dispatch
+
+    entered = []
+    monkeypatch.setattr(generation, "fast_context", lambda key: entered.append(key) or contextlib.nullcontext())
+    config = T5Config(vocab_size=40, d_model=16, d_kv=4, d_ff=24, num_layers=1, num_heads=4,
+                      decoder_start_token_id=0)
+    T5ForConditionalGeneration(config).generate(np.array([[3, 4, 5]]), max_new_tokens=2, eos_token_id=-1)
+    assert entered == ["decoding"]
+    minillm.set_num_threads(2)
+    try:
+        with dispatch.lookup("decoding")():  # what the fast layer registered: the BLAS hand-off
+            assert parallel.num_threads() == 1
+        with minillm.fast_paths(False), dispatch.context("decoding"):  # switched off: no hand-off
+            assert parallel.num_threads() == 2
     finally:
         minillm.set_num_threads(None)
 

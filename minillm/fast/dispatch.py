@@ -33,6 +33,16 @@ def lookup(key, *arrays):
     return None
 
 
+def context(key):
+    """The context manager the fast layer registered for ``key``, entered; a do-nothing one if none.
+
+    For code whose thread use the fast layer arranges without changing a formula: ``generate``
+    enters ``context("decoding")``, and ``threads.py`` registers its BLAS hand-off under that name.
+    """
+    implementation = lookup(key)
+    return contextlib.nullcontext() if implementation is None else implementation()
+
+
 def numpy_float(array) -> bool:
     """For ``accepts``: ``array`` is a float32 or float64 NumPy array (what the CPU kernels take)."""
     return isinstance(array, np.ndarray) and array.dtype in (np.float32, np.float64)

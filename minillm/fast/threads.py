@@ -33,6 +33,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from .dispatch import register
+
 BLOCK_ELEMENTS = 1 << 16
 """Work is cut into blocks of whole rows of about this many elements (256 KB of float32 per
 array), so that the few arrays a kernel touches stay in a core's L2 cache from one step of
@@ -233,6 +235,7 @@ def get_num_threads() -> int:
     return max((info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"), default=1)
 
 
+@register("decoding")
 @contextlib.contextmanager
 def threads_to_blas():
     """Inside the block, BLAS gets minillm's threads and minillm splits no work of its own.
