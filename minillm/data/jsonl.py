@@ -20,12 +20,13 @@ cut at a given maximum length before you train.
 from __future__ import annotations
 
 import csv
-import io
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Sequence
 
+from ..files import InputFileError, input_lines, parse_json
 from .collate import Record, TruncationReport, truncation_report
 
 PROMPT_FIELDS = ("prompt", "input", "instruction", "source")
@@ -69,21 +70,24 @@ def _names(spec: str | Sequence[str]) -> tuple[str, ...]:
     return (spec,) if isinstance(spec, str) else tuple(spec)
 
 
-def _read_text(path: str) -> str:
-    """The file's text, or a DataError pointing at the line with the first non-UTF-8 byte."""
+def _text_lines(path: str):
+    """Yield (line number, text) of a data file, read line by line through ``files.input_lines``.
+
+    Raises:
+        DataError: naming the file (missing, not a regular file, too large) or the line (not UTF-8).
+    """
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        for number, raw in input_lines(path, "data file"):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise DataError(path, number, f"not valid UTF-8 (byte 0x{raw[e.start]:02x}); "
+                                              "save the file with UTF-8 encoding") from None
+            yield number, (text.removeprefix("\ufeff") if number == 1 else text)  # Excel's byte-order mark
     except FileNotFoundError:
         raise DataError(path, None, "no such file") from None
-    except IsADirectoryError:
-        raise DataError(path, None, "is a directory, not a data file") from None
-    try:
-        return data.decode("utf-8-sig")  # -sig: tolerate the byte-order mark Excel writes
-    except UnicodeDecodeError as e:
-        line = data[: e.start].count(b"\n") + 1
-        raise DataError(path, line, f"not valid UTF-8 (byte 0x{data[e.start]:02x}); "
-                                    "save the file with UTF-8 encoding") from None
+    except InputFileError as err:
+        raise DataError(path, None, str(err).removeprefix(f"{path}: ")) from None
 
 
 def _pick(obj: dict, names: tuple[str, ...], role: str, path: str, line: int) -> str:
@@ -101,6 +105,18 @@ def _pick(obj: dict, names: tuple[str, ...], role: str, path: str, line: int) ->
                                 f"(accepted names: {', '.join(names)})")
 
 
+def _parse_line(line: str, path: str, number: int):
+    """The JSON value of one line; a DataError for invalid JSON or a key given twice in one object."""
+    try:
+        return parse_json(line, path, "JSON object")
+    except json.JSONDecodeError as e:
+        message = e.msg.removesuffix(" at")  # json says "Invalid control character at"
+        raise DataError(path, number, f"not valid JSON ({message} at column {e.colno})") from None
+    except ValueError as e:  # a duplicate key: parse_json names the key
+        problem = str(e).split(": line 1: ", 1)[-1]
+        raise DataError(path, number, problem) from None
+
+
 def load_jsonl(path: str, prompt_field: str | Sequence[str] = PROMPT_FIELDS,
                completion_field: str | Sequence[str] = COMPLETION_FIELDS,
                task: str | None = None) -> UserData:
@@ -114,24 +130,18 @@ def load_jsonl(path: str, prompt_field: str | Sequence[str] = PROMPT_FIELDS,
         DataError: on the first bad line, naming the file, line and problem.
     """
     path = str(path)
-    text = _read_text(path)
     task = task or os.path.splitext(os.path.basename(path))[0]
     prompt_names, completion_names = _names(prompt_field), _names(completion_field)
-    # JSON Lines separates records by "\n" only. str.splitlines() would also split at U+2028,
-    # U+2029, U+0085 and others, which valid JSON may hold unescaped inside a string.
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()  # the newline that ends the last line starts no new one
-    result = UserData(path, num_lines=len(lines))
-    for number, line in enumerate(lines, start=1):
+    result = UserData(path)
+    # JSON Lines separates records by "\n" only (as _text_lines splits). str.splitlines() would also
+    # split at U+2028, U+2029, U+0085 and others, which valid JSON may hold unescaped in a string.
+    for number, line in _text_lines(path):
+        result.num_lines = number
+        line = line.removesuffix("\n")
         if not line.strip():
             result.num_blank_lines += 1
             continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            message = e.msg.removesuffix(" at")  # json says "Invalid control character at"
-            raise DataError(path, number, f"not valid JSON ({message} at column {e.colno})") from None
+        obj = _parse_line(line, path, number)
         if not isinstance(obj, dict):
             raise DataError(path, number, 'expected a JSON object like {"prompt": ..., '
                                           f'"completion": ...}}, got {type(obj).__name__}')
@@ -143,6 +153,16 @@ def load_jsonl(path: str, prompt_field: str | Sequence[str] = PROMPT_FIELDS,
     return result
 
 
+def _csv_lines(path: str, result: UserData):
+    """The file's lines for ``csv.reader``, counting them into ``result.num_lines``.
+
+    A lone carriage return also ends a line, as ``open(newline="")`` would split it for ``csv``.
+    """
+    for number, line in _text_lines(path):
+        result.num_lines = number
+        yield from (piece for piece in re.split(r"(?<=\r)(?!\n)", line) if piece)
+
+
 def load_csv(path: str, prompt_field: str | Sequence[str] = PROMPT_FIELDS,
              completion_field: str | Sequence[str] = COMPLETION_FIELDS,
              task: str | None = None, delimiter: str = ",") -> UserData:
@@ -151,12 +171,12 @@ def load_csv(path: str, prompt_field: str | Sequence[str] = PROMPT_FIELDS,
     Quoted cells may span several lines; the line reported in an error is where its row ends.
     """
     path = str(path)
-    text = _read_text(path)
     task = task or os.path.splitext(os.path.basename(path))[0]
-    if not text.strip():
+    result = UserData(path)
+    reader = csv.reader(_csv_lines(path, result), delimiter=delimiter)
+    header = [h.strip() for h in next(reader, [])]
+    if not any(header) and not any(any(cell.strip() for cell in row) for row in reader):
         raise DataError(path, None, "file is empty: no header and no examples")
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-    header = [h.strip() for h in next(reader)]
     columns = {}
     for role, names in (("prompt", _names(prompt_field)), ("completion", _names(completion_field))):
         found = [n for n in names if n in header]
@@ -164,7 +184,6 @@ def load_csv(path: str, prompt_field: str | Sequence[str] = PROMPT_FIELDS,
             raise DataError(path, 1, f"no column for the {role}: expected one of "
                                      f"{', '.join(names)}; the header has {', '.join(header)}")
         columns[role] = (found[0], header.index(found[0]))
-    result = UserData(path, num_lines=text.count("\n") + (not text.endswith("\n")))
     for row in reader:
         number = reader.line_num
         if not any(cell.strip() for cell in row):

@@ -30,6 +30,8 @@ import numpy as np
 from tokenizers import Regex, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from tokenizers import Tokenizer as _HFTokenizer
 
+from ..files import MAX_TOKENIZER_BYTES, atomic_write, atomic_write_text, make_folder, read_input
+
 PAD, EOS, UNK = "<pad>", "</s>", "<unk>"
 SPECIAL_TOKENS = [PAD, EOS, UNK]  # the trainers give these ids 0, 1, 2 in this order
 METASPACE = "▁"  # U+2581, SentencePiece's visible space
@@ -154,10 +156,11 @@ class Tokenizer:
                 tokenizer the `tokenizers` library can read, or lacks T5's special ids.
         """
         path = str(path)
-        if not os.path.isfile(path):
+        if not os.path.exists(path):
             raise FileNotFoundError(f"{path} does not exist (expected a tokenizer.json)")
+        data = read_input(path, MAX_TOKENIZER_BYTES, "tokenizer.json")  # a regular file, bounded
         try:
-            hf_tokenizer = _HFTokenizer.from_file(path)
+            hf_tokenizer = _HFTokenizer.from_str(data.decode("utf-8"))
         except Exception as err:  # the Rust library raises a bare Exception with serde's message
             raise ValueError(f"{path}: not a valid tokenizer.json ({err})") from None
         try:
@@ -185,16 +188,15 @@ class Tokenizer:
         """
         path = str(path)
         if path.endswith(".json"):
-            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-            self._tok.save(path)
+            make_folder(os.path.dirname(path) or ".")
+            atomic_write(path, self._tok.save)  # a link at path is replaced, never written through
             return path
-        os.makedirs(path, exist_ok=True)
+        make_folder(path)
         file = os.path.join(path, "tokenizer.json")
-        self._tok.save(file)
+        atomic_write(file, self._tok.save)
         config = {"tokenizer_class": "T5Tokenizer", "pad_token": PAD, "eos_token": EOS,
                   "unk_token": UNK, "extra_ids": self.num_sentinels}
-        with open(os.path.join(path, "tokenizer_config.json"), "w", encoding="utf-8") as f:
-            json.dump(config, f, indent=2)
+        atomic_write_text(os.path.join(path, "tokenizer_config.json"), json.dumps(config, indent=2))
         return file
 
     save_pretrained = save  # the Hugging Face name

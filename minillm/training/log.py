@@ -19,8 +19,10 @@ import math
 import os
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from ..data.collate import IGNORE_INDEX
+from ..files import append_line, atomic_write_text, input_lines, make_folder, parse_json
 
 
 class TrainingLog:
@@ -39,27 +41,45 @@ class TrainingLog:
         """Begin a run: keep earlier entries up to ``keep_until_step`` (a resume), drop the rest.
 
         A run resumed from step k repeats steps k+1, k+2, ... exactly; entries the interrupted
-        run wrote after k would be duplicates, so they are removed.
+        run wrote after k would be duplicates, so they are removed. The kept entries are written
+        back atomically (``files.atomic_write_text``), which also replaces a ``log.jsonl`` that
+        is a symlink instead of writing through it.
         """
-        kept = []
-        if keep_until_step > 0 and os.path.exists(self.path):
-            with open(self.path, encoding="utf-8") as f:
-                for line in f:
-                    if line.strip():
-                        entry = json.loads(line)
-                        if entry.get("step", 0) <= keep_until_step and "error" not in entry:
-                            kept.append(entry)
-        self.entries = kept
-        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-        with open(self.path, "w", encoding="utf-8") as f:
-            f.writelines(json.dumps(entry) + "\n" for entry in kept)
+        self.entries = self._read(keep_until_step) if keep_until_step > 0 and os.path.lexists(self.path) else []
+        make_folder(os.path.dirname(os.path.abspath(self.path)))
+        atomic_write_text(self.path, "".join(json.dumps(entry) + "\n" for entry in self.entries))
+
+    def _read(self, keep_until_step: int) -> list[dict]:
+        """The entries up to ``keep_until_step``; a last line cut off by a crash is dropped and reported.
+
+        Raises:
+            ValueError: naming the file and line, for any other line that is not a JSON object.
+        """
+        kept, torn = [], None
+        for number, raw in input_lines(self.path, "training log"):
+            if torn is not None:  # a bad line with more after it: not a crash's cut-off line
+                raise ValueError(f"{self.path}, line {torn}: not a JSON object; the log is damaged")
+            if not raw.strip():
+                continue
+            try:
+                entry = parse_json(raw.decode("utf-8"), self.path, "training log", line_offset=number - 1)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                torn = number
+                continue
+            if not isinstance(entry, dict):
+                raise ValueError(f"{self.path}, line {number}: not a JSON object; the log is damaged")
+            if entry.get("step", 0) <= keep_until_step and "error" not in entry:
+                kept.append(entry)
+        if torn is not None:
+            tqdm.write(f"{self.path}: dropped line {torn}, the last line, which was cut off (the run was "
+                       "interrupted while writing it)")
+        return kept
 
     def write(self, entry: dict) -> None:
-        """Append one entry (nan/inf become strings, as JSON has neither)."""
+        """Append one entry (nan/inf become strings, as JSON has neither), never through a symlink."""
         entry = {k: _jsonable(v) for k, v in entry.items()}
         self.entries.append(entry)
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(entry) + "\n")
+        append_line(self.path, json.dumps(entry))
 
     def plot(self) -> str | None:
         """Draw train and eval loss against the step into ``plot_path``; None without matplotlib."""
