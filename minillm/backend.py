@@ -10,6 +10,8 @@ the same seed therefore produce the same numbers.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 DEFAULT_DTYPE = np.float32
@@ -58,6 +60,23 @@ def get_array_module(*arrays):
         if is_cupy_array(data):
             return _import_cupy()
     return np
+
+
+def erf(x):
+    """The error function, elementwise, in ``x``'s dtype: the one device choice GELU needs.
+
+    NumPy has no erf. On CuPy arrays: ``cupyx.scipy.special.erf``. On NumPy arrays: SciPy's when it
+    is installed, else ``math.erf`` element by element (exact, but slow).
+    """
+    if is_cupy_array(x):
+        import cupyx.scipy.special  # noqa: PLC0415  (cupy is an optional extra)
+
+        return cupyx.scipy.special.erf(x)
+    try:
+        from scipy.special import erf as scipy_erf  # noqa: PLC0415  (scipy is optional)
+    except ImportError:
+        return np.vectorize(math.erf, otypes=[x.dtype])(x)
+    return scipy_erf(x).astype(x.dtype, copy=False)
 
 
 class Device:

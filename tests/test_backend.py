@@ -133,3 +133,23 @@ def test_manual_seed_makes_cupy_draws_repeat():
     first = minillm.get_rng(cp).random(4)
     minillm.manual_seed(11)
     np.testing.assert_array_equal(minillm.get_rng(cp).random(4).get(), first.get())
+
+
+# ------------------------------------------------------------------------------ erf
+def test_erf_has_hand_values_and_keeps_the_dtype():
+    # erf(0) = 0, erf(1) = 0.8427007929497149 (Abramowitz & Stegun table 7.1), erf(-x) = -erf(x)
+    x = np.array([0.0, 1.0, -1.0, 30.0], dtype=np.float32)
+    out = backend.erf(x)
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, [0.0, 0.8427007929497149, -0.8427007929497149, 1.0], rtol=1e-7)
+
+
+def test_erf_without_scipy_falls_back_to_math_erf(monkeypatch):
+    import sys
+
+    x = np.linspace(-3, 3, 13)
+    with_scipy = backend.erf(x)
+    monkeypatch.setitem(sys.modules, "scipy.special", None)  # "import scipy.special" now fails
+    without = backend.erf(x)
+    assert without.dtype == np.float64
+    np.testing.assert_allclose(without, with_scipy, rtol=1e-15, atol=1e-16)

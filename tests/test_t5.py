@@ -41,6 +41,66 @@ def test_unknown_feed_forward_projection_is_rejected():
         T5Config(feed_forward_proj="swish")
 
 
+def test_the_activation_error_lists_every_accepted_value():
+    with pytest.raises(ValueError) as error:
+        T5Config(feed_forward_proj="gated-swish")
+    for value in ("relu", "gelu", "gelu_new", "gelu_pytorch_tanh", "gated-relu", "gated-gelu",
+                  "gated-gelu_new", "gated-gelu_pytorch_tanh"):
+        assert repr(value) in str(error.value), value
+
+
+@pytest.mark.parametrize("feed_forward_proj, dense_act_fn, gated", [
+    # transformers' T5Config: the part after "gated-", except that "gated-gelu" means "gelu_new"
+    ("relu", "relu", False), ("gelu", "gelu", False), ("gelu_new", "gelu_new", False),
+    ("gated-gelu", "gelu_new", True), ("gated-relu", "relu", True),
+    ("gated-gelu_pytorch_tanh", "gelu_pytorch_tanh", True),
+])
+def test_feed_forward_proj_names_the_activation_as_transformers_does(feed_forward_proj, dense_act_fn, gated):
+    d = T5Config(feed_forward_proj=feed_forward_proj).to_dict()
+    assert (d["dense_act_fn"], d["is_gated_act"]) == (dense_act_fn, gated)
+
+
+def _feed_forward_of(feed_forward_proj, x):
+    """The feed-forward's hidden activation h (before wo), from a 1-unit layer with wi = 1 (wi_1 = 1)."""
+    from minillm.models.t5 import DenseReluDense
+
+    ff = DenseReluDense(T5Config(**{**TINY, "d_model": 1, "d_ff": 1, "feed_forward_proj": feed_forward_proj}))
+    for name in ("wi", "wi_0", "wi_1", "wo"):
+        if hasattr(ff, name):
+            getattr(ff, name).weight.data[...] = 1.0
+    with no_grad():
+        return ff(Tensor(np.array(x, dtype=np.float64).reshape(-1, 1))).data.ravel()
+
+
+def test_gelu_is_exact_and_gated_gelu_is_the_tanh_form():
+    # Hand values: exact GELU(x) = x Phi(x); Phi(1) = 0.8413447460685429, Phi(-1) = 1 - Phi(1).
+    # tanh form at 1: 0.5 (1 + tanh(sqrt(2/pi) * 1.044715)) = 0.8411919906082768.
+    np.testing.assert_allclose(_feed_forward_of("gelu", [1.0, -1.0]),
+                               [0.8413447460685429, -0.15865525393145707], rtol=1e-12)
+    np.testing.assert_allclose(_feed_forward_of("gated-gelu", [1.0]), [0.8411919906082768], rtol=1e-12)
+    np.testing.assert_allclose(_feed_forward_of("gelu_new", [1.0]), [0.8411919906082768], rtol=1e-12)
+    np.testing.assert_allclose(_feed_forward_of("relu", [1.0, -1.0]), [1.0, 0.0])
+
+
+@pytest.mark.parametrize("num_buckets, max_distance, message", [
+    (3, 128, "relative_attention_num_buckets must be >= 4"),  # the encoder's 3 // 4 = 0 exact buckets: d / 0
+    (8, 4, r"relative_attention_max_distance must be > relative_attention_num_buckets // 2 = 4"),  # log(4/4) = 0
+    (32, 10, "= 16"),  # log(10 / 16) < 0: far distances would fall into the exact buckets
+])
+def test_bucket_arguments_that_break_log_bucketing_are_refused(num_buckets, max_distance, message):
+    with pytest.raises(ValueError, match=message):
+        T5Config(relative_attention_num_buckets=num_buckets, relative_attention_max_distance=max_distance)
+
+
+def test_the_smallest_valid_bucket_arguments_bucket_as_t5_does():
+    T5Config(relative_attention_num_buckets=4, relative_attention_max_distance=3)
+    # causal, 4 buckets, max_distance 3: e = 2 exact; d = 2 -> 2 + floor(log(1) ...) = 2; d = 9 -> 3 (last)
+    rel = -np.array([0, 1, 2, 9])
+    np.testing.assert_array_equal(relative_position_bucket(rel, False, 4, 3), [0, 1, 2, 3])
+    with pytest.raises(ValueError, match="max_distance > max_exact"):
+        relative_position_bucket(rel, False, 4, 2)
+
+
 def test_config_dict_round_trip_keeps_unknown_keys():
     d = T5Config(d_model=64, feed_forward_proj="gated-gelu").to_dict()
     assert d["dense_act_fn"] == "gelu_new" and d["is_gated_act"] is True and d["model_type"] == "t5"

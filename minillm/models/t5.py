@@ -13,119 +13,17 @@ moves between the two without a mapping table (see models/hf.py).
 """
 from __future__ import annotations
 
-import dataclasses
-import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from .. import ops
 from ..autograd import Tensor
 from ..backend import get_array_module
-from ..files import read_json
 from ..nn import Dropout, Embedding, Linear, Module, ModuleList, RMSNorm
 from ..nn.attention import MultiHeadAttention
+from .configuration_t5 import T5Config
 from .hf import load_pretrained, save_pretrained
-
-
-@dataclass
-class T5Config:
-    """Hyper-parameters, with Hugging Face's field names and defaults (t5-small's shape)."""
-
-    vocab_size: int = 32128
-    d_model: int = 512
-    d_kv: int = 64
-    d_ff: int = 2048
-    num_layers: int = 6
-    num_decoder_layers: int | None = None  # None: same as num_layers
-    num_heads: int = 8
-    relative_attention_num_buckets: int = 32
-    relative_attention_max_distance: int = 128
-    dropout_rate: float = 0.1
-    layer_norm_epsilon: float = 1e-6
-    initializer_factor: float = 1.0
-    feed_forward_proj: str = "relu"  # "relu" or "gated-gelu" (T5 v1.1 / FLAN-T5)
-    tie_word_embeddings: bool = True
-    # Multiply the decoder output by d_model**-0.5 before lm_head. Original T5 does (its lm_head is
-    # the tied embedding); T5 v1.1/FLAN-T5 do not. None means "same as tie_word_embeddings", the
-    # rule transformers 4.x used; transformers 5 stores the flag itself.
-    scale_decoder_outputs: bool | None = None
-    pad_token_id: int = 0
-    eos_token_id: int = 1
-    decoder_start_token_id: int = 0
-    extra: dict = field(default_factory=dict)  # unknown keys from a config.json, kept for saving
-
-    def __post_init__(self):
-        if self.num_decoder_layers is None:
-            self.num_decoder_layers = self.num_layers
-        self._check_types_and_ranges()
-        if self.scale_decoder_outputs is None:
-            self.scale_decoder_outputs = self.tie_word_embeddings
-
-    def _check_types_and_ranges(self) -> None:
-        """Refuse a value of the wrong type or out of range, naming the key, before any array exists.
-
-        A config.json comes from anywhere; ``"d_model": "512"`` or ``"num_heads": 0`` must fail here,
-        not as a NumPy error deep inside the model (or as a huge allocation).
-        """
-        sizes = ("vocab_size", "d_model", "d_kv", "d_ff", "num_layers", "num_decoder_layers", "num_heads",
-                 "relative_attention_num_buckets", "relative_attention_max_distance")
-        for name in sizes + ("pad_token_id", "eos_token_id", "decoder_start_token_id"):
-            value = getattr(self, name)
-            if type(value) is not int:
-                raise ValueError(f"T5Config: {name} must be an integer, got {value!r}")
-            if value < (1 if name in sizes else 0):
-                raise ValueError(f"T5Config: {name} must be >= {1 if name in sizes else 0}, got {value}")
-        for name in ("pad_token_id", "eos_token_id", "decoder_start_token_id"):
-            if getattr(self, name) >= self.vocab_size:
-                raise ValueError(f"T5Config: {name}={getattr(self, name)} is not an id of a vocabulary of "
-                                 f"{self.vocab_size}")
-        for name, low, high in (("dropout_rate", 0.0, 1.0), ("layer_norm_epsilon", 0.0, math.inf),
-                                ("initializer_factor", 0.0, math.inf)):
-            value = getattr(self, name)
-            if type(value) not in (int, float) or not math.isfinite(value) or not low <= value < high:
-                raise ValueError(f"T5Config: {name} must be a finite number in [{low}, {high}), got {value!r}")
-        if self.layer_norm_epsilon == 0 or self.initializer_factor == 0:
-            raise ValueError("T5Config: layer_norm_epsilon and initializer_factor must be > 0")
-        for name in ("tie_word_embeddings", "scale_decoder_outputs"):
-            if not isinstance(getattr(self, name), bool) and not (name == "scale_decoder_outputs"
-                                                                  and self.scale_decoder_outputs is None):
-                raise ValueError(f"T5Config: {name} must be true or false, got {getattr(self, name)!r}")
-        if self.feed_forward_proj not in ("relu", "gated-gelu", "gelu", "gated-relu"):
-            raise ValueError(f"T5Config: feed_forward_proj must be 'relu' or 'gated-gelu', "
-                             f"got {self.feed_forward_proj!r}")
-        if not isinstance(self.extra, dict):
-            raise ValueError("T5Config: extra must be a dict")
-
-    @property
-    def is_gated_act(self) -> bool:
-        return self.feed_forward_proj.startswith("gated-")
-
-    def to_dict(self) -> dict:
-        """The config as Hugging Face's config.json dict."""
-        d = {k: v for k, v in dataclasses.asdict(self).items() if k != "extra"}
-        d.update({"model_type": "t5", "architectures": ["T5ForConditionalGeneration"],
-                  "is_encoder_decoder": True, "dense_act_fn": self.feed_forward_proj.replace("gated-", "")
-                  .replace("gelu", "gelu_new"), "is_gated_act": self.is_gated_act})
-        return {**self.extra, **d}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "T5Config":
-        """Build from a config.json dict; keys minillm does not use are kept in ``extra``."""
-        names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
-        known = {k: v for k, v in d.items() if k in names}
-        return cls(**known, extra={k: v for k, v in d.items() if k not in names})
-
-    @classmethod
-    def from_json_file(cls, path) -> "T5Config":
-        """Read a config.json; a ValueError names the file when it is not valid JSON or a value is wrong."""
-        values = read_json(path, "config.json")
-        if not isinstance(values, dict):
-            raise ValueError(f"{path}: expected a JSON object of settings, got {type(values).__name__}")
-        try:
-            return cls.from_dict(values)
-        except ValueError as err:
-            raise ValueError(f"{path}: {err}") from None
 
 
 @dataclass
@@ -138,13 +36,18 @@ class Seq2SeqOutput:
 
 
 class DenseReluDense(Module):
-    """Feed-forward: wo(act(wi x)), or gated: wo(gelu_new(wi_0 x) * wi_1 x) (Shazeer, 2020)."""
+    """Feed-forward: wo(act(wi x)), or gated: wo(act(wi_0 x) * wi_1 x) (Shazeer, 2020).
+
+    ``act`` is ``config.dense_act_fn``, named as in transformers: "gelu" is the exact GELU (erf),
+    "gelu_new" and "gelu_pytorch_tanh" its tanh approximation, and "gated-gelu" means gated
+    "gelu_new", the form T5 v1.1 and FLAN-T5 were trained with.
+    """
 
     def __init__(self, config: T5Config):
         super().__init__()
         d, ff, f = config.d_model, config.d_ff, config.initializer_factor
         self.gated = config.is_gated_act
-        self.act = "gelu" if "gelu" in config.feed_forward_proj else "relu"
+        self.act = config.dense_act_fn
         if self.gated:
             self.wi_0 = Linear(d, ff, bias=False, std=f * d ** -0.5)
             self.wi_1 = Linear(d, ff, bias=False, std=f * d ** -0.5)
@@ -154,10 +57,12 @@ class DenseReluDense(Module):
         self.dropout = Dropout(config.dropout_rate)
 
     def _activation(self, x: Tensor) -> Tensor:
-        return ops.gelu(x, approximate="tanh") if self.act == "gelu" else ops.relu(x)
+        if self.act == "relu":
+            return ops.relu(x)
+        return ops.gelu(x, approximate="none" if self.act == "gelu" else "tanh")
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.gated and self.act == "gelu":  # one fused op for gelu(wi_0 x) * wi_1 x
+        if self.gated and self.act in ("gelu_new", "gelu_pytorch_tanh"):  # one fused op: gelu_tanh(wi_0 x) * wi_1 x
             h = ops.gated_gelu(self.wi_0(x), self.wi_1(x))
         elif self.gated:
             h = self._activation(self.wi_0(x)) * self.wi_1(x)

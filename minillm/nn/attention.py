@@ -32,7 +32,7 @@ def relative_position_bucket(relative_position, bidirectional: bool = True, num_
     """
     xp = get_array_module(relative_position)
     rel = relative_position.astype(np.int64)
-    buckets = xp.zeros_like(rel)
+    buckets, total_buckets = xp.zeros_like(rel), num_buckets
     if bidirectional:
         num_buckets //= 2
         buckets += (rel > 0).astype(np.int64) * num_buckets
@@ -40,6 +40,10 @@ def relative_position_bucket(relative_position, bidirectional: bool = True, num_
     else:
         distance = -xp.minimum(rel, 0)
     max_exact = num_buckets // 2
+    if max_exact < 1 or max_distance <= max_exact:  # log(d / max_exact) / log(max_distance / max_exact)
+        raise ValueError(f"relative_position_bucket: {'bidirectional' if bidirectional else 'causal'} buckets need "
+                         f"max_exact = num_buckets // {4 if bidirectional else 2} >= 1 and max_distance > max_exact; "
+                         f"got num_buckets={total_buckets}, max_distance={max_distance}")
     is_small = distance < max_exact
     # log-spaced buckets, computed in float32 like the reference implementation so that values
     # on a bucket boundary round the same way.

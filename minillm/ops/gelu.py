@@ -7,25 +7,8 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
 from ..autograd import Function, Tensor
-from ..backend import get_array_module
-
-
-def _erf(x):
-    """The error function, elementwise (NumPy has none; use SciPy/CuPy's when present)."""
-    xp = get_array_module(x)
-    if xp is not np:
-        import cupyx.scipy.special  # noqa: PLC0415
-
-        return cupyx.scipy.special.erf(x)
-    try:
-        from scipy.special import erf  # noqa: PLC0415
-
-        return erf(x).astype(x.dtype, copy=False)
-    except ImportError:  # exact but slow: math.erf per element
-        return np.vectorize(math.erf, otypes=[x.dtype])(x)
+from ..backend import erf, get_array_module
 
 
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
@@ -61,7 +44,7 @@ class Gelu(Function):
             return a * self.h
         if approximate != "none":
             raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
-        self.cdf = 0.5 * (1 + _erf(a * _INV_SQRT_2))
+        self.cdf = 0.5 * (1 + erf(a * _INV_SQRT_2))
         return a * self.cdf
 
     def backward(self, grad):
