@@ -9,17 +9,26 @@ One rule for every command:
 * a **PEFT adapter** (``adapter_config.json``) in ``DIR`` is loaded on top of the base model,
   as a PEFT run directory holds both;
 * a **run directory** (``--out``) that already holds a run is never overwritten by accident:
-  the command stops and offers ``--resume DIR/checkpoint`` or ``--overwrite``.
+  the command stops and offers ``--resume DIR/checkpoint`` or ``--overwrite``; ``convert``
+  follows the same rule, and never writes into the folder it reads;
+* a command that writes a run directory holds its **run lock** (``minillm.runlock``) from before
+  the checks until it exits, so a second process on the same folder is refused at once;
+* the model's **special ids** (``config.json``'s ``pad_token_id``, ``eos_token_id``,
+  ``decoder_start_token_id``) must be the tokenizer's: a model that stops on another id than
+  the tokenizer's ``</s>`` would generate past the end silently.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
 import shutil
 import tempfile
 
+from .. import runlock
 from ..data import Tokenizer
+from ..files import atomic_write_text, make_folder
 from ..models import T5ForConditionalGeneration
 
 
@@ -83,6 +92,7 @@ def load_model(path: str, tokenizer_path: str | None = None, adapter_dir: str | 
         tokenizer.check_fits(model.config.vocab_size, os.path.join(model_dir, "config.json"))
     except ValueError as err:
         raise ValueError(f"{tokenizer_file}: {err}") from None
+    check_special_ids(model.config, os.path.join(model_dir, "config.json"), tokenizer, tokenizer_file)
     if adapter_dir is None and os.path.isfile(os.path.join(path, "adapter_config.json")):
         adapter_dir = path
     if adapter_dir is not None:
@@ -92,7 +102,62 @@ def load_model(path: str, tokenizer_path: str | None = None, adapter_dir: str | 
     return model, tokenizer
 
 
+def check_special_ids(config, config_file: str, tokenizer, tokenizer_file: str) -> None:
+    """Refuse a config.json whose special ids are not the tokenizer's, naming both files.
+
+    T5 starts decoding from the pad id, so ``decoder_start_token_id`` must be the pad id too.
+    """
+    wanted = {"pad_token_id": (tokenizer.pad_token_id, "<pad>"), "eos_token_id": (tokenizer.eos_token_id, "</s>"),
+              "decoder_start_token_id": (tokenizer.pad_token_id, "<pad>")}
+    for name, (token_id, token) in wanted.items():
+        if getattr(config, name) != token_id:
+            raise ValueError(f"{config_file}: {name} is {getattr(config, name)}, but {tokenizer_file} gives "
+                             f"{token} the id {token_id}; the model and its tokenizer disagree (set {name} "
+                             f"to {token_id} in config.json, or use the tokenizer the model was trained with)")
+
+
 # ---------------------------------------------------------------------------------- writing
+@contextlib.contextmanager
+def run_lock(out: str, command: str | None = None):
+    """Hold the run lock on ``out`` (``minillm.runlock``) inside the ``with`` block; rank 0 only.
+
+    Under MPI only rank 0 writes, so only it locks: a refusal there ends every rank
+    (``distributed.trainer_hooks.run_command``), and no rank waits on a lock.
+    """
+    from ..distributed.trainer_hooks import is_main  # noqa: PLC0415  (imports MPI lazily)
+
+    if not is_main():
+        yield None
+        return
+    check_writable_dir(out, "--out")  # a folder that cannot be made is named before the lock tries
+    lock = runlock.acquire(out, command)
+    try:
+        yield lock
+    finally:
+        lock.release()
+
+
+def check_convert_out(out: str, source: str, overwrite: bool) -> None:
+    """``convert``'s rules for ``--out``: never the folder it reads, and no run replaced by accident.
+
+    Raises:
+        UsageError: ``out`` is ``source`` (or its model folder), or holds a run and there is no
+            ``--overwrite``.
+    """
+    same = {os.path.realpath(source), os.path.realpath(os.path.join(source, "model"))}
+    if os.path.realpath(out) in same:
+        raise UsageError(f"--out {out}: is the folder being converted ({source}); writing there would "
+                         "replace what is being read. Choose another --out")
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise UsageError(f"--out {out}: is a file, not a directory")
+    found = [name for name in RUN_MARKERS + ("config.json", "adapter_config.json")
+             if os.path.lexists(os.path.join(out, name))]
+    if found and not overwrite:
+        raise UsageError(f"{out} already holds a run or model ({', '.join(found)}); nothing was changed. "
+                         "Use --overwrite to replace it, or choose another --out")
+    check_writable_dir(out, "--out")
+
+
 def check_run_dir(out: str, resume: str | None = None, overwrite: bool = False, resumable: bool = True) -> None:
     """Refuse an ``--out`` that is a file, cannot be written, or already holds a run (changes nothing).
 
@@ -116,9 +181,9 @@ def clear_old_run(out: str) -> None:
     """Remove what an earlier run wrote to ``out`` (``--overwrite``): only the files a run writes."""
     for name in RUN_FILES:
         path = os.path.join(out, name)
-        if os.path.isdir(path):
+        if os.path.isdir(path) and not os.path.islink(path):
             shutil.rmtree(path)
-        elif os.path.exists(path):
+        elif os.path.lexists(path):  # a file, or a link (removed itself, never what it points to)
             os.remove(path)
 
 
@@ -150,7 +215,6 @@ def check_writable_file(path: str, flag: str) -> None:
 
 def write_run_config(args, out: str) -> None:
     """Save every option of the command to ``out/run_config.json`` (reusable with ``--config``)."""
-    os.makedirs(out, exist_ok=True)
+    make_folder(out)
     options = {k: v for k, v in vars(args).items() if k not in ("func", "config", "command")}
-    with open(os.path.join(out, "run_config.json"), "w", encoding="utf-8") as f:
-        json.dump(options, f, indent=2, default=str)
+    atomic_write_text(os.path.join(out, "run_config.json"), json.dumps(options, indent=2, default=str))

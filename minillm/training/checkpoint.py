@@ -30,7 +30,8 @@ import tempfile
 import numpy as np
 
 from .. import backend
-from ..files import atomic_write_text, fsync_directory, load_safetensors, read_json, save_safetensors
+from ..files import (atomic_write_text, fsync_directory, load_safetensors, mode_for, read_json,
+                     read_safetensors_header, save_safetensors)
 
 MODEL_FILE = "model.safetensors"
 OPTIMIZER_FILE = "optimizer.safetensors"
@@ -77,6 +78,37 @@ def clean_stale_temporaries(output_dir: str) -> list[str]:
                 os.remove(path)
                 removed.append(name)
     return removed
+
+
+def check_fits(model_path: str, model) -> None:
+    """Compare a checkpoint's tensor names and shapes (its header only) with ``model``'s state_dict.
+
+    Raises:
+        KeyError / ValueError: names differ / only shapes differ. The message names the file and
+            gives the counts of missing, unexpected and misshapen tensors and the first few names
+            of each (a full list of a T5's names runs to pages).
+    """
+    saved = {name: shape for name, (_, shape) in read_safetensors_header(model_path).items()}
+    wanted = {name: tuple(np.shape(value)) for name, value in model.state_dict().items()}
+    problems = describe_mismatch(wanted, saved)
+    if problems:
+        error = KeyError if set(saved) != set(wanted) else ValueError
+        raise error(f"{model_path} does not match the model: {problems}")
+
+
+def describe_mismatch(wanted: dict, saved: dict, shown: int = 3) -> str:
+    """"" when ``saved`` has exactly ``wanted``'s names and shapes, else a summary of the differences."""
+    missing = [name for name in wanted if name not in saved]
+    unexpected = [name for name in saved if name not in wanted]
+    misshapen = [f"{name} {list(saved[name])} vs {list(wanted[name])}" for name in wanted
+                 if name in saved and tuple(saved[name]) != tuple(wanted[name])]
+    parts = []
+    for names, what in ((missing, "the model needs but the file lacks"), (unexpected, "the file has but the "
+                        "model lacks"), (misshapen, "of another shape (file vs model)")):
+        if names:
+            more = f", ... ({len(names) - shown} more)" if len(names) > shown else ""
+            parts.append(f"{len(names)} tensor(s) {what}: {', '.join(names[:shown])}{more}")
+    return "; ".join(parts)
 
 
 # ---------------------------------------------------------------------------------- optimizer <-> files
@@ -131,6 +163,7 @@ def save_checkpoint(directory, model, optimizer=None, scheduler=None, step: int 
         "extra": extra or {},
     }
     tmp_dir = tempfile.mkdtemp(prefix=os.path.basename(directory) + ".tmp-", dir=parent)
+    os.chmod(tmp_dir, mode_for(parent, is_dir=True))  # the run folder's mode, not mkdtemp's 0700
     old_dir = None
     try:
         _write_safetensors(os.path.join(tmp_dir, MODEL_FILE), model.state_dict())
@@ -141,7 +174,9 @@ def save_checkpoint(directory, model, optimizer=None, scheduler=None, step: int 
         _write_json(os.path.join(tmp_dir, TRAINER_STATE_FILE), trainer_state)
         fsync_directory(tmp_dir)
         # Swap: move the old checkpoint aside, move the new one in, and only then delete the old.
-        if os.path.exists(directory):
+        if os.path.islink(directory):  # a planted link is replaced, never written through
+            os.remove(directory)
+        elif os.path.exists(directory):
             old_dir = tempfile.mkdtemp(prefix=os.path.basename(directory) + ".old-", dir=parent)
             os.rmdir(old_dir)
             os.replace(directory, old_dir)
@@ -193,6 +228,7 @@ def load_checkpoint(directory, model, optimizer=None, scheduler=None) -> dict:
         raise ValueError(f"{state_path}: not a minillm trainer state (expected a JSON object with an integer \"step\")")
 
     model_path = _require_file(directory, MODEL_FILE)
+    check_fits(model_path, model)
     arrays = load_safetensors(model_path)
     try:
         model.load_state_dict(arrays)
