@@ -92,6 +92,9 @@ def check_gpu_kernels(summary: dict, out_dir: Path) -> None:
         assert summary["matmul_emulated_match"] and summary["matmul_cases"] >= 3
         assert summary["attention_emulated_match"]
         assert summary["p_from_lse_max_abs_err"] < 1e-5
+        # the padding keys lie where the causal mask lets queries see them, so only the key mask hides them
+        assert summary["attention_padding_pairs_causal_allows"] > 0
+        assert summary["attention_padding_grad_max"] == 0.0
         _expect_figures(summary, out_dir, "attention_probabilities.png")
     else:
         assert not summary["emulated"]
@@ -118,6 +121,17 @@ def check_lora(summary: dict, out_dir: Path) -> None:
     assert summary["merged_generation_identical"]
     assert summary["lora_layers_after_merge"] == 0
     assert summary["merged_num_parameters"] == summary["total_params"]
+    # the spectrum of full fine-tuning's update: cumulative energy shares, and a sentence that follows them
+    assert summary["energy_ranks"] == list(range(1, 33)) and summary["delta_w_matrices"] > 0
+    assert summary["energy_share_worked_example"] == pytest.approx([16 / 25, 1.0])  # sigma = 4, 3 by hand
+    for key in ("delta_w_energy_share_mean", "delta_w_energy_share_min", "random_energy_share_mean"):
+        shares = summary[key]
+        assert all(0.0 < a <= b <= 1.0 + 1e-12 for a, b in zip(shares, shares[1:])), key  # cumulative
+    assert all(m <= a + 1e-12 for m, a in zip(summary["delta_w_energy_share_min"], summary["delta_w_energy_share_mean"]))
+    assert summary["delta_w_energy_r8"] == summary["delta_w_energy_share_mean"][7]
+    concentrated = summary["delta_w_energy_r8"] > summary["random_energy_share_mean"][7]
+    assert ("ΔW is more concentrated than noise" in summary["delta_w_energy_verdict"]) == concentrated
+    assert f"{100 * summary['delta_w_energy_r8']:.1f}%" in summary["delta_w_energy_verdict"]
     _expect_figures(summary, out_dir, "rank_sweep.png")
 
 
@@ -161,10 +175,16 @@ def check_train_toy_t5(summary: dict, out_dir: Path) -> None:
         assert (out_dir / "model" / name).is_file(), f"model/{name} was not saved"
     assert summary["reload_generates_same"]
     assert set(summary["test_before"]) == set(summary["test_after"]) and "score" in summary["test_after"]
-    for name, above in summary["above_constant"].items():
+    for name, above in summary["above_constant"].items():  # the quickstart's rule: 2 s.e. of the constant's rate
         acc, n = summary["test_after"][f"{name}/accuracy"], summary["n_test_per_task"][name]
-        level = summary["constant_answer"][f"{name}/accuracy"]
-        assert above == (acc - level > 2 * math.sqrt(acc * (1 - acc) / n)), name
+        c = summary["constant_answer"][f"{name}/accuracy"]
+        assert above == (acc > c + 2 * math.sqrt(max(c * (1 - c), 1 / n) / n)), name
+        assert (name in summary["constant_verdict"].split(";")[0]) == above, summary["constant_verdict"]
+    # the fill-the-blank demo reports what the model wrote, measured against a rival, not a fixed claim
+    assert summary["fill_blank_n"] > 0
+    for key in ("fill_blank_exact", "fill_blank_first_token", "fill_blank_constant_first_token"):
+        assert 0.0 <= summary[key] <= 1.0
+    assert summary["fill_blank_exact"] <= summary["fill_blank_first_token"]
     sentiment_level = summary["constant_answer"]["sentiment/accuracy"]
     assert 0.2 <= sentiment_level <= 0.8  # a majority class of two, on a handful of test examples
     _expect_figures(summary, out_dir, "loss_curves.png")
@@ -182,6 +202,12 @@ def check_prompting(summary: dict, out_dir: Path) -> None:
         err = summary["icl_stderr"][task]
         better = [int(k) for k in by_k if k != "0" and by_k[k] - by_k["0"] > 2 * math.hypot(err[k], err["0"])]
         assert (f"{task}: better than 0-shot with {sorted(better)} shots" in summary["icl_verdict"]) == bool(better)
+        assert summary["icl_better_worse"][task]["better"] == sorted(better)
+    gained = sum(bool(v["better"]) for v in summary["icl_better_worse"].values())
+    assert f"{gained} of {len(summary['icl_scores'])} tasks gained" in summary["icl_verdict"]
+    assert ("did not help" in summary["icl_verdict"]) == (gained == 0)  # the course's note, checked not assumed
+    tokens = summary["icl_prompt_tokens"]
+    assert tokens["0"] < tokens["1"] < tokens["2"] < tokens["4"]  # each shot lengthens the prompt
     assert summary["tokens_kept"]["top-k=5"] == 5
     assert summary["tokens_kept"]["top-p=0.9"] <= summary["tokens_kept"]["T=1"]
     p = summary["first_token_prob_by_temperature"]
@@ -198,6 +224,20 @@ def check_instruction_finetuning(summary: dict, out_dir: Path) -> None:
     assert summary["parameter_tensors_changed"] == summary["parameter_tensors"]
     for key in ("rouge1", "rouge2", "rougeL", "translation_bleu"):
         assert _finite(summary["before"][key], summary["after"][key])
+    assert math.isclose(summary["translation_bleu_change"],
+                        summary["after"]["translation_bleu"] - summary["before"]["translation_bleu"])
+    # the computed example: every name swapped, and ROUGE still rewards the summary
+    from minillm.data.tasks_lexicon import NAMES  # noqa: PLC0415
+    from minillm.metrics import rouge_score  # noqa: PLC0415
+
+    wrong, ref = summary["names_swapped_summary"], summary["names_swapped_reference"]
+    ref_names = {w.strip(".,") for w in ref.split()} & set(NAMES)
+    wrong_names = {w.strip(".,") for w in wrong.split()} & set(NAMES)
+    assert ref_names and not (ref_names & wrong_names) and len(wrong.split()) == len(ref.split())
+    assert summary["names_swapped_rougeL"] == rouge_score(wrong, ref, rouge_types=("rougeL",))["rougeL"].fmeasure
+    n, k = len(ref.split()), summary["names_swapped_count"]  # LCS keeps every word but the k names
+    assert math.isclose(summary["names_swapped_rougeL"], (n - k) / n)
+    assert 0 <= summary["summaries_with_wrong_names"] <= summary["n_test"]
     if not summary["smoke"]:  # a few smoke steps prove nothing about quality
         assert summary["after"]["rougeL"] >= summary["before"]["rougeL"]
         assert summary["loss_last"] < summary["loss_first"]
@@ -219,8 +259,13 @@ def check_forgetting(summary: dict, out_dir: Path) -> None:
     base, level, err = summary["base_scores"], summary["constant_answer"], summary["base_stderr"]
     known = [t for t in tasks[:-1] if base[t] - level[t] > 2 * err[t]]
     assert summary["known_old_tasks"] == known
+    new = tasks[-1]  # what multitask paid on the new task: printed from the arms' scores and errors
+    diff = summary["arm_scores"]["single-task"][new] - summary["arm_scores"]["multitask"][new]
+    se = math.hypot(summary["arm_stderr"]["single-task"][new], summary["arm_stderr"]["multitask"][new])
+    assert ("multitask paid for it" in summary["new_task_verdict"]) == (diff > 2 * se)
+    assert ("no cost showed" in summary["new_task_verdict"]) == (abs(diff) <= 2 * se)
     if not known:
-        assert "cannot show forgetting" in summary["verdict"]
+        assert "cannot show forgetting" in summary["verdict"] and "tutorial 03" not in summary["verdict"]
     else:
         loss = {arm: sum(max(0.0, -summary["old_task_change"][arm][t]) for t in known) / len(known)
                 for arm in ("single-task", "multitask")}

@@ -30,6 +30,7 @@
 import json
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +47,7 @@ import minillm  # noqa: E402
 from minillm.data import DEFAULT_MIXTURE, Batcher, build_mixture, pretraining_corpus, span_corruption_pairs  # noqa: E402
 from minillm.models import T5ForConditionalGeneration  # noqa: E402
 from minillm.cli.quickstart import QuickstartConfig, constant_baseline, format_table, held_out_records  # noqa: E402
+from minillm.cli.quickstart import verdict as constant_verdict  # noqa: E402
 from minillm.training.trainer import Trainer  # noqa: E402
 from _toy import toy_config, toy_mixture, toy_training_args, train_toy_tokenizer  # noqa: E402
 
@@ -128,25 +130,52 @@ print(f"{n_params:,} parameters. In this run pretraining took {pretrain_seconds:
       f"ln V = {np.log(tokenizer.vocab_size):.2f}).")
 
 # %% [markdown]
-# Pretraining taught the model one thing: fill blanks. Below, what it writes for a sentence with a
-# blank and for an instruction. The gap it shows is the gap between a **base** model (T5) and an
+# Pretraining trains one skill: fill blanks. How well did it learn it? We give the model held-out
+# corrupted chunks (never trained on) and compare the first span it writes with the hidden one,
+# against the simplest rival: always writing the commonest first token of a hidden span. Then we
+# give it an instruction. The gap between the two is the gap between a **base** model (T5) and an
 # **instruct** model (FLAN-T5).
 
 # %%
-def generate(prompts, max_new_tokens=24):
-    """Greedy generations for a list of prompts."""
-    enc = tokenizer.batch_encode(prompts)
-    out = model.generate(enc["input_ids"], enc["attention_mask"], max_new_tokens=max_new_tokens)
-    return [t.strip() for t in tokenizer.batch_decode(out[:, 1:], skip_special_tokens=False)]
+def first_span(ids):
+    """The tokens of the first hidden span: after <extra_id_0>, up to the next sentinel or </s>."""
+    ids = list(ids)
+    ids = ids[1:] if ids and ids[0] == tokenizer.sentinel_id(0) else ids
+    end = next((i for i, t in enumerate(ids) if t in sentinel_ids or t in (0, 1)), len(ids))
+    return tuple(ids[:end])
 
 
-blank = "the big dog saw the <extra_id_0> in the park ."
+def fill_blanks(pairs):
+    """The model's first span for each corrupted chunk (greedy), beside the hidden one."""
+    width = max(len(s) for s, _ in pairs)
+    ids, mask = np.zeros((len(pairs), width), np.int64), np.zeros((len(pairs), width), np.int64)
+    for i, (s, _) in enumerate(pairs):
+        ids[i, :len(s)], mask[i, :len(s)] = s, 1
+    out = model.generate(ids, mask, max_new_tokens=12)
+    return [first_span(o[1:]) for o in out.tolist()], [first_span(t) for _, t in pairs]
+
+
+held_out_pairs = span_pairs[:split][:8 if SMOKE else 64]
+predicted_spans, hidden_spans = fill_blanks(held_out_pairs)
+first_tokens = Counter(first_span(t)[:1] for _, t in span_pairs[split:])
+commonest_first = max(first_tokens.items(), key=lambda kv: kv[1])[0]
+fill_exact = float(np.mean([p == h for p, h in zip(predicted_spans, hidden_spans)]))
+fill_first_token = float(np.mean([p[:1] == h[:1] for p, h in zip(predicted_spans, hidden_spans)]))
+fill_constant = float(np.mean([h[:1] == commonest_first for h in hidden_spans]))
+print(f"original:  {tokenizer.decode(list(held_out_pairs[0][0]), skip_special_tokens=False)[:160]}")
+print(f"hidden:    {tokenizer.decode(list(hidden_spans[0]))!r}\npredicted: {tokenizer.decode(list(predicted_spans[0]))!r}")
+print(f"On {len(held_out_pairs)} held-out chunks the pretrained model wrote the first hidden span exactly in "
+      f"{fill_exact:.0%} and got its first token right in {fill_first_token:.0%}; always writing the commonest "
+      f"first token ({tokenizer.decode(list(commonest_first))!r}) gets {fill_constant:.0%}: the model "
+      f"{'beat' if fill_first_token > fill_constant else 'did not beat'} that rival.")
 instruction = test[0].prompt
-fill_pretrained, instruction_pretrained = generate([blank, instruction])
-print(f"fill in {blank!r}\n  -> {fill_pretrained!r}\ninstruction {instruction!r}\n  -> {instruction_pretrained!r}")
+enc = tokenizer.batch_encode([instruction])
+instruction_pretrained = tokenizer.decode(model.generate(enc["input_ids"], enc["attention_mask"],
+                                                         max_new_tokens=24)[0, 1:].tolist(), skip_special_tokens=False)
+print(f"instruction {instruction!r}\n  -> {instruction_pretrained!r}")
 instruction_gets_blanks = "<extra_id_0>" in instruction_pretrained
 print(f"In this run the answer to the instruction {'was' if instruction_gets_blanks else 'was not'} in span-filling "
-      f"format (sentinels), and it {'matched' if instruction_pretrained == test[0].completion else 'did not match'} "
+      f"format (sentinels), and it {'matched' if instruction_pretrained.strip() == test[0].completion else 'did not match'} "
       "the reference.")
 
 # %% [markdown]
@@ -178,14 +207,12 @@ baseline = constant_baseline(train_records, test)
 table = format_table(before, after, baseline)
 print(table)
 n_test = {name: sum(r.task == name for r in test) for name in DEFAULT_MIXTURE}
-above_constant = {}
-for name in ("sentiment", "paraphrase", "arithmetic"):
-    acc, level = after[f"{name}/accuracy"], baseline[f"{name}/accuracy"]
-    stderr = (acc * (1 - acc) / n_test[name]) ** 0.5  # binomial standard error of an accuracy
-    above_constant[name] = acc - level > 2 * stderr
-    verdict = "above" if above_constant[name] else "not clearly above"
-    print(f"In this run {name} accuracy was {acc:.3f} +- {stderr:.3f} (one standard error, {n_test[name]} test "
-          f"examples) against a constant-answer level of {level:.3f}: {verdict} it.")
+learned_sentence = constant_verdict(baseline, after, n_test["sentiment"])  # the quickstart's rule, stated there
+above_constant = {name: constant_verdict(baseline, {f"{name}/accuracy": after[f"{name}/accuracy"]},
+                                         n_test[name]).startswith("Better than the constant answer on 1 of 1")
+                  for name in ("sentiment", "paraphrase", "arithmetic")}
+print(f"In this run: {learned_sentence} ({n_test['sentiment']} test examples per task; the rule is "
+      "minillm.cli.quickstart.verdict's, the same as the quickstart's.)")
 best_step = json.loads((OUT / "finetune_run" / "best" / "metrics.json").read_text())["step"] \
     if (OUT / "finetune_run" / "best" / "metrics.json").is_file() else None
 print(f"The best validation score was at step {best_step} of {result.global_step}; the numbers above are the "
@@ -264,6 +291,11 @@ summary = {
     "constant_answer": baseline,
     "n_test_per_task": n_test,
     "above_constant": above_constant,
+    "constant_verdict": learned_sentence,
+    "fill_blank_exact": fill_exact,
+    "fill_blank_first_token": fill_first_token,
+    "fill_blank_constant_first_token": fill_constant,
+    "fill_blank_n": len(held_out_pairs),
     "best_step": best_step,
     "model_dir": str(model_dir),
     "reload_generates_same": bool(same),

@@ -107,23 +107,38 @@ print_table(["task (metric, 0-100)"] + [f"{k}-shot" for k in shot_counts],
 change = {name: icl[name][2][0] - icl[name][0][0] for name in icl}
 
 
-def shot_verdict(scores: dict) -> str:
-    """Which shot counts beat 0-shot by more than two standard errors of the difference, per task."""
-    parts = []
+def shot_effects(scores: dict) -> dict:
+    """{task: (better, worse)}: the shot counts that beat / fall below 0-shot by more than two
+    standard errors of the difference."""
+    effects = {}
     for name, by_k in scores.items():
         (v0, e0) = by_k[0]
-        better = [k for k in shot_counts[1:] if by_k[k][0] - v0 > 2 * (by_k[k][1] ** 2 + e0 ** 2) ** 0.5]
-        worse = [k for k in shot_counts[1:] if v0 - by_k[k][0] > 2 * (by_k[k][1] ** 2 + e0 ** 2) ** 0.5]
-        parts.append(f"{name}: " + (f"better than 0-shot with {better} shots" if better else "no shot count better")
-                     + (f", worse with {worse}" if worse else ""))
-    return "; ".join(parts)
+        margin = {k: 2 * (by_k[k][1] ** 2 + e0 ** 2) ** 0.5 for k in shot_counts[1:]}
+        effects[name] = ([k for k in shot_counts[1:] if by_k[k][0] - v0 > margin[k]],
+                         [k for k in shot_counts[1:] if v0 - by_k[k][0] > margin[k]])
+    return effects
 
 
-icl_verdict = shot_verdict(icl)
+def shot_verdict(effects: dict) -> str:
+    """The per-task sentence, and how it compares with the course's note on small models."""
+    parts = [f"{name}: " + (f"better than 0-shot with {better} shots" if better else "no shot count better")
+             + (f", worse with {worse}" if worse else "") for name, (better, worse) in effects.items()]
+    gained = [name for name, (better, _) in effects.items() if better]
+    lost = [name for name, (_, worse) in effects.items() if worse]
+    course = ("so, as the course notes for small models, in-context examples did not help this one" if not gained
+              else f"so in-context examples helped {', '.join(gained)}, more than the course's note on small "
+                   "models would lead you to expect")
+    return "; ".join(parts) + f". {len(gained)} of {len(effects)} tasks gained and {len(lost)} lost, {course}"
+
+
+prompt_tokens = {k: float(np.mean([len(tokenizer.encode(p)) for p in build_prompts(icl_tasks[0], k, 0)[0]]))
+                 for k in shot_counts}
+icl_effects = shot_effects(icl)
+icl_verdict = shot_verdict(icl_effects)
 print("In this run going from 0 to 2 shots changed " + ", ".join(f"{name} by {d:+.1f}" for name, d in change.items()) +
       f" points (n = {n_eval} test examples each; the ± is one standard error). Against 0-shot, by more than two "
-      f"standard errors of the difference: {icl_verdict}. (The model saw 2-shot prompts in training, so a drop "
-      "at 2 shots is not a format it never met: small models are simply poor in-context learners.)")
+      f"standard errors of the difference: {icl_verdict}. Each shot lengthens the prompt: a {icl_tasks[0].name} "
+      "prompt averaged " + ", ".join(f"{prompt_tokens[k]:.0f} tokens at {k} shots" for k in shot_counts) + ".")
 
 # %% [markdown]
 # ## 3. Decoding: greedy, beam search, sampling
@@ -252,6 +267,8 @@ summary = {
     "icl_scores": {name: {str(k): v[0] for k, v in by_k.items()} for name, by_k in icl.items()},
     "icl_stderr": {name: {str(k): v[1] for k, v in by_k.items()} for name, by_k in icl.items()},
     "icl_verdict": icl_verdict,
+    "icl_better_worse": {name: {"better": b, "worse": w} for name, (b, w) in icl_effects.items()},
+    "icl_prompt_tokens": {str(k): v for k, v in prompt_tokens.items()},
     "icl_n_eval": n_eval,
     "icl_change_0_to_2_shots": change,
     "tokens_kept": kept,

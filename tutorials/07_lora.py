@@ -21,7 +21,8 @@
 # 3. count what LoRA trains ($r(d_\text{in}+d_\text{out})$ per matrix) and what AdamW must store for it;
 # 4. run a rank sweep ($r$ = 1 ... 16) and read quality against trainable share;
 # 5. fold the adapter into the weights with `merge_and_unload()` and show nothing changed;
-# 6. compare LoRA with full fine-tuning on the same task, steps and data.
+# 6. compare LoRA with full fine-tuning on the same task, steps and data;
+# 7. measure how much of full fine-tuning's update a rank-r matrix can hold (the intrinsic-rank argument).
 #
 # Run: `python tutorials/07_lora.py` (it prints its own wall time at the end; `MINILLM_SMOKE=1`
 # takes seconds). Read alongside: `minillm/peft/lora.py`, `minillm/peft/model.py`, `benchmarks/peft_compare.py`.
@@ -271,19 +272,74 @@ print(f"In this run LoRA r=8 reached ROUGE-L {r8['rougeL']:.1f} with {r8['traina
       f"trained parameter). Median step: LoRA {r8['step_ms']:.0f} ms, full {full_stats['step_ms']:.0f} ms.")
 print(f"full fine-tuning on the example above: {full_predictions[0]!r}")
 
+# %% [markdown]
+# ## 6. Why a low rank is enough: the spectrum of full fine-tuning's update
+#
+# LoRA bets that the update a task needs has a low **intrinsic rank** (Hu et al. 2021, "LoRA",
+# arXiv:2106.09685, section 7; Aghajanyan et al. 2020, "Intrinsic Dimensionality Explains the
+# Effectiveness of Language Model Fine-Tuning", arXiv:2012.13255). We can look: full fine-tuning
+# above was free to change W in any direction. For each q and v projection take its update
+# $\Delta W = W_\text{full} - W_\text{base}$ and its singular values $\sigma_1 \ge \sigma_2 \ge \dots$.
+# The best rank-r approximation of $\Delta W$ (Eckart-Young) keeps the share
+# $\sum_{i \le r} \sigma_i^2 / \sum_i \sigma_i^2$ of its energy (squared Frobenius norm). If a few
+# directions hold most of it, a rank-r LoRA can express most of what full fine-tuning did. A
+# random Gaussian matrix of the same shape is the yardstick for "no low-rank structure".
+
+# %%
+ENERGY_RANKS = list(range(1, 33))
+full_state = full.state_dict()
+qv_names = [k for k in base_state if k.endswith((".q.weight", ".v.weight"))]
+
+
+def energy_share(matrix):
+    """Share of sum(sigma^2) held by the top r singular directions, for r in ENERGY_RANKS (capped)."""
+    sigma2 = np.linalg.svd(np.asarray(matrix, np.float64), compute_uv=False) ** 2
+    cumulative = np.cumsum(sigma2) / sigma2.sum()
+    return [float(cumulative[min(r, len(cumulative)) - 1]) for r in ENERGY_RANKS]
+
+
+worked = energy_share(np.diag([3.0, 4.0]))[:2]  # singular values 4 and 3: the top one holds 16 / 25
+print(f"worked example: diag(3, 4) has energy 9 + 16 = 25; its top direction holds {worked[0]:.0%}, both {worked[1]:.0%}")
+shares = np.array([energy_share(full_state[k] - base_state[k]) for k in qv_names])
+random_shares = np.array([energy_share(rng.standard_normal(base_state[k].shape)) for k in qv_names])
+energy_mean, random_mean = shares.mean(axis=0), random_shares.mean(axis=0)
+print_table(["r"] + [str(r) for r in (1, 2, 4, 8, 16, 32)],
+            [["ΔW energy in top r (mean of q,v)"] + [f"{energy_mean[r - 1]:.1%}" for r in (1, 2, 4, 8, 16, 32)],
+             ["random matrix, same shapes"] + [f"{random_mean[r - 1]:.1%}" for r in (1, 2, 4, 8, 16, 32)]])
+r_half = ENERGY_RANKS[int(np.argmax(energy_mean >= 0.5))] if energy_mean.max() >= 0.5 else None
+r8_share = float(energy_mean[7])
+energy_verdict = (f"In this run, over {len(qv_names)} q and v matrices ({base_state[qv_names[0]].shape[0]} x "
+      f"{base_state[qv_names[0]].shape[1]}), the top 8 directions of full fine-tuning's ΔW held {r8_share:.1%} "
+      f"of its energy on average, against {random_mean[7]:.1%} for a random matrix of the same shape"
+      + (f"; half the energy needs r = {r_half}" if r_half else "; no r up to 32 reaches half the energy")
+      + f". ΔW is {'more' if r8_share > random_mean[7] else 'not more'} concentrated than noise, "
+      f"which is {'what the intrinsic-rank argument predicts' if r8_share > random_mean[7] else 'against the intrinsic-rank argument at this scale'}.")
+print(energy_verdict)
+
 if plt is not None:
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
-    ax1.plot(RANKS, [s_["rougeL"] for s_ in sweep], "o-", label="LoRA")
+    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(16, 4.2))
+    ax1.plot(RANKS, [s_["rougeL"] for s_ in sweep], "o-", label="LoRA q,v")
     ax1.axhline(full_scores["rougeL"], color="C3", ls="--", label="full fine-tuning")
     ax1.axhline(base_scores["rougeL"], color="gray", ls=":", label="base (no tuning)")
     ax1.set_xscale("log", base=2)
     ax1.set_xlabel("LoRA rank r")
     ax1.set_ylabel(f"ROUGE-L on {N_EVAL} test dialogues")
-    ax1.legend()
-    ax1.set_title(f"{ADAPT_STEPS} steps, alpha = 2r")
-    ax2.bar([str(r) for r in RANKS], [s_["trainable_pct"] for s_ in sweep])
-    ax2.set_xlabel("LoRA rank r")
-    ax2.set_ylabel("trainable % (of all parameters, adapter included)")
+    ax1.set_title(f"rank sweep: {ADAPT_STEPS} steps, alpha = 2r")
+    ax1.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3, fontsize=8)  # below: no line hidden
+    ax2.plot(ENERGY_RANKS, 100 * energy_mean, "o-", ms=3, label="full fine-tuning's ΔW (mean of q,v)")
+    ax2.fill_between(ENERGY_RANKS, 100 * shares.min(axis=0), 100 * shares.max(axis=0), alpha=0.2,
+                     label="min-max over the matrices")
+    ax2.plot(ENERGY_RANKS, 100 * random_mean, "--", color="gray", label="random matrix, same shape")
+    for r in RANKS:
+        ax2.axvline(r, color="C1", lw=0.5, alpha=0.5)
+    ax2.set_xscale("log", base=2)
+    ax2.set_xlabel("top r singular directions (orange: the swept LoRA ranks)")
+    ax2.set_ylabel("share of ΔW's energy (%)")
+    ax2.set_title("why low rank works")
+    ax2.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=1, fontsize=8)
+    ax3.bar([str(r) for r in RANKS], [s_["trainable_pct"] for s_ in sweep])
+    ax3.set_xlabel("LoRA rank r")
+    ax3.set_ylabel("trainable % (of all parameters, adapter included)")
     save_figure(fig, "rank_sweep.png")
 
 # %% [markdown]
@@ -317,6 +373,14 @@ summary = {
     "merged_generation_identical": merge_same_tokens,
     "lora_layers_after_merge": lora_layers_left,
     "merged_num_parameters": merged_params,
+    "energy_ranks": ENERGY_RANKS,
+    "delta_w_energy_share_mean": [float(v) for v in energy_mean],
+    "delta_w_energy_share_min": [float(v) for v in shares.min(axis=0)],
+    "random_energy_share_mean": [float(v) for v in random_mean],
+    "delta_w_matrices": len(qv_names),
+    "delta_w_energy_r8": r8_share,
+    "energy_share_worked_example": worked,
+    "delta_w_energy_verdict": energy_verdict,
     "cpu_seconds": round(time.process_time() - started_cpu, 1),
     "wall_seconds": round(time.perf_counter() - started_wall, 1),
     "figures": FIGURES,

@@ -262,7 +262,7 @@ if plt is not None:
     ax.set_xlabel("input version")
     ax.set_ylabel("accuracy on that version (0-100)")
     ax.set_title("per-perturbation accuracy")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3)  # below: off the bars and ticks
     names = [r.scenario for r in helm.rows]
     ax_r.bar(np.arange(len(names)) - 0.2, [r.accuracy for r in helm.rows], 0.4, label="accuracy (clean)")
     ax_r.bar(np.arange(len(names)) + 0.2, [r.robustness for r in helm.rows], 0.4,
@@ -271,7 +271,7 @@ if plt is not None:
     ax_r.set_xlabel("scenario")
     ax_r.set_ylabel("score (0-100)")
     ax_r.set_title("HELM's robustness metric")
-    ax_r.legend(fontsize=7)
+    ax_r.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=1)
     save_figure(fig, "helm_robustness.png")
 
 # %% [markdown]

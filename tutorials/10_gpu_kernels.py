@@ -234,6 +234,7 @@ print_table(["L (batch 4, 8 heads, fp32)", "P materialized, MiB", "lse only (fus
 
 # %%
 attention_rows, attention_all_match, attention_max_err, recompute_err = [], emulator is not None, 0.0, None
+padding_pairs_causal_allows, padding_grad_max = 0, None
 if emulator is not None:
     batch, heads, q_len, k_len, head_dim = (1, 2, 40, 50, 32) if SMOKE else (2, 2, 130, 150, 64)
     q = (0.3 * rng.standard_normal((batch, heads, q_len, head_dim))).astype(np.float32)
@@ -241,9 +242,15 @@ if emulator is not None:
     v = rng.standard_normal((batch, heads, k_len, head_dim)).astype(np.float32)
     grad_out = rng.standard_normal((batch, heads, q_len, head_dim)).astype(np.float32)
     bias = rng.standard_normal((heads, q_len, k_len)).astype(np.float32)   # shared by the batch, like T5's
+    # Causal masking is top-left aligned (query i sees keys j <= i), so with q_len < k_len the last
+    # k_len - q_len keys are hidden from every query anyway: padding there would test nothing. The
+    # padded keys sit inside the causal window instead, at a different place in each sequence.
     key_mask = np.ones((batch, k_len), dtype=bool)
-    key_mask[:, -7:] = False                                                # the last 7 keys are padding
+    for b in range(batch):
+        key_mask[b, q_len - 20 + 5 * b: q_len - 13 + 5 * b] = False         # 7 padding keys the causal mask shows
     options = dict(bias=bias, key_mask=key_mask, causal=True, scale=1.0)    # T5 uses scale 1
+    causal_only = reference.visible_keys(batch, q_len, k_len, None, True)[:, 0]
+    padding_pairs_causal_allows = int((causal_only & ~key_mask[:, None, :]).sum())
     started = time.perf_counter()
     out, lse = cuda_attention._attention_forward(emulator.backend(), q, k, v, bias, key_mask, True, 1.0)
     grads = cuda_attention._attention_backward(emulator.backend(), q, k, v, out, lse, grad_out, bias, key_mask,
@@ -269,6 +276,11 @@ if emulator is not None:
     recomputed = np.where(visible, np.exp(scores - lse[..., None]), 0.0)
     recompute_err = float(np.abs(recomputed - probs).max())
     print(f"P recomputed as exp(S - lse) from the kernel's lse matched the materialized P within {recompute_err:.1e}.")
+    pad = ~key_mask[:, None, :, None]                                       # (batch, 1, k_len, 1)
+    padding_grad_max = float(max(np.abs(np.where(pad, g, 0.0)).max() for g in grads[1:3]))  # dK, dV
+    print(f"The causal mask alone lets queries see padding keys in {padding_pairs_causal_allows} (query, key) "
+          f"pairs, so the key padding mask did the hiding: the kernel's dK and dV at the padding keys are at most "
+          f"{padding_grad_max:g} (a padding key that leaked into the softmax would get a gradient).")
     if plt is not None:
         # A row's probabilities spread over up to k_len keys, so most are far below the row's maximum
         # and a linear colour scale shows a nearly blank square: plot them on a log scale, with the
@@ -350,6 +362,8 @@ summary = {
     "attention_emulated_max_abs_err": attention_max_err,
     "online_softmax_max_abs_err": online_err,
     "p_from_lse_max_abs_err": recompute_err,
+    "attention_padding_pairs_causal_allows": padding_pairs_causal_allows,
+    "attention_padding_grad_max": padding_grad_max,
     "tiled_numpy_max_abs_err": max(row[3] for row in tile_rows),
     "tile16_read_reduction": tile_rows[-1][2],
     "block_tiles": {row[0]: row[2] for row in intensity_rows},  # as the launcher launches them
