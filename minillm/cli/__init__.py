@@ -1,1 +1,2 @@
-"""The ``minillm`` command: ``main.py`` builds the parsers, one module per command group runs them."""
+"""The ``minillm`` command: ``main.py`` lists the commands, one module per command declares its flags
+and runs it (see ``main.py``'s docstring)."""

@@ -1,9 +1,24 @@
 """``minillm convert``: a minillm run directory to a Hugging Face folder, or back."""
 from __future__ import annotations
 
+import argparse
 import os
 
 from .folders import UsageError, check_writable_dir, load_model, write_run_config
+from .options import add_common_arguments
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """The ``convert`` sub-command and its flags."""
+    p = subparsers.add_parser("convert", help="minillm run directory <-> Hugging Face folder")
+    add_common_arguments(p, None)
+    direction = p.add_mutually_exclusive_group()
+    direction.add_argument("--to-hf", metavar="RUN_DIR", help="export this run directory")
+    direction.add_argument("--from-hf", metavar="HF_DIR", help="import this Hugging Face T5 folder")
+    p.add_argument("--out", metavar="DIR", help="where to write (required)")
+    p.add_argument("--best", action="store_true", help="with --to-hf: export best/ instead of the final model")
+    p.set_defaults(func=convert)
+    return p
 
 
 def convert(args) -> int:

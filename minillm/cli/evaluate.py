@@ -17,12 +17,23 @@ import sys
 
 from ..data import load_prompt_completion
 from ..training.evaluation import evaluate_model
+from .command import new_parser, run
 from .folders import UsageError, check_writable_file, load_model
+from .options import add_common_arguments
 from .smoke import smoke_mode
 
 SUITES = ("mini-glue", "helm", "glue")
 SMOKE_EXAMPLES = 4
 DEFAULT_EXAMPLES = 100
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """The ``evaluate`` sub-command and its flags."""
+    p = subparsers.add_parser("evaluate", help="score a model on a benchmark suite or on your own --data file")
+    add_common_arguments(p, None)
+    add_evaluate_arguments(p)
+    p.set_defaults(func=run_evaluate)
+    return p
 
 
 def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -41,7 +52,7 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
     parser.add_argument("--num-examples", type=int, default=None,
                         help=f"examples per task (default: {DEFAULT_EXAMPLES}; with --data: the whole file)")
     parser.add_argument("--shots", type=int, default=0, help="solved examples in each prompt")
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=16, help="examples per batch (default: 16)")
     parser.add_argument("--seed", type=int, default=0, help="seeds shots, perturbations, bootstrap")
     parser.add_argument("--tasks", help="comma-separated subset of the suite's tasks")
     parser.add_argument("--prompt-style", choices=("t5", "flan"),
@@ -125,9 +136,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 def main(argv: list | None = None) -> int:
     """Stand-alone entry point: `python -m minillm.cli.evaluate ...` is `minillm evaluate ...`."""
-    from .main import main as minillm_main  # noqa: PLC0415
-
-    return minillm_main(["evaluate", *(sys.argv[1:] if argv is None else argv)])
+    return run(new_parser([sys.modules[__name__]]), ["evaluate", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

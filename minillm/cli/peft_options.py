@@ -1,7 +1,7 @@
 """The PEFT part of ``minillm finetune``: ``--method`` and each method's options as flags.
 
-The command-line entry point (minillm/cli/main.py) calls ``add_peft_arguments(parser)`` while building
-the ``finetune`` sub-command and ``apply_peft(model, args, tokenizer)`` before training.
+``finetune.py`` calls ``add_peft_arguments(parser)`` while building the ``finetune`` sub-command and
+``apply_peft(model, args, tokenizer)`` before training.
 """
 from __future__ import annotations
 

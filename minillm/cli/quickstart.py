@@ -18,6 +18,7 @@ the table measures generalization, not memory. Everything is written to a run di
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import math
@@ -33,6 +34,10 @@ from ..data.templates import format_example
 from ..evaluation.scoring import score_predictions
 from ..models import T5Config, T5ForConditionalGeneration
 from ..training.trainer import Trainer, TrainingArguments
+from .folders import check_run_dir
+from .options import add_common_arguments, add_field_flag
+from .smoke import smoke_mode
+from .train import begin_writing
 
 # The headline metrics of the table: (task, result key, label); BLEU is on a 0-100 scale.
 TABLE_ROWS = [
@@ -183,11 +188,6 @@ def verdict(baseline: dict, after: dict, n_test: int) -> str:
     return text + "."
 
 
-def smoke_mode() -> bool:
-    """True when the environment asks for the seconds-long smoke version (``MINILLM_SMOKE=1``)."""
-    return os.environ.get("MINILLM_SMOKE", "").strip() not in ("", "0", "false", "False")
-
-
 def mixture_tasks(config: QuickstartConfig) -> list:
     """The Task objects of ``DEFAULT_MIXTURE``, each at its level from ``config.task_levels``."""
     levels = parse_levels(config.task_levels)
@@ -311,3 +311,61 @@ def run_quickstart(config: QuickstartConfig | None = None, echo=print) -> dict:
         echo(f"[{s['task']}] {s['prompt']!r}\n    reference:  {s['reference']}\n    prediction: {s['prediction']}")
     echo(f"\ndone in {seconds:.0f} s; run directory: {out} (model, tokenizer, log.jsonl, loss_curve.png)")
     return summary
+
+
+# ---------------------------------------------------------------------------------- the command
+# One flag per QuickstartConfig field (``--out`` is output_dir), with its help.
+QUICKSTART_FLAGS = {
+    "seed": "seeds the data, the model's initialization and dropout",
+    "examples_per_task": "training examples of each task (before its mixture weight)",
+    "mixture_weights": "task=w,task=w: task t gets w x examples-per-task training examples; tasks not named get 1",
+    "task_levels": "task=level,...: easier levels of tasks (data/task_levels.py); \"\" runs every task at its full "
+                   "level",
+    "test_examples_per_task": "held-out test examples per task in the before/after table",
+    "vocab_size": "tokenizer size",
+    "d_model": "the T5's width",
+    "d_ff": "the T5's feed-forward width",
+    "num_layers": "blocks per stack",
+    "num_heads": "attention heads",
+    "dropout_rate": "0 here: so short a run underfits rather than overfits",
+    "max_steps": "optimizer steps (AdamW, linear decay to 0)",
+    "batch_size": "examples per step",
+    "bucket_pool": "the Batcher sorts examples by length inside pools of this many batches; 1 keeps batches "
+                   "mixed",
+    "learning_rate": "the peak learning rate, reached after --warmup-steps",
+    "warmup_steps": "steps of linear warmup from 0",
+    "eval_every": "steps between evaluations on the validation split (the best is saved in best/)",
+    "max_source_length": "prompt tokens kept",
+    "max_target_length": "completion tokens kept",
+    "eval_max_new_tokens": "generation length when scoring",
+    "num_samples": "generations shown at the end",
+    "progress": "show a progress bar",
+}
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """The ``quickstart`` sub-command: one flag per ``QuickstartConfig`` field."""
+    p = subparsers.add_parser("quickstart", help="train a tokenizer and a toy T5 on the built-in instruction "
+                              "mixture; print a before/after table")
+    add_common_arguments(p, "runs/quickstart")
+    p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
+    group = p.add_argument_group("quickstart")
+    defaults = dataclasses.asdict(QuickstartConfig())
+    for name, text in QUICKSTART_FLAGS.items():
+        add_field_flag(group, name, defaults[name], text)
+    # The quickstart's matrices are small: one thread is about as fast on a quiet machine and many
+    # times faster on a busy one.
+    p.set_defaults(func=quickstart, threads=1)
+    return p
+
+
+def quickstart(args) -> int:
+    """``minillm quickstart``: ``run_quickstart`` with the flags' configuration, in a checked run directory."""
+    values = {name: getattr(args, name) for name in QUICKSTART_FLAGS}
+    config = (QuickstartConfig.smoke(output_dir=args.out, seed=args.seed, progress=args.progress) if smoke_mode()
+              else QuickstartConfig(output_dir=args.out, **values))
+    check_run_dir(args.out, overwrite=args.overwrite, resumable=False)
+    args.resume = None
+    begin_writing(args)
+    run_quickstart(config)
+    return 0

@@ -5,7 +5,7 @@ runs, which is what tests and tutorials need.
 """
 from __future__ import annotations
 
-from .quickstart import smoke_mode
+import os
 
 __all__ = ["SMOKE", "apply_smoke", "smoke_mode"]
 
@@ -14,6 +14,11 @@ SMOKE = dict(max_steps=3, batch_size=4, gradient_accumulation_steps=1, eval_ever
              eval_num_examples=4, eval_max_new_tokens=4, eval_batch_size=4, d_model=16, d_ff=32, num_layers=1,
              num_heads=2, vocab_size=300, examples_per_task=8, num_documents=60, max_new_tokens=4,
              num_examples=4)
+
+
+def smoke_mode() -> bool:
+    """True when the environment asks for the seconds-long smoke version (``MINILLM_SMOKE=1``)."""
+    return os.environ.get("MINILLM_SMOKE", "").strip() not in ("", "0", "false", "False")
 
 
 def apply_smoke(args) -> None:

@@ -1,7 +1,8 @@
-"""The training commands: ``quickstart``, ``train-tokenizer``, ``pretrain`` and ``finetune``.
+"""What the training commands (``pretrain``, ``finetune``, ``quickstart``) share: building or loading
+the model, the run directory, checking a ``--resume``, and the report at the end.
 
-Each takes the parsed ``argparse.Namespace``, writes into its run directory and returns an exit
-code. A run directory is a Hugging Face folder plus the story of the run:
+Each command takes the parsed ``argparse.Namespace``, writes into its run directory and returns an
+exit code. A run directory is a Hugging Face folder plus the story of the run:
 
     config.json, model.safetensors    the model (the base model, for a PEFT run)
     adapter_config.json, adapter_model.safetensors   the adapter (PEFT runs only)
@@ -19,19 +20,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import random
 import sys
 
 from .. import backend
 from ..distributed.trainer_hooks import is_main, writes_here
-from ..data import (DEFAULT_MIXTURE, Batcher, DataError, Tokenizer, build_mixture, load_prompt_completion,
-                    pretraining_corpus, span_corruption_pairs)
+from ..data import DataError, Tokenizer, load_prompt_completion
 from ..files import read_json
 from ..models import T5Config, T5ForConditionalGeneration
-from ..training.trainer import Trainer, TrainingArguments
+from ..training.arguments import TrainingArguments
 from .folders import UsageError, check_run_dir, clear_old_run, load_model, load_tokenizer, write_run_config
-from .quickstart import QuickstartConfig, run_quickstart
-from .smoke import apply_smoke, smoke_mode
 
 # Options that say which model is trained or give it its shape: a checkpoint cannot follow a change.
 MODEL_OPTIONS = ("model", "vocab_size", "d_model", "d_ff", "num_layers", "num_heads", "method", "lora_r",
@@ -43,7 +40,6 @@ DATA_OPTIONS = ("data", "tasks", "examples_per_task", "eval_fraction", "text", "
 NOT_COMPARED = {"out", "resume", "overwrite", "threads", "config", "func", "command"}
 
 
-# ---------------------------------------------------------------------------------- shared steps
 def new_model(args, tokenizer) -> T5ForConditionalGeneration:
     """A randomly initialized T5 of the size given by --d-model, --num-layers, ..."""
     if args.d_model % args.num_heads:
@@ -167,100 +163,3 @@ def read_texts(path: str) -> list[str]:
     if not texts:
         raise DataError(path, None, "file is empty: no text found")
     return texts
-
-
-# ---------------------------------------------------------------------------------- commands
-def quickstart(args) -> int:
-    """``minillm quickstart``: see ``minillm.cli.quickstart``."""
-    fields = {f.name for f in dataclasses.fields(QuickstartConfig)} - {"output_dir"}
-    values = {name: getattr(args, name) for name in fields}
-    config = (QuickstartConfig.smoke(output_dir=args.out, seed=args.seed, progress=args.progress) if smoke_mode()
-              else QuickstartConfig(output_dir=args.out, **values))
-    check_run_dir(args.out, overwrite=args.overwrite, resumable=False)
-    args.resume = None
-    begin_writing(args)
-    run_quickstart(config)
-    return 0
-
-
-def train_tokenizer(args) -> int:
-    """``minillm train-tokenizer``: learn a vocabulary, save tokenizer.json, show an example."""
-    apply_smoke(args)
-    if args.input:
-        texts = [t for path in args.input for t in read_texts(path)]
-    else:
-        n = 100 if smoke_mode() else 2000
-        texts = pretraining_corpus(n) + [t for r in build_mixture(examples_per_task=n // 5)
-                                         for t in (r.prompt, r.completion)]
-    if os.path.exists(args.out) and not os.path.isdir(args.out):
-        raise UsageError(f"--out {args.out}: is a file, not a directory")
-    tokenizer = Tokenizer.train(texts, vocab_size=args.vocab_size, model=args.model_type,
-                                num_sentinels=args.num_sentinels)
-    path = tokenizer.save(args.out)
-    write_run_config(args, args.out)
-    print(f"{tokenizer} trained on {len(texts)} texts; saved {path}")
-    print(f"example: {texts[0][:60]!r} -> {tokenizer.tokenize(texts[0][:60])}")
-    return 0
-
-
-def pretrain(args) -> int:
-    """``minillm pretrain``: T5's span-corruption objective on plain text."""
-    apply_smoke(args)
-    check_start(args)
-    texts = read_texts(args.text) if args.text else pretraining_corpus(args.num_documents, seed=args.seed)
-    model, tokenizer = model_and_tokenizer(args, lambda: texts)
-    if tokenizer.num_sentinels == 0:
-        raise UsageError("the tokenizer has no sentinel tokens (<extra_id_N>), which span corruption needs")
-    pairs = span_corruption_pairs(texts, tokenizer, args.chunk_length, args.noise_density,
-                                  args.mean_span_length, seed=args.seed)
-    if len(pairs) < 2:
-        raise UsageError(f"only {len(pairs)} pretraining examples: give more text")
-    n_eval = max(1, len(pairs) // 20)  # 5% held out for the eval loss
-    train = Batcher(pairs[n_eval:], args.batch_size, shuffle=True, seed=args.seed, pad_id=tokenizer.pad_token_id)
-    held_out = Batcher(pairs[:n_eval], args.eval_batch_size, shuffle=False, pad_id=tokenizer.pad_token_id)
-    begin_writing(args)
-    print(f"pretraining on {len(pairs) - n_eval} span-corruption examples of {args.chunk_length} tokens")
-    trainer = Trainer(model, tokenizer, training_arguments(args, args.out, metric_for_best="eval_loss"),
-                      train, eval_data=held_out)
-    return finish(args, trainer.train(resume_from=args.resume))
-
-
-def finetune_data(args):
-    """(train, eval) records: from --data/--eval-data, or the built-in mixture's train/validation splits."""
-    if args.data:
-        records = list(load_prompt_completion(args.data))
-        if args.eval_data:
-            return records, list(load_prompt_completion(args.eval_data))
-        random.Random(args.seed).shuffle(records)
-        n_eval = max(1, round(len(records) * args.eval_fraction)) if len(records) > 1 else 0
-        if n_eval == 0:
-            return records, None
-        return records[n_eval:], records[:n_eval]
-    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
-    train = build_mixture(tasks, args.examples_per_task, split="train", seed=args.seed)
-    held_out = build_mixture(tasks, max(4, args.eval_num_examples // len(tasks) + 1), split="validation",
-                             seed=args.seed)
-    return train, (list(load_prompt_completion(args.eval_data)) if args.eval_data else held_out)
-
-
-def finetune(args) -> int:
-    """``minillm finetune``: supervised (instruction) fine-tuning, full or parameter-efficient."""
-    apply_smoke(args)
-    check_start(args)
-    train, held_out = finetune_data(args)
-    model, tokenizer = model_and_tokenizer(args, lambda: [t for r in train for t in (r.prompt, r.completion)])
-    begin_writing(args)
-    if args.method != "full":
-        from .peft_options import apply_peft  # noqa: PLC0415
-
-        if is_main():
-            model.save_pretrained(args.out)  # the frozen base, so the run directory is self-contained
-        model = apply_peft(model, args, tokenizer)
-        model.print_trainable_parameters()
-    overrides = {} if held_out is not None else {"eval_every": 0}
-    trainer = Trainer(model, tokenizer, training_arguments(args, args.out, **overrides), train, eval_data=held_out)
-    print(f"fine-tuning ({args.method}) on {len(train)} examples; {trainer.train_batches.stats}")
-    return finish(args, trainer.train(resume_from=args.resume))
-
-
-__all__ = ["quickstart", "train_tokenizer", "pretrain", "finetune", "DEFAULT_MIXTURE"]
