@@ -76,7 +76,7 @@ class PeftConfig:
                 holds a value of the wrong type or out of range.
         """
         path = Path(directory) / CONFIG_NAME
-        if not path.is_file():
+        if not path.exists():  # anything else there is refused by read_json, by name
             raise FileNotFoundError(f"{path} does not exist: not a PEFT adapter folder")
         values = read_json(path, CONFIG_NAME)
         if not isinstance(values, dict):

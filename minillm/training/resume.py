@@ -12,6 +12,13 @@ training data. When a run resumes, every option that differs is sorted into one 
   counts batches of a given size in an order drawn from the seed, and the optimizer's moments
   belong to one optimizer; changing any of them would not continue *this* run, it would quietly
   start a different one.
+
+Before any of that, a resume is prepared (``prepare_resume``), in this order: a save that was
+killed between its two renames left the last good checkpoint as ``checkpoint.old-XXXX``, and it
+is put back *before* the path given to ``--resume`` is checked (otherwise the check answers "no
+such checkpoint" about a checkpoint that is right there); then the checkpoint's weights are
+compared, by their header alone, with the model this run trains. Both happen before the run
+writes its first byte, so a refused resume leaves the run folder as it was.
 """
 from __future__ import annotations
 
@@ -20,6 +27,9 @@ import os
 
 import numpy as np
 from tqdm.auto import tqdm
+
+from ..files import read_safetensors_header
+from .checkpoint import MODEL_FILE, check_fits, clean_stale_temporaries
 
 # Options that change which examples come next or what the saved state means.
 REFUSED = {
@@ -108,3 +118,37 @@ def apply_current_options(optimizer, scheduler, learning_rate: float, weight_dec
     scheduler.base_lrs = [learning_rate] * len(optimizer.param_groups)
     scheduler.last_epoch = step - 1
     scheduler.step()  # lr = learning_rate x lambda(step)
+
+
+def prepare_resume(checkpoint: str, model=None, peft: bool = False) -> None:
+    """Before anything is written: recover an interrupted save, then check ``checkpoint`` fits ``model``.
+
+    Call it while holding the run folder's lock (``minillm.runlock``): a save in progress in
+    another process looks exactly like an interrupted one.
+
+    Args:
+        model: the model to be trained (a PEFT run: its base model, before the adapter is added).
+        peft: whether this run trains a PEFT adapter (``--method`` other than ``full``).
+
+    Raises:
+        FileNotFoundError: no checkpoint folder at ``checkpoint``, even after recovery.
+        ResumeMismatchError / KeyError / ValueError: the weights are not of the kind or shape the
+            run trains (the message summarises: counts and the first few names).
+    """
+    run_dir = os.path.dirname(os.path.abspath(checkpoint))
+    for name in clean_stale_temporaries(run_dir):
+        tqdm.write(f"{run_dir}: {name}, left by an interrupted save")
+    if not os.path.isdir(checkpoint):
+        raise FileNotFoundError(f"--resume {checkpoint}: no such checkpoint directory")
+    model_path = os.path.join(checkpoint, MODEL_FILE)
+    if model is None or not os.path.isfile(model_path):
+        return  # load_checkpoint names the missing file
+    if not peft:
+        check_fits(model_path, model)
+        return
+    names = list(read_safetensors_header(model_path))
+    if not any(name.startswith("base_model.") for name in names):
+        raise ResumeMismatchError(
+            f"{model_path} holds a full model's weights ({len(names)} tensors, e.g. {', '.join(names[:2])}), but "
+            "this run trains a PEFT adapter; resume with --method full, or start a new run from those "
+            "weights (--model)")
