@@ -20,6 +20,7 @@ Under MPI only rank 0 writes files, so only rank 0 locks (``minillm.cli.folders`
 """
 from __future__ import annotations
 
+import atexit
 import fcntl
 import json
 import os
@@ -155,3 +156,6 @@ def release_all() -> None:
     for lock in list(_HELD.values()):
         lock.count = 1
         lock.release()
+
+
+atexit.register(release_all)  # a process that exits normally removes its lock files

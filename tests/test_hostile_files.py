@@ -31,7 +31,7 @@ from minillm.models import T5Config, T5ForConditionalGeneration
 from minillm.peft.config import PeftConfig
 from minillm.training.checkpoint import load_checkpoint, save_checkpoint
 from minillm.training.log import TrainingLog
-from minillm.training.resume import ResumeMismatchError, prepare_resume
+from minillm.training.resume import ResumeMismatchError, check_checkpoint_fits, prepare_resume
 
 
 # ---------------------------------------------------------------------------------- helpers
@@ -430,8 +430,8 @@ def test_resuming_a_full_checkpoint_as_peft_is_refused_before_anything_is_writte
     save_checkpoint(tmp_path / "run" / "checkpoint", model)
     before = sorted(p.name for p in (tmp_path / "run").rglob("*"))
     with pytest.raises(ResumeMismatchError, match="holds a full model's weights .* this run trains a PEFT adapter"):
-        prepare_resume(str(tmp_path / "run" / "checkpoint"), model, peft=True)
-    prepare_resume(str(tmp_path / "run" / "checkpoint"), model, peft=False)  # the right method passes
+        check_checkpoint_fits(str(tmp_path / "run" / "checkpoint"), model, peft=True)
+    check_checkpoint_fits(str(tmp_path / "run" / "checkpoint"), model, peft=False)  # the right method passes
     assert sorted(p.name for p in (tmp_path / "run").rglob("*")) == before
 
 
@@ -441,7 +441,7 @@ def test_an_interrupted_save_is_recovered_before_the_resume_path_is_checked(tmp_
     # killed between the two renames: the last good checkpoint moved aside, the new one not yet in
     os.replace(tmp_path / "run" / "checkpoint", tmp_path / "run" / "checkpoint.old-k2j4")
     (tmp_path / "run" / "checkpoint.tmp-x9q1").mkdir()
-    prepare_resume(str(tmp_path / "run" / "checkpoint"), model)
+    prepare_resume(str(tmp_path / "run" / "checkpoint"))
     assert "checkpoint.old-k2j4 (restored as checkpoint)" in "".join(capsys.readouterr())
     assert sorted(os.listdir(tmp_path / "run")) == ["checkpoint"]
     assert load_checkpoint(tmp_path / "run" / "checkpoint", model)["step"] == 4

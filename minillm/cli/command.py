@@ -13,6 +13,7 @@ import argparse
 import errno
 import sys
 
+from .. import runlock
 from ..distributed.trainer_hooks import run_command
 from ..fast.threads import set_num_threads
 from ..training.arguments import NonFiniteLossError
@@ -61,6 +62,11 @@ def run(parser: CommandParser, argv: list[str] | None = None) -> int:
     except OSError as err:  # a full disk, a read-only folder, ...
         print(f"minillm {args.command}: error: {_os_error_text(err)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C outside the training loop (which saves and stops by itself)
+        print(f"\nminillm {args.command}: interrupted (Ctrl-C); nothing more was written", file=sys.stderr)
+        return 130
+    finally:
+        runlock.release_all()  # the run folder's lock (folders.lock_run_dir), however the command ended
 
 
 def _os_error_text(err: OSError) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from .folders import UsageError, check_writable_dir, load_model, write_run_config
+from .folders import UsageError, check_convert_out, clear_old_run, load_model, lock_run_dir, write_run_config
 from .options import add_common_arguments
 
 
@@ -17,6 +17,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     direction.add_argument("--from-hf", metavar="HF_DIR", help="import this Hugging Face T5 folder")
     p.add_argument("--out", metavar="DIR", help="where to write (required)")
     p.add_argument("--best", action="store_true", help="with --to-hf: export best/ instead of the final model")
+    p.add_argument("--overwrite", action="store_true", help="replace a run or model already in --out")
     p.set_defaults(func=convert)
     return p
 
@@ -28,8 +29,9 @@ def convert(args) -> int:
     source = args.to_hf or args.from_hf
     if args.best and not args.to_hf:
         raise UsageError("--best goes with --to-hf")
-    if os.path.exists(args.out) and not os.path.isdir(args.out):
-        raise UsageError(f"--out {args.out}: is a file, not a directory")
+    check_convert_out(args.out, source, args.overwrite)  # never its source, never a run by accident
+    lock_run_dir(args.out)  # held until the command ends; then checked again under the lock
+    check_convert_out(args.out, source, args.overwrite)
     if args.best:
         best = os.path.join(source, "best")
         if os.path.isfile(os.path.join(best, "config.json")):
@@ -40,7 +42,8 @@ def convert(args) -> int:
         model, tokenizer = load_model(source)
     if args.to_hf and hasattr(model, "merge_and_unload"):
         model = model.merge_and_unload()  # LoRA/selective folded into plain T5 weights (others raise)
-    check_writable_dir(args.out, "--out")
+    if args.overwrite:
+        clear_old_run(args.out)
     model.save_pretrained(args.out)       # config.json + model.safetensors (tied weights stored once)
     tokenizer.save(args.out)              # tokenizer.json + tokenizer_config.json
     if args.from_hf:

@@ -11,7 +11,7 @@ from .options import (add_common_arguments, add_model_arguments, add_resume_argu
                       finite_float)
 from .peft_options import add_peft_arguments
 from .smoke import apply_smoke
-from .train import begin_writing, check_start, finish, model_and_tokenizer, training_arguments
+from .train import begin_writing, check_resume_fits, check_start, finish, model_and_tokenizer, training_arguments
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -58,6 +58,7 @@ def finetune(args) -> int:
     check_start(args)
     train, held_out = finetune_data(args)
     model, tokenizer = model_and_tokenizer(args, lambda: [t for r in train for t in (r.prompt, r.completion)])
+    check_resume_fits(args, model)
     begin_writing(args)
     if args.method != "full":
         from .peft_options import apply_peft  # noqa: PLC0415

@@ -19,11 +19,12 @@ One rule for every command:
 """
 from __future__ import annotations
 
-import contextlib
 import errno
 import json
 import os
+import shlex
 import shutil
+import sys
 import tempfile
 
 from .. import runlock
@@ -117,24 +118,23 @@ def check_special_ids(config, config_file: str, tokenizer, tokenizer_file: str) 
 
 
 # ---------------------------------------------------------------------------------- writing
-@contextlib.contextmanager
-def run_lock(out: str, command: str | None = None):
-    """Hold the run lock on ``out`` (``minillm.runlock``) inside the ``with`` block; rank 0 only.
+def lock_run_dir(out: str) -> None:
+    """Take the run lock on ``out`` (``minillm.runlock``) until the command ends; rank 0 only.
 
-    Under MPI only rank 0 writes, so only it locks: a refusal there ends every rank
-    (``distributed.trainer_hooks.run_command``), and no rank waits on a lock.
+    ``command.run`` releases it (``runlock.release_all``) however the command ends. Under MPI only
+    rank 0 writes, so only it locks: a refusal there ends every rank (``run_command``), and no
+    rank ever waits on a lock.
+
+    Raises:
+        UsageError: ``out`` cannot be created; RunLockedError: another process holds it.
     """
     from ..distributed.trainer_hooks import is_main  # noqa: PLC0415  (imports MPI lazily)
 
-    if not is_main():
-        yield None
-        return
-    check_writable_dir(out, "--out")  # a folder that cannot be made is named before the lock tries
-    lock = runlock.acquire(out, command)
-    try:
-        yield lock
-    finally:
-        lock.release()
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise UsageError(f"--out {out}: is a file, not a directory")
+    if is_main():
+        check_writable_dir(out, "--out")  # a folder that cannot be made is named before the lock tries
+        runlock.acquire(out, "minillm " + shlex.join(sys.argv[1:]))
 
 
 def check_convert_out(out: str, source: str, overwrite: bool) -> None:

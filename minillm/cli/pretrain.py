@@ -9,7 +9,8 @@ from .folders import UsageError
 from .options import (add_common_arguments, add_model_arguments, add_resume_arguments, add_training_arguments,
                       finite_float)
 from .smoke import apply_smoke
-from .train import begin_writing, check_start, finish, model_and_tokenizer, read_texts, training_arguments
+from .train import (begin_writing, check_resume_fits, check_start, finish, model_and_tokenizer, read_texts,
+                    training_arguments)
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -44,6 +45,7 @@ def pretrain(args) -> int:
     n_eval = max(1, len(pairs) // 20)  # 5% held out for the eval loss
     train = Batcher(pairs[n_eval:], args.batch_size, shuffle=True, seed=args.seed, pad_id=tokenizer.pad_token_id)
     held_out = Batcher(pairs[:n_eval], args.eval_batch_size, shuffle=False, pad_id=tokenizer.pad_token_id)
+    check_resume_fits(args, model)
     begin_writing(args)
     print(f"pretraining on {len(pairs) - n_eval} span-corruption examples of {args.chunk_length} tokens")
     trainer = Trainer(model, tokenizer, training_arguments(args, args.out, metric_for_best="eval_loss"),

@@ -34,7 +34,8 @@ from ..data.templates import format_example
 from ..evaluation.scoring import score_predictions
 from ..models import T5Config, T5ForConditionalGeneration
 from ..training.trainer import Trainer, TrainingArguments
-from .folders import check_run_dir
+from ..files import atomic_write_text
+from .folders import check_run_dir, lock_run_dir
 from .options import add_common_arguments, add_field_flag
 from .smoke import smoke_mode
 from .train import begin_writing
@@ -248,8 +249,7 @@ def run_quickstart(config: QuickstartConfig | None = None, echo=print) -> dict:
     backend.manual_seed(config.seed)
     out = config.output_dir
     os.makedirs(out, exist_ok=True)
-    with open(os.path.join(out, "quickstart_config.json"), "w", encoding="utf-8") as f:
-        json.dump(dataclasses.asdict(config), f, indent=2)
+    atomic_write_text(os.path.join(out, "quickstart_config.json"), json.dumps(dataclasses.asdict(config), indent=2))
 
     sizes = task_sizes(config)
     echo(f"[1/5] building the instruction mixture: training examples per task {sizes}")
@@ -303,8 +303,7 @@ def run_quickstart(config: QuickstartConfig | None = None, echo=print) -> dict:
     sentence = verdict(baseline, after, config.test_examples_per_task)
     summary = {"baseline": baseline, "before": before, "after": after, "table": table, "verdict": sentence,
                "samples": samples, "output_dir": out, "seconds": seconds, "steps": result.global_step}
-    with open(os.path.join(out, "results.json"), "w", encoding="utf-8") as f:
-        json.dump(summary, f, indent=2)
+    atomic_write_text(os.path.join(out, "results.json"), json.dumps(summary, indent=2))
 
     echo("\n" + table + "\n\n" + sentence + "\n")
     for s in samples:
@@ -364,6 +363,7 @@ def quickstart(args) -> int:
     values = {name: getattr(args, name) for name in QUICKSTART_FLAGS}
     config = (QuickstartConfig.smoke(output_dir=args.out, seed=args.seed, progress=args.progress) if smoke_mode()
               else QuickstartConfig(output_dir=args.out, **values))
+    lock_run_dir(args.out)  # held until the command ends: a second process on --out is refused
     check_run_dir(args.out, overwrite=args.overwrite, resumable=False)
     args.resume = None
     begin_writing(args)

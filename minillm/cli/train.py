@@ -25,10 +25,13 @@ import sys
 from .. import backend
 from ..distributed.trainer_hooks import is_main, writes_here
 from ..data import DataError, Tokenizer, load_prompt_completion
-from ..files import read_json
+from ..data.jsonl import text_lines
+from ..files import atomic_write_text, read_json
 from ..models import T5Config, T5ForConditionalGeneration
 from ..training.arguments import TrainingArguments
-from .folders import UsageError, check_run_dir, clear_old_run, load_model, load_tokenizer, write_run_config
+from ..training.resume import check_checkpoint_fits, prepare_resume
+from .folders import (UsageError, check_run_dir, clear_old_run, load_model, load_tokenizer, lock_run_dir,
+                      write_run_config)
 
 # Options that say which model is trained or give it its shape: a checkpoint cannot follow a change.
 MODEL_OPTIONS = ("model", "vocab_size", "d_model", "d_ff", "num_layers", "num_heads", "method", "lora_r",
@@ -72,11 +75,19 @@ def training_arguments(args, out: str, **overrides) -> TrainingArguments:
 
 
 def check_start(args) -> None:
-    """Before any work: check --resume against the run it continues, and --out (changes nothing)."""
+    """Before any work: lock --out, check --resume against the run it continues, and --out (changes nothing)."""
+    lock_run_dir(args.out)  # held until the command ends: a second process on --out is refused
     if args.resume:
         check_resume(args)
     check_run_dir(args.out, args.resume, args.overwrite)
     training_arguments(args, args.out)  # their own checks (ranges), before anything is written
+
+
+def check_resume_fits(args, model) -> None:
+    """Before the first write: the ``--resume`` checkpoint's weights fit the model this run trains
+    (compared by the checkpoint's header; a mismatch is summarised, not listed)."""
+    if args.resume:
+        check_checkpoint_fits(args.resume, model, peft=getattr(args, "method", "full") != "full")
 
 
 def begin_writing(args) -> None:
@@ -108,6 +119,8 @@ def check_resume(args) -> None:
     options that differ from the run's ``run_config.json`` (and are not refused) are reported.
     """
     state = os.path.join(args.resume, "trainer_state.json")
+    if os.path.abspath(os.path.dirname(os.path.abspath(args.resume))) == os.path.abspath(args.out):
+        prepare_resume(args.resume)  # under --out's lock: put back a checkpoint an interrupted save left aside
     if not os.path.isdir(args.resume):
         raise UsageError(f"--resume {args.resume}: no such checkpoint directory")
     if not os.path.isfile(state):
@@ -139,8 +152,7 @@ def report(result, out: str) -> None:
     if not is_main():  # under mpiexec: rank 0 writes
         return
     summary = dataclasses.asdict(result)
-    with open(os.path.join(out, "results.json"), "w", encoding="utf-8") as f:
-        json.dump(summary, f, indent=2)
+    atomic_write_text(os.path.join(out, "results.json"), json.dumps(summary, indent=2))
     state = "interrupted at" if result.interrupted else "finished after"
     print(f"{state} step {result.global_step}; mean train loss {result.train_loss:.4f}")
     for key, value in result.metrics.items():
@@ -152,14 +164,7 @@ def read_texts(path: str) -> list[str]:
     """Texts of a file: prompts and completions of .jsonl/.csv/.tsv, else one document per line."""
     if os.path.splitext(path)[1].lower() in (".jsonl", ".json", ".csv", ".tsv"):
         return [t for r in load_prompt_completion(path) for t in (r.prompt, r.completion)]
-    with open(path, "rb") as f:
-        data = f.read()
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        line = data[: err.start].count(b"\n") + 1
-        raise DataError(path, line, f"not valid UTF-8 (byte 0x{data[err.start]:02x})") from None
-    texts = [line.strip() for line in text.split("\n") if line.strip()]
+    texts = [line.strip() for _, line in text_lines(path) if line.strip()]  # bounded, a regular file
     if not texts:
         raise DataError(path, None, "file is empty: no text found")
     return texts

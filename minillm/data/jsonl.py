@@ -70,7 +70,7 @@ def _names(spec: str | Sequence[str]) -> tuple[str, ...]:
     return (spec,) if isinstance(spec, str) else tuple(spec)
 
 
-def _text_lines(path: str):
+def text_lines(path: str):
     """Yield (line number, text) of a data file, read line by line through ``files.input_lines``.
 
     Raises:
@@ -133,9 +133,9 @@ def load_jsonl(path: str, prompt_field: str | Sequence[str] = PROMPT_FIELDS,
     task = task or os.path.splitext(os.path.basename(path))[0]
     prompt_names, completion_names = _names(prompt_field), _names(completion_field)
     result = UserData(path)
-    # JSON Lines separates records by "\n" only (as _text_lines splits). str.splitlines() would also
+    # JSON Lines separates records by "\n" only (as text_lines splits). str.splitlines() would also
     # split at U+2028, U+2029, U+0085 and others, which valid JSON may hold unescaped in a string.
-    for number, line in _text_lines(path):
+    for number, line in text_lines(path):
         result.num_lines = number
         line = line.removesuffix("\n")
         if not line.strip():
@@ -158,7 +158,7 @@ def _csv_lines(path: str, result: UserData):
 
     A lone carriage return also ends a line, as ``open(newline="")`` would split it for ``csv``.
     """
-    for number, line in _text_lines(path):
+    for number, line in text_lines(path):
         result.num_lines = number
         yield from (piece for piece in re.split(r"(?<=\r)(?!\n)", line) if piece)
 

@@ -120,28 +120,35 @@ def apply_current_options(optimizer, scheduler, learning_rate: float, weight_dec
     scheduler.step()  # lr = learning_rate x lambda(step)
 
 
-def prepare_resume(checkpoint: str, model=None, peft: bool = False) -> None:
-    """Before anything is written: recover an interrupted save, then check ``checkpoint`` fits ``model``.
+def prepare_resume(checkpoint: str) -> None:
+    """Before a resume path is checked: put back a checkpoint that an interrupted save left aside.
 
     Call it while holding the run folder's lock (``minillm.runlock``): a save in progress in
     another process looks exactly like an interrupted one.
 
-    Args:
-        model: the model to be trained (a PEFT run: its base model, before the adapter is added).
-        peft: whether this run trains a PEFT adapter (``--method`` other than ``full``).
-
     Raises:
         FileNotFoundError: no checkpoint folder at ``checkpoint``, even after recovery.
-        ResumeMismatchError / KeyError / ValueError: the weights are not of the kind or shape the
-            run trains (the message summarises: counts and the first few names).
     """
     run_dir = os.path.dirname(os.path.abspath(checkpoint))
     for name in clean_stale_temporaries(run_dir):
         tqdm.write(f"{run_dir}: {name}, left by an interrupted save")
     if not os.path.isdir(checkpoint):
         raise FileNotFoundError(f"--resume {checkpoint}: no such checkpoint directory")
+
+
+def check_checkpoint_fits(checkpoint: str, model, peft: bool = False) -> None:
+    """Before anything is written: the checkpoint's weights (their header alone) fit the run's model.
+
+    Args:
+        model: the model to be trained (a PEFT run: its base model, before the adapter is added).
+        peft: whether this run trains a PEFT adapter (``--method`` other than ``full``).
+
+    Raises:
+        ResumeMismatchError / KeyError / ValueError: the weights are not of the kind or shape the
+            run trains (the message summarises: counts and the first few names).
+    """
     model_path = os.path.join(checkpoint, MODEL_FILE)
-    if model is None or not os.path.isfile(model_path):
+    if not os.path.isfile(model_path):
         return  # load_checkpoint names the missing file
     if not peft:
         check_fits(model_path, model)
