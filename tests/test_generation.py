@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import minillm
-from minillm.generation import _beam_search, filter_logits, generate
+from minillm.generation import _beam_search, filter_logits, generate, resolve_config
 from minillm.models import T5Config, T5ForConditionalGeneration
 
 EOS, PAD, VOCAB = 1, 0, 40
@@ -77,8 +77,8 @@ def test_beam_search_with_one_beam_is_greedy(eos_scale):
     greedy = generate(model, ids, mask, max_new_tokens=10)
     with minillm.no_grad():
         encoder_hidden = model.encode(ids, mask)
-        beam = _beam_search(model, encoder_hidden, mask, max_new_tokens=10, num_beams=1,
-                            length_penalty=1.0, eos=EOS, use_cache=True, early_stopping=False)
+        config = resolve_config(model, max_new_tokens=10, num_beams=1)
+        beam = _beam_search(model, encoder_hidden, mask, config).sequences
     np.testing.assert_array_equal(beam, greedy)
     np.testing.assert_array_equal(generate(model, ids, mask, max_new_tokens=10, num_beams=1), greedy)
 

@@ -52,7 +52,8 @@ class ScriptedT5:
     """
 
     def __init__(self):
-        self.config = SimpleNamespace(eos_token_id=EOS, pad_token_id=PAD, decoder_start_token_id=START)
+        self.config = SimpleNamespace(eos_token_id=EOS, pad_token_id=PAD, decoder_start_token_id=START,
+                                      vocab_size=VOCAB, d_model=1, num_heads=1, d_kv=1, num_decoder_layers=1)
         self.decoder = SimpleNamespace(block=[None])
         self.training = False
         self.calls = 0

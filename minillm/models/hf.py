@@ -20,6 +20,7 @@ import numpy as np
 
 from ..files import (atomic_write_text, confined_path, load_safetensors, read_json, read_safetensors_header,
                      save_safetensors)
+from ..generation_config import GenerationConfig
 
 # Keys that exist in minillm's state dict as aliases of shared.weight.
 _EMBEDDING_ALIASES = ("encoder.embed_tokens.weight", "decoder.embed_tokens.weight")
@@ -141,6 +142,7 @@ def load_pretrained(cls, directory, **config_overrides):
         message = err.args[0] if err.args else str(err)
         raise type(err)(f"{directory}: the weights do not fit config.json: {message}") from None
     model.eval()
+    model.generation_config = GenerationConfig.from_pretrained(directory)  # None when the folder has none
     return model
 
 
@@ -157,3 +159,5 @@ def save_pretrained(model, directory) -> None:
         state[name] = np.ascontiguousarray(to_device(array, "cpu"))
     save_safetensors(directory / "model.safetensors", state, metadata={"format": "pt"})
     atomic_write_text(directory / "config.json", json.dumps(model.config.to_dict(), indent=2, sort_keys=True))
+    if getattr(model, "generation_config", None) is not None:
+        model.generation_config.save_pretrained(directory)
