@@ -12,6 +12,7 @@ import math
 import os
 from dataclasses import dataclass, field
 
+from ..files import atomic_write_text, make_folder, read_json
 from ..optim import SCHEDULE_NAMES
 
 OPTIMIZERS = ("adamw", "adafactor")
@@ -125,16 +126,14 @@ class TrainingArguments:
         return cls(**values)
 
     def save(self, path: str) -> None:
-        """Write the arguments as indented JSON."""
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        with open(path, "w", encoding="utf-8") as f:
-            json.dump(self.to_dict(), f, indent=2)
+        """Write the arguments as indented JSON (atomically; a symlink at ``path`` is replaced, not followed)."""
+        make_folder(os.path.dirname(os.path.abspath(path)))
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=2))
 
     @classmethod
     def load(cls, path: str) -> "TrainingArguments":
-        """Read ``training_args.json`` back."""
-        with open(path, encoding="utf-8") as f:
-            return cls.from_dict(json.load(f), source=path)
+        """Read ``training_args.json`` back (a regular file, bounded, no key given twice)."""
+        return cls.from_dict(read_json(path, "training_args.json"), source=path)
 
 
 @dataclass
