@@ -31,7 +31,8 @@ import os
 from dataclasses import dataclass
 from typing import Callable
 
-from ..data.jsonl import DataError
+from ..data.jsonl import DataError, text_lines
+from ..files import parse_json
 from .harness import MULTIPLE_CHOICE, EvalTask
 
 
@@ -112,39 +113,41 @@ def find_file(spec: GlueSpec, folder: str, split: str) -> str:
 
 
 def _tsv_rows(path: str, header: bool):
-    """(line number, row) for each data line; row is a dict (with a header) or a list."""
-    with open(path, encoding="utf-8", newline="") as f:
-        # GLUE's TSVs contain stray quote characters, so quoting must be off (as in the GLUE
-        # baseline code), otherwise a '"' would swallow the following lines.
-        reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
-        names = None
-        for line_no, row in enumerate(reader, start=1):
-            if not row or all(not c.strip() for c in row):
-                continue  # blank line
-            if header and names is None:
-                names = row
-                continue
-            if names is not None:
-                if len(row) != len(names):
-                    raise DataError(path, line_no, f"expected {len(names)} tab-separated columns "
-                                                   f"({', '.join(names)}), found {len(row)}")
-                yield line_no, dict(zip(names, row))
-            else:
-                yield line_no, row
+    """(line number, row) for each data line; row is a dict (with a header) or a list.
+
+    Lines come through ``data.jsonl.text_lines``: a regular file, each line bounded and UTF-8 checked.
+    """
+    # GLUE's TSVs contain stray quote characters, so quoting must be off (as in the GLUE
+    # baseline code), otherwise a '"' would swallow the following lines.
+    reader = csv.reader((line for _, line in text_lines(path)), delimiter="\t", quoting=csv.QUOTE_NONE)
+    names = None
+    for line_no, row in enumerate(reader, start=1):
+        if not row or all(not c.strip() for c in row):
+            continue  # blank line
+        if header and names is None:
+            names = row
+            continue
+        if names is not None:
+            if len(row) != len(names):
+                raise DataError(path, line_no, f"expected {len(names)} tab-separated columns "
+                                               f"({', '.join(names)}), found {len(row)}")
+            yield line_no, dict(zip(names, row))
+        else:
+            yield line_no, row
 
 
 def _jsonl_rows(path: str):
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataError(path, line_no, f"not valid JSON ({err.msg})") from None
-            if not isinstance(row, dict):
-                raise DataError(path, line_no, f"expected a JSON object, got {type(row).__name__}")
-            yield line_no, row
+    """(line number, object) for each line, read as ``_tsv_rows`` reads; a key given twice is refused."""
+    for line_no, line in text_lines(path):
+        if not line.strip():
+            continue
+        try:
+            row = parse_json(line, path, "JSON object", line_offset=line_no - 1)
+        except json.JSONDecodeError as err:
+            raise DataError(path, line_no, f"not valid JSON ({err.msg})") from None
+        if not isinstance(row, dict):
+            raise DataError(path, line_no, f"expected a JSON object, got {type(row).__name__}")
+        yield line_no, row
 
 
 def _get(row, column, path, line_no):
