@@ -112,3 +112,25 @@ def test_reference_step_runs_in_the_calling_thread_even_with_threads_set(monkeyp
         minillm.set_num_threads(None)  # back to NumPy's defaults, not to a limit of our own
     assert seen == [threading.current_thread()] * 4
     assert all(np.all(p.data < 1) for p in params)
+
+
+@pytest.mark.parametrize("cls", [SGD, Adam, AdamW, Adafactor])
+def test_each_optimizer_registers_a_subclass_whose_update_all_step_runs_on_its_state(cls, monkeypatch):
+    params = [Parameter(np.ones(3, np.float32))]
+    params[0].grad = np.ones(3, np.float32)
+    opt = cls(params)
+    fast = lookup(cls, params[0].data)
+    assert fast is not None and fast is not cls and issubclass(fast, cls)  # class-shaped, as ops register
+    ran = []
+    monkeypatch.setattr(fast, "update_all", lambda self, jobs: ran.append((type(self), self.state is opt.state,
+                                                                           self.param_groups is opt.param_groups,
+                                                                           len(jobs))))
+    with fast_paths(True):
+        opt.step()
+    assert ran == [(fast, True, True, 1)]
+
+
+def test_an_optimizer_is_viewed_only_as_a_subclass_of_its_own():
+    adam = Adam([Parameter(np.ones(2, np.float32))])
+    with pytest.raises(TypeError, match="not a subclass of Adam"):
+        adam.viewed_as(SGD)

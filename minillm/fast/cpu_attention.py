@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..backend import keep_mask
-from ..ops.attention import Attention, _allowed
+from ..ops.attention import Attention, allowed_positions, mask_for_backward
 from ..ops.elementwise import sum_to
 from .dispatch import numpy_float, register
 from .subnormals import flush_subnormals
@@ -42,8 +42,8 @@ class InPlaceAttention(Attention):
             s *= scale
         if bias is not None:
             s += bias
-        allowed = _allowed(np, s.shape, mask, causal)
-        self.allowed = allowed if allowed is not None and not bool(allowed.any(axis=-1).all()) else None
+        allowed = allowed_positions(np, s.shape, mask, causal)
+        self.allowed = mask_for_backward(allowed)
         if allowed is not None:
             np.copyto(s, np.finfo(s.dtype).min, where=~allowed)
         self.p = flush_subnormals(softmax_in_place(s, -1))

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..ops.gelu import _SQRT_2_OVER_PI, GatedGelu, Gelu
+from ..ops.gelu import SQRT_2_OVER_PI, GatedGelu, Gelu
 from .dispatch import numpy_float, register
 from .threads import for_each_row_block
 
@@ -22,8 +22,8 @@ from .threads import for_each_row_block
 def gelu_tanh_block(x, h, out):
     """h = 0.5 (1 + tanh(u)) and out = x h = gelu(x), with u = sqrt(2/pi) (x + 0.044715 x^3)."""
     np.multiply(x, x, out=h)
-    h *= 0.044715 * _SQRT_2_OVER_PI
-    h += _SQRT_2_OVER_PI
+    h *= 0.044715 * SQRT_2_OVER_PI
+    h += SQRT_2_OVER_PI
     h *= x                                # u = sqrt(2/pi) x (1 + 0.044715 x^2)
     np.tanh(h, out=h)
     h += 1
@@ -35,8 +35,8 @@ def gelu_tanh_derivative_block(x, h, out):
     """out = gelu'(x) = h (1 + (1 - h) 2 x u'), from x and h (see ops.gelu.gelu_tanh_derivative)."""
     w = np.empty_like(x)
     np.multiply(x, x, out=w)
-    w *= 6 * 0.044715 * _SQRT_2_OVER_PI
-    w += 2 * _SQRT_2_OVER_PI
+    w *= 6 * 0.044715 * SQRT_2_OVER_PI
+    w += 2 * SQRT_2_OVER_PI
     w *= x                                # 2 x u'
     np.subtract(1, h, out=out)
     out *= w

@@ -1,7 +1,7 @@
 """The optimizers' fast path on the CPU: the update rules of ``optim/``, in place and over threads.
 
-Read ``optim/adam.py`` first. There ``Adam._update`` is Algorithm 2 of the paper on whole
-arrays: ``m = β1 m + (1 - β1) g`` builds a new array for every product and sum, thirteen arrays
+Read ``optim/adam.py`` first. There ``Adam._update`` is Algorithm 1 of Kingma & Ba (2015) on
+whole arrays (with decoupled weight decay, AdamW's Algorithm 2 of Loshchilov & Hutter, 2019): ``m = β1 m + (1 - β1) g`` builds a new array for every product and sum, thirteen arrays
 as large as the parameter per step. For T5-small (60M parameters, 240 MB per float32 copy)
 that is about 3 GB allocated and written per step, and each one leaves the cache before the
 next line reads it.
@@ -16,8 +16,10 @@ its reference: the results are bitwise equal, and ``tests/test_optim_fast.py`` c
 that. (Addition and multiplication are commutative in IEEE arithmetic, so ``a + b`` may become
 ``add(b, a)``; but never ``(a·b)·c`` for ``a·(b·c)``, and never ``x · (1/y)`` for ``x / y``.)
 
-Each class gets one registration: ``dispatch.lookup(AdamW, *arrays)`` returns a ``step`` taking
-``(optimizer, jobs)``; ``Optimizer.step`` calls it instead of its own one-thread loop.
+Each fast version is a subclass of its reference optimizer, registered as ops register theirs:
+``dispatch.lookup(AdamW, *arrays)`` returns ``InPlaceAdamW``. ``Optimizer.step`` then runs
+``InPlaceAdamW.update_all`` on the user's optimizer (``Optimizer.viewed_as``: the same groups and
+state), instead of its own one-thread loop.
 """
 from __future__ import annotations
 
@@ -35,22 +37,35 @@ def _all_numpy(*arrays) -> bool:
     return all(isinstance(a, np.ndarray) for a in arrays)
 
 
-def _threaded(update):
-    """A ``step(optimizer, jobs)`` that runs ``update(optimizer, p, grad, state, group)`` per job, over threads."""
-    def step(optimizer, jobs):
-        map_in_threads(lambda job: update(optimizer, *job), jobs, sizes=[p.data.size for p, *_ in jobs])
-    return step
+class ThreadedUpdates:
+    """Mixin: parameters update independently, so ``update_all`` shares them out over the threads."""
+
+    def update_all(self, jobs: list) -> None:
+        """Run ``_update(p, grad, state, group)`` for every job, each parameter whole on one thread."""
+        map_in_threads(lambda job: self._update(*job), jobs, sizes=[p.data.size for p, *_ in jobs])
 
 
-def adam_update(optimizer, p, grad, state, group) -> None:
-    """``Adam._update`` / ``AdamW._update`` in place: two scratch arrays per parameter and step."""
+@register(Adam, accepts=_all_numpy)
+class InPlaceAdam(ThreadedUpdates, Adam):
+    """``Adam._update`` in place: two scratch arrays per parameter and step."""
+
+    def _update(self, p, grad, state, group) -> None:
+        _adam_in_place(p, grad, state, group, self.decoupled_weight_decay)
+
+
+@register(AdamW, accepts=_all_numpy)
+class InPlaceAdamW(InPlaceAdam, AdamW):
+    """``AdamW._update`` in place: InPlaceAdam's arithmetic, the decay decoupled (AdamW's flag)."""
+
+
+def _adam_in_place(p, grad, state, group, decoupled: bool) -> None:
+    """Adam's and AdamW's update, line by line as ``Adam._update``, with ``out=``."""
     lr, eps, weight_decay = float(group["lr"]), float(group["eps"]), float(group["weight_decay"])
     beta1, beta2 = float(group["betas"][0]), float(group["betas"][1])
     if not state:
         state.update(step=0, exp_avg=np.zeros_like(p.data), exp_avg_sq=np.zeros_like(p.data))
     state["step"] += 1
     t, theta, m, v = state["step"], p.data, state["exp_avg"], state["exp_avg_sq"]
-    decoupled = optimizer.decoupled_weight_decay
 
     if weight_decay != 0 and not decoupled:
         grad = np.add(grad, np.multiply(theta, weight_decay))     # g + λθ, a new array
@@ -72,8 +87,16 @@ def adam_update(optimizer, p, grad, state, group) -> None:
     np.subtract(theta, scratch, out=theta)                        # θ ← θ - η m̂ / (√v̂ + ε)
 
 
-def sgd_update(optimizer, p, grad, state, group) -> None:
+@register(SGD, accepts=_all_numpy)
+class InPlaceSGD(ThreadedUpdates, SGD):
     """``SGD._update`` in place: the momentum buffer is updated where it lies."""
+
+    def _update(self, p, grad, state, group) -> None:
+        _sgd_in_place(p, grad, state, group)
+
+
+def _sgd_in_place(p, grad, state, group) -> None:
+    """SGD's update, line by line as ``SGD._update``, with ``out=``."""
     lr, momentum = float(group["lr"]), float(group["momentum"])
     weight_decay, dampening = float(group["weight_decay"]), float(group["dampening"])
     if weight_decay != 0:
@@ -90,14 +113,22 @@ def sgd_update(optimizer, p, grad, state, group) -> None:
     np.subtract(p.data, np.multiply(grad, lr), out=p.data)       # θ ← θ - η d
 
 
-def adafactor_update(optimizer, p, grad, state, group) -> None:
+@register(Adafactor, accepts=_all_numpy)
+class InPlaceAdafactor(ThreadedUpdates, Adafactor):
     """``Adafactor._update`` in place: one scratch array as large as the parameter."""
+
+    def _update(self, p, grad, state, group) -> None:
+        _adafactor_in_place(p, grad, state, group)
+
+
+def _adafactor_in_place(p, grad, state, group) -> None:
+    """Adafactor's update, line by line as ``Adafactor._update``, with ``out=``."""
     theta, beta1 = p.data, group["beta1"]
     if not state:
         state.update(Adafactor.initial_state(theta, beta1 is not None))
     state["step"] += 1
     t = state["step"]
-    lr = Adafactor.get_lr(group, t, Adafactor._rms(theta) if group["scale_parameter"] else 0.0)
+    lr = Adafactor.get_lr(group, t, Adafactor.rms(theta) if group["scale_parameter"] else 0.0)
     beta2t = 1.0 - t ** float(group["decay_rate"])
     update = np.multiply(grad, grad)
     np.add(update, float(group["eps"][0]), out=update)           # G² + ε1
@@ -118,7 +149,7 @@ def adafactor_update(optimizer, p, grad, state, group) -> None:
         np.add(v, update, out=v)
         np.sqrt(v, out=update)
         np.divide(grad, update, out=update)                      # U = G / sqrt(V)
-    np.multiply(update, lr / max(1.0, Adafactor._rms(update) / float(group["clip_threshold"])), out=update)
+    np.multiply(update, lr / max(1.0, Adafactor.rms(update) / float(group["clip_threshold"])), out=update)
     if beta1 is not None:
         m = state["exp_avg"]
         np.multiply(m, float(beta1), out=m)
@@ -129,8 +160,3 @@ def adafactor_update(optimizer, p, grad, state, group) -> None:
         np.multiply(theta, 1 - float(group["weight_decay"]) * lr, out=theta)
     np.subtract(theta, update, out=theta)                        # θ ← θ - Û
 
-
-register(Adam, accepts=_all_numpy)(_threaded(adam_update))
-register(AdamW, accepts=_all_numpy)(_threaded(adam_update))
-register(SGD, accepts=_all_numpy)(_threaded(sgd_update))
-register(Adafactor, accepts=_all_numpy)(_threaded(adafactor_update))

@@ -13,7 +13,7 @@ Importing this module never imports CuPy; ``enabled()`` says whether the kernels
 
 The launch arithmetic is written once, in backend-neutral helpers (``_matmul`` here,
 ``_attention_forward`` and ``_attention_backward`` in ``cuda_attention.py``) that take a
-``_Backend``. The public functions pass the CuPy backend; ``tests/kernels`` passes NumPy plus the
+``Backend``. The public functions pass the CuPy backend; ``tests/kernels`` passes NumPy plus the
 CPU emulator (``kernels/emu``), so the same grids and arguments are tested without a GPU.
 """
 from __future__ import annotations
@@ -55,7 +55,7 @@ class Launch(NamedTuple):
     args: tuple
 
 
-class _Backend(NamedTuple):
+class Backend(NamedTuple):
     """Where arrays live and how a Launch runs: CuPy + the GPU, or NumPy + the CPU emulator."""
 
     xp: Any
@@ -135,12 +135,14 @@ def nvrtc_options(arch: str) -> tuple[str, ...]:
     return _NVRTC_OPTIONS + ("-ftz=true", f"-arch={arch}")
 
 
-def _gpu_backend() -> _Backend:
+def gpu_backend() -> Backend:
+    """The Backend of the GPU: CuPy arrays, launches through NVRTC-compiled kernels."""
     cupy = _cupy()
-    return _Backend(cupy, cupy.empty, cupy.zeros, _launch_on_gpu, shared_memory_limit())
+    return Backend(cupy, cupy.empty, cupy.zeros, _launch_on_gpu, shared_memory_limit())
 
 
-def _run(backend: _Backend, launch: Launch) -> None:
+def run(backend: Backend, launch: Launch) -> None:
+    """Launch on ``backend``, refusing (with the numbers) a block that wants too much shared memory."""
     if launch.shared_mem > backend.shared_limit:  # the GPU would refuse the launch; say why here
         raise RuntimeError(f"{launch.kernel} needs {launch.shared_mem} bytes of shared memory per block; "
                            f"this device allows {backend.shared_limit}")
@@ -150,7 +152,8 @@ def _run(backend: _Backend, launch: Launch) -> None:
 
 # ---- argument checks ----------------------------------------------------------------------------
 
-def _check_float32(name: str, array) -> None:
+def check_float32(name: str, array) -> None:
+    """Refuse an argument the kernels cannot take: not float32, or not C-contiguous."""
     if array.dtype != np.float32:
         raise TypeError(f"{name} must be float32, got {array.dtype} with shape {tuple(array.shape)}")
     if not array.flags.c_contiguous:
@@ -160,7 +163,8 @@ def _check_float32(name: str, array) -> None:
         )
 
 
-def _ceil_div(a: int, b: int) -> int:
+def ceil_div(a: int, b: int) -> int:
+    """ceil(a / b) for positive integers: the number of blocks that cover ``a`` items, ``b`` a block."""
     return -(-a // b)
 
 
@@ -183,14 +187,14 @@ def matmul(a, b, transpose_a: bool = False, transpose_b: bool = False, *, versio
     Returns:
         C with shape (M, N), or (batch, M, N).
     """
-    return _matmul(_gpu_backend(), a, b, transpose_a, transpose_b, version)
+    return _matmul(gpu_backend(), a, b, transpose_a, transpose_b, version)
 
 
-def _matmul(backend: _Backend, a, b, transpose_a: bool, transpose_b: bool, version: str):
+def _matmul(backend: Backend, a, b, transpose_a: bool, transpose_b: bool, version: str):
     if version not in _MATMUL_BLOCKS:
         raise ValueError(f"unknown matmul version {version!r}; choose from {sorted(_MATMUL_BLOCKS)}")
-    _check_float32("a", a)
-    _check_float32("b", b)
+    check_float32("a", a)
+    check_float32("b", b)
     if a.ndim not in (2, 3) or b.ndim not in (2, 3):
         raise ValueError(f"matmul takes 2-D or 3-D (batched) arrays, got a {a.shape} and b {b.shape}")
     M, K = a.shape[-2:][::-1] if transpose_a else a.shape[-2:]
@@ -211,15 +215,15 @@ def _matmul(backend: _Backend, a, b, transpose_a: bool, transpose_b: bool, versi
         c[...] = 0
         return c
     block, (rows, cols) = _MATMUL_BLOCKS[version]
-    if _ceil_div(M, rows) > 65535 or batch > 65535:
+    if ceil_div(M, rows) > 65535 or batch > 65535:
         raise ValueError(f"matmul grid too large for M={M}, batch={batch}")
     suffix = ("t" if transpose_a else "n") + ("t" if transpose_b else "n")
     launch = Launch(
         "matmul.cu", f"matmul_{version}_{suffix}",
-        grid=(_ceil_div(N, cols), _ceil_div(M, rows), batch), block=block, shared_mem=0,
+        grid=(ceil_div(N, cols), ceil_div(M, rows), batch), block=block, shared_mem=0,
         args=(a, b, c, np.int32(M), np.int32(N), np.int32(K),
               np.int64(M * K if batch_a > 1 else 0), np.int64(K * N if batch_b > 1 else 0),
               np.int64(M * N)),
     )
-    _run(backend, launch)
+    run(backend, launch)
     return c

@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from . import cuda  # the GPU backend and the device's limit, looked up on the module at each call
-from .cuda import Launch, _Backend, _ceil_div, _check_float32, _run
+from .cuda import Backend, Launch, ceil_div, check_float32, run
 
 # Must match the MINILLM_ATTENTION_KERNELS lines of kernels/attention.cu: head dim -> the
 # (BR query rows, BC key rows) tiles compiled, in order of preference (the first that fits runs).
@@ -64,7 +64,7 @@ def attention_fits(head_dim: int, shared_limit: int | None = None) -> bool:
     return all(_attention_tile(kind, head_dim, limit) is not None for kind in _ATTENTION_KINDS)
 
 
-def _attention_launch(backend: _Backend, kind: str, head_dim: int, grid_rows: int, info, args) -> Launch:
+def _attention_launch(backend: Backend, kind: str, head_dim: int, grid_rows: int, info, args) -> Launch:
     """The launch of one attention kernel, with the largest tile whose shared memory fits."""
     tile = _attention_tile(kind, head_dim, backend.shared_limit)
     if tile is None:
@@ -75,7 +75,7 @@ def _attention_launch(backend: _Backend, kind: str, head_dim: int, grid_rows: in
     br, bc = tile
     rows = bc if kind in ("backward_dkdv", "backward_fa2") else br  # a block covers BC key rows, or BR query rows
     return Launch("attention.cu", f"attention_{kind}_d{head_dim}_{br}x{bc}",
-                  grid=(_ceil_div(grid_rows, rows), info.heads, info.batch), block=(_ATTENTION_THREADS, 1, 1),
+                  grid=(ceil_div(grid_rows, rows), info.heads, info.batch), block=(_ATTENTION_THREADS, 1, 1),
                   shared_mem=_attention_shared_bytes(kind, head_dim, br, bc), args=args)
 
 
@@ -92,7 +92,7 @@ class _AttentionArgs(NamedTuple):
 
 def _check_attention(q, k, v, bias, key_mask) -> _AttentionArgs:
     for name, array in (("q", q), ("k", k), ("v", v)):
-        _check_float32(name, array)
+        check_float32(name, array)
         if array.ndim != 4:
             raise ValueError(f"{name} must be (batch, heads, length, head_dim), got shape {tuple(array.shape)}")
     batch, heads, q_len, head_dim = q.shape
@@ -104,7 +104,7 @@ def _check_attention(q, k, v, bias, key_mask) -> _AttentionArgs:
         raise ValueError(f"head_dim {head_dim} is not supported; the kernels exist for {sorted(_ATTENTION_TILES)}")
     stride = np.int64(0)
     if bias is not None:
-        _check_float32("bias", bias)
+        check_float32("bias", bias)
         if tuple(bias.shape) in ((heads, q_len, k_len), (1, heads, q_len, k_len)):
             stride = np.int64(0)  # one bias shared by the whole batch
         elif tuple(bias.shape) == (batch, heads, q_len, k_len):
@@ -138,14 +138,14 @@ def attention_forward(q, k, v, bias=None, key_mask=None, causal: bool = False, s
         lse (batch, heads, q_len), which the backward needs. A row that sees no key at all gets
         out = 0 and lse = +inf (so that the backward's exp(s - lse) is 0 there).
     """
-    return _attention_forward(cuda._gpu_backend(), q, k, v, bias, key_mask, causal, scale)
+    return _attention_forward(cuda.gpu_backend(), q, k, v, bias, key_mask, causal, scale)
 
 
-def _attention_forward(backend: _Backend, q, k, v, bias, key_mask, causal, scale):
+def _attention_forward(backend: Backend, q, k, v, bias, key_mask, causal, scale):
     info = _check_attention(q, k, v, bias, key_mask)
     out = backend.empty(q.shape, np.float32)
     lse = backend.empty(q.shape[:3], np.float32)
-    _run(backend, _attention_launch(
+    run(backend, _attention_launch(
         backend, "forward", info.head_dim, info.q_len, info,
         args=(q, k, v, info.bias, info.bias_batch_stride, info.key_mask, out, lse,
               np.int32(info.heads), np.int32(info.q_len), np.int32(info.k_len), np.int32(bool(causal)),
@@ -171,17 +171,17 @@ def attention_backward(q, k, v, out, lse, grad_out, bias=None, key_mask=None, ca
         (dq, dk, dv, dbias): dbias is dL/d(bias) summed to the bias's own shape (over the batch
         when the bias is shared by it), or None when there is no bias.
     """
-    return _attention_backward(cuda._gpu_backend(), q, k, v, out, lse, grad_out, bias, key_mask, causal, scale,
+    return _attention_backward(cuda.gpu_backend(), q, k, v, out, lse, grad_out, bias, key_mask, causal, scale,
                                version)
 
 
-def _attention_backward(backend: _Backend, q, k, v, out, lse, grad_out, bias, key_mask, causal, scale,
+def _attention_backward(backend: Backend, q, k, v, out, lse, grad_out, bias, key_mask, causal, scale,
                         version: str = "two_pass"):
     if version not in _ATTENTION_BACKWARDS:
         raise ValueError(f"unknown attention backward {version!r}; choose from {_ATTENTION_BACKWARDS}")
     info = _check_attention(q, k, v, bias, key_mask)
     for name, array, shape in (("out", out, q.shape), ("grad_out", grad_out, q.shape), ("lse", lse, q.shape[:3])):
-        _check_float32(name, array)
+        check_float32(name, array)
         if tuple(array.shape) != tuple(shape):
             raise ValueError(f"{name} has shape {tuple(array.shape)}; expected {tuple(shape)} (from q {q.shape})")
     dk = backend.empty(k.shape, np.float32)
@@ -194,7 +194,7 @@ def _attention_backward(backend: _Backend, q, k, v, out, lse, grad_out, bias, ke
         # one kernel per key tile writes dK, dV and dbias and adds into the zeroed dQ.
         delta = backend.xp.ascontiguousarray((grad_out * out).sum(axis=-1, dtype=np.float32))
         dq = backend.zeros(q.shape, np.float32)
-        _run(backend, _attention_launch(
+        run(backend, _attention_launch(
             backend, "backward_fa2", info.head_dim, info.k_len, info,
             args=(q, k, v, info.bias, info.bias_batch_stride, info.key_mask, grad_out, lse, delta, dk, dv, dq,
                   dbias) + common,
@@ -203,12 +203,12 @@ def _attention_backward(backend: _Backend, q, k, v, out, lse, grad_out, bias, ke
     # dq first: it also writes delta (D_i = rowsum(dO * O)), which dkdv reads.
     delta = backend.empty(q.shape[:3], np.float32)
     dq = backend.empty(q.shape, np.float32)
-    _run(backend, _attention_launch(
+    run(backend, _attention_launch(
         backend, "backward_dq", info.head_dim, info.q_len, info,
         args=(q, k, v, info.bias, info.bias_batch_stride, info.key_mask, out, grad_out, lse, delta, dq, dbias)
         + common,
     ))
-    _run(backend, _attention_launch(
+    run(backend, _attention_launch(
         backend, "backward_dkdv", info.head_dim, info.k_len, info,
         args=(q, k, v, info.bias, info.bias_batch_stride, info.key_mask, grad_out, lse, delta, dk, dv) + common,
     ))

@@ -26,9 +26,8 @@ class Attention(Function):
         s = scale * (q @ k.swapaxes(-1, -2))  # (batch, heads, q_len, k_len)
         if bias is not None:
             s = s + bias
-        allowed = _allowed(xp, s.shape, mask, causal)
-        # Rows with no allowed key at all (rare: an all-padding input) need their gradient zeroed.
-        self.allowed = allowed if allowed is not None and not bool(allowed.any(axis=-1).all()) else None
+        allowed = allowed_positions(xp, s.shape, mask, causal)
+        self.allowed = mask_for_backward(allowed)
         if allowed is not None:
             # The most negative float, not -inf: a fully masked row then becomes uniform instead of
             # NaN (Hugging Face T5 does the same), and never matters for the loss.
@@ -62,7 +61,7 @@ class Attention(Function):
         return dq, dk, dv, dbias, None
 
 
-def _allowed(xp, shape, mask, causal):
+def allowed_positions(xp, shape, mask, causal):
     """Boolean (…, q_len, k_len) array of the positions a query may attend to, or None for all."""
     allowed = None
     if mask is not None:
@@ -75,6 +74,20 @@ def _allowed(xp, shape, mask, causal):
         tri = xp.tril(xp.ones((q_len, k_len), dtype=bool), k=k_len - q_len)
         allowed = tri if allowed is None else allowed & tri
     return allowed
+
+
+def mask_for_backward(allowed):
+    """What backward must keep of ``allowed``: None, unless some query row has no allowed key.
+
+    A masked score becomes the most negative float, so in a row with at least one allowed key
+    its probability is exactly 0, and so is its ds = p * (...): nothing to keep. A row with no
+    allowed key at all (an all-padding input) has every score equal, so p is uniform, not 0,
+    and backward must zero that row's ds explicitly: then the whole mask is kept.
+    """
+    if allowed is None:
+        return None
+    every_row_sees_a_key = bool(allowed.any(axis=-1).all())
+    return None if every_row_sees_a_key else allowed
 
 
 # ---------------------------------------------------------------------------------- API

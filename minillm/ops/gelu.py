@@ -11,7 +11,7 @@ from ..autograd import Function, Tensor
 from ..backend import erf, get_array_module
 
 
-_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 _INV_SQRT_2 = 1.0 / math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
@@ -20,7 +20,7 @@ def gelu_tanh_h(x):
     """h = (1 + tanh(u)) / 2 with u = sqrt(2/pi) (x + 0.044715 x^3), so that gelu_tanh(x) = x h.
     (x * x * x, not x**3: NumPy's float power is far slower than two multiplies.)"""
     xp = get_array_module(x)
-    return 0.5 * (1 + xp.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)))
+    return 0.5 * (1 + xp.tanh(SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)))
 
 
 def gelu_tanh_derivative(x, h):
@@ -30,7 +30,7 @@ def gelu_tanh_derivative(x, h):
     1 - T^2 = (1 - T)(1 + T) = 4 h (1 - h), so dh/du = 2 h (1 - h), and
         gelu'(x) = h (1 + (1 - h) 2 x u'),   u' = sqrt(2/pi) (1 + 3 * 0.044715 x^2).
     """
-    u_prime = _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x * x)
+    u_prime = SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x * x)
     return h * (1 + (1 - h) * 2 * x * u_prime)
 
 

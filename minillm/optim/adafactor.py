@@ -67,7 +67,7 @@ class Adafactor(Optimizer):
                                       warmup_init=warmup_init))
 
     @staticmethod
-    def _rms(x) -> float:
+    def rms(x) -> float:
         """sqrt(mean(x²)), as a Python float."""
         flat = x.reshape(-1)
         return math.sqrt(float(flat @ flat) / max(flat.size, 1))
@@ -89,7 +89,7 @@ class Adafactor(Optimizer):
             state.update(self.initial_state(theta, beta1 is not None))
         state["step"] += 1
         t = state["step"]
-        lr = self.get_lr(group, t, self._rms(theta) if group["scale_parameter"] else 0.0)   # α_t
+        lr = self.get_lr(group, t, self.rms(theta) if group["scale_parameter"] else 0.0)   # α_t
         beta2t = 1.0 - t ** float(group["decay_rate"])
         squared = grad ** 2 + float(group["eps"][0])                      # G² + ε1
         if "exp_avg_sq_row" in state:
@@ -102,7 +102,7 @@ class Adafactor(Optimizer):
         else:
             v = state["exp_avg_sq"] = beta2t * state["exp_avg_sq"] + (1 - beta2t) * squared
             update = grad / xp.sqrt(v)                                          # U = G / sqrt(V)
-        update = (lr / max(1.0, self._rms(update) / float(group["clip_threshold"]))) * update   # Û
+        update = (lr / max(1.0, self.rms(update) / float(group["clip_threshold"]))) * update   # Û
         if beta1 is not None:
             update = state["exp_avg"] = float(beta1) * state["exp_avg"] + (1 - float(beta1)) * update
         if group["weight_decay"] != 0:

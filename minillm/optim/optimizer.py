@@ -81,9 +81,10 @@ class Optimizer:
 
         Runs inside ``no_grad()`` and writes ``p.data`` in place, so references to the array
         (views, the model's tied weights) see the new values. The reference path updates one
-        parameter after another in this thread with ``_update``; a fast version registered for
-        this optimizer's class (``minillm/fast/cpu_optim.py``: in place, over threads) runs
-        instead when the fast layer is on.
+        parameter after another in this thread with ``_update``. When the fast layer is on and
+        has registered a subclass of this optimizer's class (``minillm/fast/cpu_optim.py``: in
+        place, over threads), that subclass's ``update_all`` runs instead, on this optimizer's
+        groups and state (``viewed_as``).
         """
         jobs = []
         for group in self.param_groups:
@@ -94,13 +95,23 @@ class Optimizer:
                     raise ValueError(f"{type(self).__name__}.step: gradient of shape {p.grad.shape} "
                                      f"for a parameter of shape {p.data.shape}")
                 jobs.append((p, p.grad, self.state.setdefault(p, {}), group))
-        fast_step = lookup(type(self), *[p.data for p, *_ in jobs])
+        fast = lookup(type(self), *[p.data for p, *_ in jobs])
         with no_grad():
-            if fast_step is not None:
-                fast_step(self, jobs)
-            else:
-                for p, grad, state, group in jobs:
-                    self._update(p, grad, state, group)
+            (self if fast is None else self.viewed_as(fast)).update_all(jobs)
+
+    def update_all(self, jobs: list) -> None:
+        """Apply ``_update`` to each ``(p, grad, state, group)`` of ``jobs``, one after another."""
+        for p, grad, state, group in jobs:
+            self._update(p, grad, state, group)
+
+    def viewed_as(self, cls: type) -> "Optimizer":
+        """This optimizer as an instance of ``cls``, a subclass: the same attribute dict (groups,
+        state), not a copy, so what ``cls``'s methods change is changed here."""
+        if not issubclass(cls, type(self)):
+            raise TypeError(f"viewed_as: {cls.__name__} is not a subclass of {type(self).__name__}")
+        view = object.__new__(cls)
+        view.__dict__ = self.__dict__
+        return view
 
     def _update(self, p, grad, state: dict, group: dict) -> None:  # pragma: no cover - abstract
         """Apply the update rule to one parameter ``p`` (in place) given its gradient."""

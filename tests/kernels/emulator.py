@@ -1,7 +1,7 @@
 """Run minillm.fast.cuda launches on the CPU: build kernels/emu with g++ and call it through ctypes.
 
 ``build()`` compiles one shared library per ``.cu`` file (``kernels/emu/launch_*.cpp`` includes the
-emulator header, then the unchanged ``.cu``). ``Emulator.backend()`` is a ``minillm.fast.cuda._Backend``
+emulator header, then the unchanged ``.cu``). ``Emulator.backend()`` is a ``minillm.fast.cuda.Backend``
 on NumPy arrays, so ``kernels._matmul(emulator.backend(), ...)`` runs exactly the grid and
 arguments that ``kernels.matmul`` would send to the GPU, only on emulated threads.
 """
@@ -116,10 +116,10 @@ class Emulator:
         function((ctypes.c_uint * 3)(*launch.grid), (ctypes.c_uint * 3)(*launch.block),
                  ctypes.c_size_t(launch.shared_mem), argv)
 
-    def backend(self, shared_limit: int = H100_SHARED_LIMIT) -> kernels._Backend:
+    def backend(self, shared_limit: int = H100_SHARED_LIMIT) -> kernels.Backend:
         """A NumPy backend whose outputs start as NaN and whose launches run on the emulator.
 
         ``shared_limit`` plays the device's per-block shared-memory limit (the launcher picks tiles
         that fit it): 227 KB like an H100 by default; 99 KB is an sm_86/sm_89 GPU, 64 KB a T4.
         """
-        return kernels._Backend(np, poisoned_empty, np.zeros, self.launch, shared_limit)
+        return kernels.Backend(np, poisoned_empty, np.zeros, self.launch, shared_limit)

@@ -2,7 +2,7 @@
 
 The op layer decides what the kernels may run (dtypes, masks, shared memory) and gives fully
 masked rows the reference's answer; these tests run it with the emulator standing in for the GPU
-(``cuda._gpu_backend``, which ``cuda_attention`` calls too, is swapped for the emulator's backend), so
+(``cuda.gpu_backend``, which ``cuda_attention`` calls too, is swapped for the emulator's backend), so
 every decision and fix-up is checked without a GPU. The oracle is ``ops.Attention``/``ops.Linear``
 themselves, the reference math.
 """
@@ -31,7 +31,7 @@ def launches(emulator, monkeypatch):
     def backend():
         return emulator.backend(limit["bytes"])._replace(launch=record)
 
-    monkeypatch.setattr(cuda, "_gpu_backend", backend)  # cuda_attention calls both through cuda
+    monkeypatch.setattr(cuda, "gpu_backend", backend)  # cuda_attention calls both through cuda
     monkeypatch.setattr(cuda, "shared_memory_limit", lambda: limit["bytes"])
 
     def set_limit(bytes_):

@@ -14,7 +14,7 @@ def never_launch(launch):
     raise AssertionError(f"{launch.kernel} should not have been launched")
 
 
-NUMPY_BACKEND = kernels._Backend(np, np.empty, np.zeros, never_launch, shared_limit=227 * 1024)
+NUMPY_BACKEND = kernels.Backend(np, np.empty, np.zeros, never_launch, shared_limit=227 * 1024)
 
 
 def f32(*shape):

@@ -1,0 +1,97 @@
+"""The house's layout (docs/architecture.md): what imports what, and whether the map lists every module.
+
+- The fast layer uses only public names of the reference layer and of its own modules (the seam
+  must not leak: a renamed private helper would silently break a fast version).
+- The reference layer (backend, autograd, ops, nn, models, optim, peft, generation) reaches into
+  ``fast/`` only through ``fast/dispatch.py``, and has no import circle.
+"""
+import ast
+import pathlib
+
+import pytest
+
+ROOT = pathlib.Path(__file__).parents[1]
+PACKAGE = ROOT / "minillm"
+REFERENCE = ("backend", "autograd", "ops", "nn", "models", "optim", "peft", "generation")
+
+
+def _modules():
+    """{dotted name: path} for every module of minillm/ (a package by its __init__.py)."""
+    found = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        found[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return found
+
+
+MODULES = _modules()
+
+
+def _imports(name):
+    """(imported module, imported name or None) for every import in module ``name``, nested ones too."""
+    path = MODULES[name]
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            yield from ((alias.name, None) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = package
+            for _ in range(node.level - 1):
+                base = base.rpartition(".")[0]
+            source = node.module if not node.level else (f"{base}.{node.module}" if node.module else base)
+            for alias in node.names:
+                submodule = f"{source}.{alias.name}"
+                yield (submodule, None) if submodule in MODULES else (source, alias.name)
+
+
+def _private_uses(name):
+    """Private names module ``name`` takes from other modules: imported, or read as ``module._x``."""
+    tree = ast.parse(MODULES[name].read_text())
+    uses = [f"{source}.{imported}" for source, imported in _imports(name)
+            if imported and imported.startswith("_") and not imported.startswith("__")]
+    uses += [f"{node.value.id}.{node.attr}" for node in ast.walk(tree)
+             if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+             and node.value.id not in ("self", "cls") and node.attr.startswith("_") and not node.attr.startswith("__")]
+    return uses
+
+
+@pytest.mark.parametrize("name", [m for m in MODULES if m.startswith("minillm.fast.")])
+def test_fast_code_uses_only_public_names(name):
+    assert _private_uses(name) == []
+
+
+def _owner(module):
+    """The minillm module an import refers to (a name inside a module counts as the module)."""
+    while module and module not in MODULES:
+        module = module.rpartition(".")[0]
+    return module
+
+
+def _in_reference_layer(module):
+    return any(module == f"minillm.{top}" or module.startswith(f"minillm.{top}.") for top in REFERENCE)
+
+
+def test_the_reference_layer_reaches_fast_only_through_the_dispatch():
+    arrows = sorted(f"{name} -> {target}" for name in MODULES if _in_reference_layer(name)
+                    for target in map(_owner, (source for source, _ in _imports(name)))
+                    if target and target.startswith("minillm.fast") and target != "minillm.fast.dispatch")
+    assert arrows == []
+
+
+def test_the_reference_layer_has_no_import_circle():
+    graph = {name: {_owner(source) for source, _ in _imports(name)} - {None, name}
+             for name in MODULES if _in_reference_layer(name)}
+    # a package's __init__ importing its own modules is the package assembling itself, not a circle
+    graph = {name: {t for t in targets if t in graph and not t.startswith(name + ".")} for name, targets in graph.items()}
+    circles = []
+    for start in graph:  # depth-first search for a path back to ``start``
+        stack, seen = [(start, [start])], set()
+        while stack:
+            node, path = stack.pop()
+            for target in graph[node]:
+                if target == start:
+                    circles.append(" -> ".join(path + [start]))
+                elif target not in seen:
+                    seen.add(target)
+                    stack.append((target, path + [target]))
+    assert circles == []
