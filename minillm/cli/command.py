@@ -63,7 +63,7 @@ def run(parser: CommandParser, argv: list[str] | None = None) -> int:
         print(f"minillm {args.command}: error: {_os_error_text(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # Ctrl-C outside the training loop (which saves and stops by itself)
-        print(f"\nminillm {args.command}: interrupted (Ctrl-C); nothing more was written", file=sys.stderr)
+        print(f"\nminillm {args.command}: interrupted", file=sys.stderr)
         return 130
     finally:
         runlock.release_all()  # the run folder's lock (folders.lock_run_dir), however the command ended

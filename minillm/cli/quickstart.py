@@ -33,6 +33,7 @@ from ..data.task_levels import parse_levels, task_variant
 from ..data.templates import format_example
 from ..evaluation.scoring import score_predictions
 from ..models import T5Config, T5ForConditionalGeneration
+from ..training.interrupt import interrupt_after
 from ..training.trainer import Trainer, TrainingArguments
 from ..files import atomic_write_text
 from .folders import check_run_dir, lock_run_dir
@@ -264,7 +265,8 @@ def run_quickstart(config: QuickstartConfig | None = None, echo=print) -> dict:
 
     echo(f"[2/5] training a BPE tokenizer (vocab {config.vocab_size}) on the training text")
     texts = pretraining_corpus(500, seed=config.seed) + [t for r in train for t in (r.prompt, r.completion)]
-    tokenizer = Tokenizer.train(texts, vocab_size=config.vocab_size, num_sentinels=32)
+    with interrupt_after("the tokenizer's training"):  # the library would not see Ctrl-C
+        tokenizer = Tokenizer.train(texts, vocab_size=config.vocab_size, num_sentinels=32)
 
     model_config = T5Config(vocab_size=tokenizer.vocab_size, d_model=config.d_model,
                             d_kv=config.d_model // config.num_heads, d_ff=config.d_ff,
@@ -289,6 +291,8 @@ def run_quickstart(config: QuickstartConfig | None = None, echo=print) -> dict:
 
     echo(f"[4/5] training for {config.max_steps} steps of {config.batch_size} examples")
     result = trainer.train()
+    if result.interrupted:  # Ctrl-C or SIGTERM: the trainer saved a checkpoint; stop here, not score
+        raise KeyboardInterrupt
 
     echo("[5/5] scoring the trained model on the same test examples")
     after = trainer.evaluate(test)

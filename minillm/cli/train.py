@@ -29,6 +29,7 @@ from ..data.jsonl import text_lines
 from ..files import atomic_write_text, read_json
 from ..models import T5Config, T5ForConditionalGeneration
 from ..training.arguments import TrainingArguments
+from ..training.interrupt import interrupt_after
 from ..training.resume import check_checkpoint_fits, prepare_resume
 from .folders import (UsageError, check_run_dir, clear_old_run, load_model, load_tokenizer, lock_run_dir,
                       write_run_config)
@@ -62,8 +63,9 @@ def model_and_tokenizer(args, texts_for_tokenizer):
         tokenizer = load_tokenizer(args.tokenizer)
     else:
         print(f"training a tokenizer (vocab {args.vocab_size}) on the training text")
-        tokenizer = Tokenizer.train(texts_for_tokenizer(), vocab_size=args.vocab_size,
-                                    num_sentinels=min(100, args.vocab_size // 10))
+        with interrupt_after("the tokenizer's training"):  # the library would not see Ctrl-C
+            tokenizer = Tokenizer.train(texts_for_tokenizer(), vocab_size=args.vocab_size,
+                                        num_sentinels=min(100, args.vocab_size // 10))
     return new_model(args, tokenizer), tokenizer
 
 

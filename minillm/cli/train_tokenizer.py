@@ -5,6 +5,7 @@ import argparse
 import os
 
 from ..data import Tokenizer, build_mixture, pretraining_corpus
+from ..training.interrupt import interrupt_after
 from .folders import UsageError, write_run_config
 from .options import add_common_arguments
 from .smoke import apply_smoke, smoke_mode
@@ -36,8 +37,9 @@ def train_tokenizer(args) -> int:
                                          for t in (r.prompt, r.completion)]
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise UsageError(f"--out {args.out}: is a file, not a directory")
-    tokenizer = Tokenizer.train(texts, vocab_size=args.vocab_size, model=args.model_type,
-                                num_sentinels=args.num_sentinels)
+    with interrupt_after("the tokenizer's training"):  # the library would not see Ctrl-C
+        tokenizer = Tokenizer.train(texts, vocab_size=args.vocab_size, model=args.model_type,
+                                    num_sentinels=args.num_sentinels)
     path = tokenizer.save(args.out)
     write_run_config(args, args.out)
     print(f"{tokenizer} trained on {len(texts)} texts; saved {path}")

@@ -8,9 +8,15 @@ consistent and can be saved; a second Ctrl-C interrupts at once.
 SIGTERM is what a scheduler (Slurm, Kubernetes, ``timeout``) sends before it kills a job, and
 its default action ends Python without a word, a checkpoint or a ``finally``. It is handled
 exactly as Ctrl-C is: the first one stops the run after the step, with a checkpoint saved.
+
+Work done inside a compiled library cannot be stopped midway, and may not even see Ctrl-C:
+``tokenizers``' trainer iterates a Python list without running Python code, and a Ctrl-C there
+was lost (training went on to the end). ``interrupt_after`` holds Ctrl-C during such a call and
+raises KeyboardInterrupt as soon as it returns.
 """
 from __future__ import annotations
 
+import contextlib
 import signal
 
 from tqdm.auto import tqdm
@@ -50,3 +56,29 @@ class DeferSigint:
         for signum, previous in self._previous.items():
             signal.signal(signum, previous)
         return False
+
+
+@contextlib.contextmanager
+def interrupt_after(what: str):
+    """Inside the block, Ctrl-C is remembered (and acknowledged) instead of raised; KeyboardInterrupt
+    is raised when the block ends. For a call into a library that cannot be stopped midway.
+
+    Outside the main thread this does nothing (signal handlers belong to the main thread).
+    """
+    received = []
+
+    def remember(signum, frame):
+        received.append(signum)
+        tqdm.write(f"Ctrl-C: stopping once {what} returns (it cannot be stopped midway)")
+
+    try:
+        previous = signal.signal(signal.SIGINT, remember)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        raise KeyboardInterrupt
