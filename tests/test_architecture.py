@@ -95,3 +95,13 @@ def test_the_reference_layer_has_no_import_circle():
                     seen.add(target)
                     stack.append((target, path + [target]))
     assert circles == []
+
+
+def test_one_linear_fast_path_parameterized_by_its_gemm():
+    from minillm.fast import cpu_linalg, cuda_ops
+    from minillm.fast.gemm_linear import GemmLinear
+
+    for linear in (cpu_linalg.ThreadedLinear, cuda_ops.CudaLinear):
+        assert issubclass(linear, GemmLinear)
+        assert (linear.forward, linear.backward) == (GemmLinear.forward, GemmLinear.backward), linear
+    assert cpu_linalg.ThreadedLinear.gemm is cpu_linalg.gemm

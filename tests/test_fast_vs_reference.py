@@ -249,6 +249,33 @@ def test_the_switch_turns_every_fast_path_off():
         assert minillm.fast_paths_enabled()
 
 
+def test_the_switch_is_per_thread_and_each_thread_starts_from_the_environment():
+    import os
+    import threading
+
+    x = np.ones((2, 3), dtype=np.float32)
+    default = os.environ.get("MINILLM_FAST", "1").strip() not in ("0", "false", "False", "no")
+
+    def in_another_thread(fast):
+        seen = []
+
+        def record():
+            seen.append(minillm.fast_paths_enabled())
+            with minillm.fast_paths(fast):
+                seen.append(dispatch.lookup(ops.norms.RMSNorm, x, x[0]) is not None)
+        worker = threading.Thread(target=record)
+        worker.start()
+        worker.join()
+        return seen
+
+    with minillm.fast_paths(False):
+        assert in_another_thread(True) == [default, True]  # this thread's False does not reach it
+        assert not minillm.fast_paths_enabled()            # nor does the other thread's True come back
+    with minillm.fast_paths(True):
+        assert in_another_thread(False) == [default, False]
+        assert dispatch.lookup(ops.norms.RMSNorm, x, x[0]) is not None
+
+
 def _reference_ops():
     """Every Function subclass defined in minillm, except the fast layer's versions of them."""
     found, todo = set(), [Function]

@@ -11,6 +11,7 @@ from ..ops.elementwise import sum_to
 from ..ops.linalg import Linear, MatMul
 from . import threads
 from .dispatch import numpy_float, register
+from .gemm_linear import GemmLinear
 
 
 def gemm(a, b, transpose_a=False, transpose_b=False):
@@ -50,21 +51,7 @@ class ThreadedMatMul(MatMul):
 
 
 @register(Linear, accepts=lambda x, weight, bias=None: numpy_float(x) and numpy_float(weight))
-class ThreadedLinear(Linear):
-    """``Linear`` with its three GEMMs (y = x W^T, dx = dy W, dW = dy^T x) through ``gemm``."""
+class ThreadedLinear(GemmLinear):
+    """``Linear``'s three GEMMs (``gemm_linear.py``) through ``gemm``: split over the threads."""
 
-    def forward(self, x, weight, bias=None):
-        self.check_shapes(x, weight)
-        self.x_shape, self.x2d, self.weight = x.shape, x.reshape(-1, x.shape[-1]), weight
-        self.has_bias = bias is not None
-        out = gemm(self.x2d, weight, transpose_b=True)
-        if bias is not None:
-            out += bias
-        return out.reshape(*x.shape[:-1], weight.shape[0])
-
-    def backward(self, grad):
-        g2d = grad.reshape(-1, grad.shape[-1])
-        gx = gemm(g2d, self.weight).reshape(self.x_shape) if self.needs_input_grad[0] else None
-        gw = gemm(g2d, self.x2d, transpose_a=True) if self.needs_input_grad[1] else None
-        gb = g2d.sum(axis=0) if self.has_bias and self.needs_input_grad[2] else None
-        return gx, gw, gb
+    gemm = staticmethod(gemm)

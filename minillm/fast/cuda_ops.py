@@ -14,6 +14,7 @@ from ..ops.attention import Attention
 from ..ops.linalg import Linear
 from . import cuda, cuda_attention
 from .dispatch import register
+from .gemm_linear import GemmLinear
 
 
 def _cuda_float32(*arrays) -> bool:
@@ -35,24 +36,10 @@ def _gemm(a, b, transpose_a=False, transpose_b=False):
 
 
 @register(Linear, accepts=lambda x, weight, bias=None: _cuda_float32(x, weight, bias))
-class CudaLinear(Linear):
-    """``Linear`` with its three GEMMs (y = x W^T, dx = dy W, dW = dy^T x) on the matmul kernel."""
+class CudaLinear(GemmLinear):
+    """``Linear``'s three GEMMs (``gemm_linear.py``) on the matmul kernel."""
 
-    def forward(self, x, weight, bias=None):
-        self.check_shapes(x, weight)
-        self.x_shape, self.x2d, self.weight = x.shape, x.reshape(-1, x.shape[-1]), weight
-        self.has_bias = bias is not None
-        out = _gemm(self.x2d, weight, transpose_b=True)
-        if bias is not None:
-            out += bias
-        return out.reshape(*x.shape[:-1], weight.shape[0])
-
-    def backward(self, grad):
-        g2d = grad.reshape(-1, grad.shape[-1])
-        gx = _gemm(g2d, self.weight).reshape(self.x_shape) if self.needs_input_grad[0] else None
-        gw = _gemm(g2d, self.x2d, transpose_a=True) if self.needs_input_grad[1] else None
-        gb = g2d.sum(axis=0) if self.has_bias and self.needs_input_grad[2] else None
-        return gx, gw, gb
+    gemm = staticmethod(_gemm)
 
 
 @register(Attention, accepts=lambda q, k, v, bias=None, mask=None: _cuda_float32(q, k, v, bias))

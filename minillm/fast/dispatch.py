@@ -4,15 +4,21 @@ An op's class (``ops.RMSNorm``, ``optim.AdamW``...) is its key. A fast implement
 itself under that key with a predicate saying which arrays it handles; ``lookup`` returns the
 first one that accepts, or None, and the reference formula runs. ``MINILLM_FAST=0`` in the
 environment, or ``with minillm.fast_paths(False):``, turns every fast path off, on CPU and GPU.
+
+The switch is per thread, as grad mode is (``autograd.no_grad``): ``fast_paths(False)`` in one
+thread (a test comparing the two layers, say) leaves the fast paths of other threads alone. Every
+thread starts from ``MINILLM_FAST``.
 """
 from __future__ import annotations
 
 import contextlib
 import os
+import threading
 
 import numpy as np
 
-_enabled = os.environ.get("MINILLM_FAST", "1").strip() not in ("0", "false", "False", "no")
+_ENABLED_BY_DEFAULT = os.environ.get("MINILLM_FAST", "1").strip() not in ("0", "false", "False", "no")
+_state = threading.local()  # .enabled, once fast_paths has set it in this thread
 _registry: dict = {}  # key -> [(accepts, implementation), ...] in registration order
 
 
@@ -26,7 +32,7 @@ def register(key, accepts=lambda *arrays: True):
 
 def lookup(key, *arrays):
     """The first fast implementation of ``key`` that accepts ``arrays``, or None for the reference."""
-    if _enabled:
+    if fast_paths_enabled():
         for accepts, implementation in _registry.get(key, ()):
             if accepts(*arrays):
                 return implementation
@@ -49,16 +55,15 @@ def numpy_float(array) -> bool:
 
 
 def fast_paths_enabled() -> bool:
-    """Whether fast implementations may run (``MINILLM_FAST`` unset or 1, and no ``fast_paths(False)``)."""
-    return _enabled
+    """Whether fast implementations may run in this thread (``MINILLM_FAST`` unset or 1, and no ``fast_paths(False)``)."""
+    return getattr(_state, "enabled", _ENABLED_BY_DEFAULT)
 
 
 @contextlib.contextmanager
 def fast_paths(enabled: bool = True):
-    """Run the enclosed code with fast paths on or off: ``with minillm.fast_paths(False): ...``."""
-    global _enabled
-    previous, _enabled = _enabled, bool(enabled)
+    """Run the enclosed code, in this thread, with fast paths on or off: ``with minillm.fast_paths(False): ...``."""
+    previous, _state.enabled = fast_paths_enabled(), bool(enabled)
     try:
         yield
     finally:
-        _enabled = previous
+        _state.enabled = previous
