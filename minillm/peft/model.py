@@ -38,6 +38,8 @@ PREFIX = "base_model.model."  # PEFT's key prefix: PeftModel.base_model (LoraMod
 class PeftModel(Module):
     """A base model (``base_model``, frozen) with one or more named adapters, one of them active."""
 
+    checkpoint_trainable_only = True  # a training checkpoint keeps the adapter, not the frozen base
+
     def __init__(self, model: Module, config: PeftConfig | None = None, adapter_name: str = "default"):
         super().__init__()
         self.base_model = model

@@ -2,7 +2,8 @@
 
 A checkpoint is a directory of three files:
 
-    model.safetensors      the model's state_dict (parameter name -> array)
+    model.safetensors      the model's parameters (``checkpoint_tensors``: each tied weight once;
+                           of a PEFT model only what trains, as its frozen base has a folder of its own)
     optimizer.safetensors  the optimizer's arrays, keyed "state.<param_index>.<name>" (e.g. state.0.exp_avg)
     trainer_state.json     step, scheduler state, RNG state, the optimizer's scalars and param
                            groups, and the user's ``extra`` dict
@@ -40,6 +41,14 @@ FORMAT_VERSION = 1
 
 
 # ---------------------------------------------------------------------------------- files
+def checkpoint_tensors(model) -> dict:
+    """Name -> array of what a checkpoint keeps: each parameter once (a tied weight under its first
+    name, as transformers stores it), and of a model that marks itself ``checkpoint_trainable_only``
+    (a PeftModel) only the parameters that train: its frozen base is rebuilt from the base folder."""
+    partial = getattr(model, "checkpoint_trainable_only", False)
+    return {name: p.data for name, p in model.named_parameters() if p.requires_grad or not partial}
+
+
 def _write_safetensors(path: str, arrays: dict) -> None:
     """Save name -> array to ``path`` atomically (arrays copied to the CPU, made contiguous)."""
     arrays = {k: np.ascontiguousarray(backend.to_device(v, "cpu")) for k, v in arrays.items()}
@@ -88,8 +97,9 @@ def check_fits(model_path: str, model) -> None:
             gives the counts of missing, unexpected and misshapen tensors and the first few names
             of each (a full list of a T5's names runs to pages).
     """
-    saved = {name: shape for name, (_, shape) in read_safetensors_header(model_path).items()}
-    wanted = {name: tuple(np.shape(value)) for name, value in model.state_dict().items()}
+    wanted = {name: tuple(np.shape(value)) for name, value in checkpoint_tensors(model).items()}
+    not_kept = set(model.state_dict()) - set(wanted)  # aliases and a frozen base (older checkpoints hold them)
+    saved = {name: shape for name, (_, shape) in read_safetensors_header(model_path).items() if name not in not_kept}
     problems = describe_mismatch(wanted, saved)
     if problems:
         error = KeyError if set(saved) != set(wanted) else ValueError
@@ -166,7 +176,7 @@ def save_checkpoint(directory, model, optimizer=None, scheduler=None, step: int 
     os.chmod(tmp_dir, mode_for(parent, is_dir=True))  # the run folder's mode, not mkdtemp's 0700
     old_dir = None
     try:
-        _write_safetensors(os.path.join(tmp_dir, MODEL_FILE), model.state_dict())
+        _write_safetensors(os.path.join(tmp_dir, MODEL_FILE), checkpoint_tensors(model))
         if optimizer is not None:
             arrays, scalars = _split_optimizer_state(optimizer.state_dict())
             _write_safetensors(os.path.join(tmp_dir, OPTIMIZER_FILE), arrays)
@@ -229,9 +239,10 @@ def load_checkpoint(directory, model, optimizer=None, scheduler=None) -> dict:
 
     model_path = _require_file(directory, MODEL_FILE)
     check_fits(model_path, model)
-    arrays = load_safetensors(model_path)
+    kept = checkpoint_tensors(model)
+    arrays = {name: array for name, array in load_safetensors(model_path).items() if name in kept}
     try:
-        model.load_state_dict(arrays)
+        model.load_state_dict(arrays, strict=False)  # check_fits has matched every name of ``kept``
     except (KeyError, ValueError) as error:
         message = error.args[0] if error.args else str(error)
         raise type(error)(f"{model_path} does not match the model: {message}") from error
