@@ -172,17 +172,24 @@ def set_rng_state(state: dict) -> None:
     get_rng(np).bit_generator.state = state["numpy"]
 
 
-def keep_mask(shape, p: float, xp=np):
-    """A boolean mask, True with probability 1 - p, from the seeded generator (dropout's mask).
+KEEP_MASK_BITS = 16
+"""Dropout's keep-mask compares 16-bit random integers with p * 2**16: p is rounded to a multiple of
+1/65536 on every device (docs/gradients.md, "dropout")."""
 
-    On NumPy each element compares 16 random bits with p * 65536 (so p is rounded to a multiple
-    of 1/65536): the bits come straight from the generator, four elements per 64-bit draw, about
-    four times faster than uniform floats, and dropout runs on every activation. On CuPy:
-    uniform floats u, kept where u >= p. The reference op and the fast layer both draw here, so
-    a seed gives one mask whichever path runs.
+
+def keep_mask(shape, p: float, xp=np):
+    """A boolean mask, True with probability 1 - p_16, from the seeded generator (dropout's mask).
+
+    p_16 = round(p * 65536) / 65536, on NumPy and CuPy alike. On NumPy each element is 16 random
+    bits b, kept where b >= round(p * 65536): the bits come straight from the generator, four
+    elements per 64-bit draw, about four times faster than uniform floats, and dropout runs on every
+    activation. On CuPy, uniform float32 u (multiples of 2**-24), kept where u >= p_16: the same
+    probability, from another stream. The reference op and the fast layer both draw here, so a seed
+    gives one mask whichever path runs.
     """
+    threshold = int(round(p * (1 << KEEP_MASK_BITS)))
     if xp is not np:
-        return get_rng(xp).random(shape, dtype=np.float32) >= p
+        return get_rng(xp).random(shape, dtype=np.float32) >= np.float32(threshold / (1 << KEEP_MASK_BITS))
     size = int(np.prod(shape, dtype=np.int64))
     bits = get_rng(np).bit_generator.random_raw((size + 3) // 4).view(np.uint16)[:size]
-    return bits.reshape(shape) >= int(round(p * 65536))
+    return bits.reshape(shape) >= threshold

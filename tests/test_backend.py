@@ -153,3 +153,61 @@ def test_erf_without_scipy_falls_back_to_math_erf(monkeypatch):
     without = backend.erf(x)
     assert without.dtype == np.float64
     np.testing.assert_allclose(without, with_scipy, rtol=1e-15, atol=1e-16)
+
+
+# ------------------------------------------------------------------------------ dropout's keep-mask
+def _raw_16_bit_draws(seed, size):
+    """What keep_mask draws on NumPy, derived from the generator directly: 16 bits per element."""
+    return np.random.default_rng(seed).bit_generator.random_raw((size + 3) // 4).view(np.uint16)[:size]
+
+
+class _Scripted16Bits:
+    """A generator whose raw 64-bit draws hold the given 16-bit values, four per draw, in order."""
+
+    def __init__(self, values):
+        self.values = np.array(values, dtype=np.uint16)
+        self.bit_generator = self
+
+    def random_raw(self, n):
+        return np.resize(self.values, 4 * n).view(np.uint64)
+
+
+BITS = [0, 1, 16383, 16384, 19660, 19661, 65535, 2]
+
+
+@pytest.mark.parametrize("p, kept", [
+    (0.3, [0, 0, 0, 0, 0, 1, 1, 0]),           # 0.3 * 65536 = 19660.8 -> 19661: bits >= 19661 kept
+    (0.25, [0, 0, 0, 1, 1, 1, 1, 0]),          # 16384 exactly
+    (0.4 / 65536, [1, 1, 1, 1, 1, 1, 1, 1]),   # below half a step: p_16 = 0, nothing dropped
+    (0.6 / 65536, [0, 1, 1, 1, 1, 1, 1, 1]),   # above half a step: p_16 = 1/65536, only 0 dropped
+])
+def test_keep_mask_keeps_16_bit_draws_at_or_above_p_rounded_to_a_65536th(monkeypatch, p, kept):
+    monkeypatch.setattr(backend, "get_rng", lambda xp=np: _Scripted16Bits(BITS))
+    np.testing.assert_array_equal(backend.keep_mask((2, 4), p), np.array(kept, bool).reshape(2, 4))
+
+
+def test_keep_mask_takes_its_bits_from_the_seeded_stream_four_per_draw():
+    minillm.manual_seed(7)
+    np.testing.assert_array_equal(backend.keep_mask((3, 50), 0.3),
+                                  (_raw_16_bit_draws(7, 150) >= 19661).reshape(3, 50))
+
+
+@pytest.mark.parametrize("fast", [False, True])
+def test_each_layer_drops_exactly_the_drawn_elements(fast):
+    # The reference op and the fast layer's both draw backend.keep_mask: one mask per seed.
+    minillm.manual_seed(3)
+    with minillm.fast_paths(fast):
+        y = minillm.ops.dropout(Tensor(np.ones((40, 64), np.float32)), 0.25).data
+    kept = (_raw_16_bit_draws(3, 40 * 64) >= 16384).reshape(40, 64)
+    np.testing.assert_array_equal(y, np.where(kept, np.float32(1 / 0.75), np.float32(0)))
+
+
+def test_keep_mask_on_cupy_rounds_p_as_numpy_does():
+    if not minillm.cuda_available():
+        pytest.skip("needs CuPy and a CUDA GPU (minillm.cuda_available() is False)")
+    import cupy
+
+    minillm.manual_seed(5)
+    mask = backend.keep_mask((64, 64), 0.3 + 0.2 / 65536, cupy)  # rounds to 19661 / 65536, as on NumPy
+    u = cupy.random.default_rng(5).random((64, 64), dtype=np.float32)
+    assert bool((mask == (u >= np.float32(19661 / 65536))).all())
