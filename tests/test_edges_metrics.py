@@ -174,3 +174,40 @@ def test_score_predictions_puts_bleu_on_the_0_to_1_scale_of_the_other_headlines(
     assert got["mine/exact_match"] == 1.0 and got["mine/rougeL"] == 1.0
     # score = mean of the headlines: bleu/100 for translation, rougeL for the unknown task.
     assert got["score"] == pytest.approx((math.exp(-0.25) + 1.0) / 2, rel=1e-9)
+
+
+# ------------------------------------------------------------------------------ few-shot examples
+
+
+def test_a_shot_pool_copy_of_the_query_is_never_a_demonstration():
+    from minillm.evaluation.harness import select_shots
+
+    query = {"text": "q", "target": "t"}
+    pool = [dict(query), {"text": "a", "target": "1"}, {"text": "b", "target": "2"}]  # an equal copy, first
+    for seed in range(20):
+        shots = select_shots(pool, query, 2, seed, query_index=0)
+        assert sorted(s["text"] for s in shots) == ["a", "b"]        # exact fit: both others, never "q"
+    assert select_shots(pool, query, 0, 0, 0) == []
+    assert select_shots([query, pool[1]], query, 1, 0, 0) == [pool[1]]  # the query object itself is skipped
+    with pytest.raises(ValueError, match="asked for 3 shots but the pool has only 2 examples"):
+        select_shots(pool, query, 3, 0, 0)                                 # one past
+
+
+def test_build_prompts_gives_each_query_seeded_shots_that_differ_from_it():
+    from minillm.evaluation.harness import EvalTask, build_prompts
+
+    examples = [{"text": str(i), "target": str(i)} for i in range(6)]
+    seen = []
+
+    def render(shots, query):
+        seen.append((query["text"], [s["text"] for s in shots]))
+        return " ".join(s["text"] for s in shots) + " | " + query["text"], query["target"]
+
+    task = EvalTask("t", examples, render)
+    prompts, targets = build_prompts(task, shots=5)
+    assert targets == [str(i) for i in range(6)]
+    for query, shots in seen:                    # 5 shots from 6 examples: all the others, exactly
+        assert sorted(shots) == sorted(str(i) for i in range(6) if str(i) != query)
+    assert build_prompts(task, shots=5) == (prompts, targets)       # the same seed, the same prompts
+    with pytest.raises(ValueError, match="asked for 6 shots but the pool has only 5"):
+        build_prompts(task, shots=6)

@@ -1,0 +1,191 @@
+"""Edges of generation, traced by hand (issue 26): when beam search may stop, finished hypotheses
+beyond the top ``num_beams``, top-p keeping the most likely token, and the cached decoder's mask
+for more than one new token.
+
+The beam-search "model" is a table of next-token log-probabilities per prefix (as in
+tests/test_generation_scripted.py); each scenario's comment walks the search step by step, so the
+expected tokens and the number of decoder calls are known without running the code under test.
+"""
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+import minillm
+from minillm.autograd import Tensor
+from minillm.generation import filter_logits, generate
+
+PAD, EOS, START, A, B, C = 0, 1, 0, 2, 3, 4
+VOCAB = 8  # 5..7 (and any token a script leaves out) share the probability left over
+
+
+def log_probs(script, prefix):
+    given = script.get(tuple(prefix), {})
+    rest = (1.0 - sum(math.exp(v) for v in given.values())) / (VOCAB - len(given))
+    return np.array([given.get(t, math.log(rest)) for t in range(VOCAB)])
+
+
+class ScriptedT5:
+    """encode/decode/config, enough for ``generate``; the decoder looks each prefix up in ``script``."""
+
+    def __init__(self, script):
+        self.script, self.calls, self.training = script, 0, False
+        self.config = SimpleNamespace(eos_token_id=EOS, pad_token_id=PAD, decoder_start_token_id=START,
+                                      vocab_size=VOCAB, d_model=1, num_heads=1, d_kv=1, num_decoder_layers=1)
+        self.decoder = SimpleNamespace(block=[None])
+
+    def eval(self):
+        return self
+
+    def train(self, mode=True):
+        self.training = mode
+        return self
+
+    def encode(self, ids, mask=None, inputs_embeds=None):
+        return Tensor(np.zeros((len(ids), 1, 1), dtype=np.float32))
+
+    def decode(self, tokens, encoder_hidden, mask=None, caches=None, past_length=0):
+        self.calls += 1
+        tokens = np.asarray(tokens)
+        if caches is not None:  # the prefix lives in the cache, so beam reordering is exercised
+            own = caches[0]["self"]
+            own["k"] = Tensor(tokens.copy() if past_length == 0 else np.concatenate([own["k"].data, tokens], 1))
+            own["v"] = own["k"]
+            tokens = own["k"].data
+        rows = [[log_probs(self.script, row[1:i + 1]) for i in range(len(row))] for row in tokens]
+        out = np.array(rows, dtype=np.float32)
+        return Tensor(out[:, -1:] if caches is not None else out)
+
+
+def beam(script, **options):
+    model = ScriptedT5(script)
+    out = generate(model, np.array([[0]]), **options)
+    row = list(np.asarray(out)[0][1:])
+    while row and row[-1] == PAD:
+        row.pop()
+    return row, model.calls
+
+
+# Step 1: A -0.9, B -1.5, </s> -1.8, C -2.0 (fillers -4.05). Step 2 from "A": C -1.0, the rest
+# -2.405; from anything else: uniform, log(1/8) = -2.079. With length_penalty 0 (plain sums) and
+# max_new_tokens 2, every step-2 candidate stops at the length limit.
+#   num_beams 2: the top 2 candidates of step 1 are A and B; "</s>" ranks 3rd, beyond num_beams,
+#     so it never joins the finished set. Step 2's best is "A C" (-1.9): the answer.
+#     (Had "</s>" joined, its -1.8 would beat every step-2 hypothesis: -1.9, -2.98, -3.58.)
+#   num_beams 3: "</s>" ranks 3rd, within the top 3: it is finished, and its -1.8 wins.
+BEYOND_TOP = {(): {A: -0.9, B: -1.5, EOS: -1.8, C: -2.0}, (A,): {C: -1.0}}
+
+
+@pytest.mark.parametrize("use_cache", [True, False])
+@pytest.mark.parametrize("num_beams, expected", [(2, [A, C]), (3, [EOS])])
+def test_a_hypothesis_that_ends_beyond_the_top_num_beams_is_not_finished(num_beams, expected, use_cache):
+    got, _ = beam(BEYOND_TOP, max_new_tokens=2, num_beams=num_beams, length_penalty=0.0, use_cache=use_cache)
+    assert got == expected
+
+
+# num_beams 2, length_penalty 1 (score = sum / length), max_new_tokens 4.
+# Step 1: A -0.5, </s> -1.5, B -2.0 (fillers -4.96). Top 2: A (runs on) and "</s>" (finished, -1.5).
+# Step 2, from A: </s> -0.3, C -1.5 (fillers -5.11); from B: </s> -0.5, fillers -2.88.
+#   candidates: "A </s>" -0.8, "A C" -2.0, "B </s>" -2.5 (3rd: beyond the top 2), ...
+#   finished: "A </s>" (-0.8/2 = -0.4) and "</s>" (-1.5): the set is full; "A C" runs on.
+#   early_stopping=True stops here: 2 decoder calls.
+#   early_stopping=False asks whether the best running beam, ended now, would beat the worst
+#   finished: -2.0/2 = -1.0 > -1.5, yes: a 3rd step.
+# Step 3, from "A C": </s> -0.1 → "A C </s>" -2.1/3 = -0.7 replaces "</s>" in the finished set.
+#   The best running beam now scores at most -6.3/3 = -2.1 < -0.7: stop after 3 calls.
+# The answer is "A </s>" (-0.4) either way.
+STOPPING = {(): {A: -0.5, EOS: -1.5, B: -2.0}, (A,): {EOS: -0.3, C: -1.5}, (B,): {EOS: -0.5},
+            (A, C): {EOS: -0.1}}
+
+
+@pytest.mark.parametrize("use_cache", [True, False])
+@pytest.mark.parametrize("early_stopping, calls", [(True, 2), (False, 3)])
+def test_beam_search_stops_when_its_rule_says_and_not_before(early_stopping, calls, use_cache):
+    got, made = beam(STOPPING, max_new_tokens=4, num_beams=2, early_stopping=early_stopping, use_cache=use_cache)
+    assert (got, made) == ([A, EOS], calls)
+
+
+def test_beam_search_runs_to_the_length_limit_when_nothing_ends():
+    # No "</s>" is ever likely: every hypothesis is cut at max_new_tokens = 3, after 3 calls, and the
+    # best is the most likely chain A A A (each -0.1).
+    chain = {(): {A: -0.1, EOS: -9.0}, (A,): {A: -0.1, EOS: -9.0}, (A, A): {A: -0.1, EOS: -9.0}}
+    assert beam(chain, max_new_tokens=3, num_beams=2) == ([A, A, A], 3)
+    assert beam(chain, max_new_tokens=1, num_beams=2) == ([A], 1)
+
+
+# ------------------------------------------------------------------------------ top-p
+
+
+def _logits(probs):
+    return np.log(np.array([probs], dtype=np.float32))
+
+
+@pytest.mark.parametrize("top_p", [0.0, 1e-9, 1e-7])
+def test_top_p_so_small_that_every_cumulative_mass_is_below_one_minus_p_keeps_the_top_token(top_p):
+    # The ascending cumulative sums are 0.1, 0.3, 0.6 and (about) 1.0, and 1 - top_p is 1.0 or just
+    # under it: every token, the most likely included, is in the "tail to remove" unless the guard
+    # keeps the most likely one.
+    logits = _logits([0.3, 0.1, 0.4, 0.2])
+    got = filter_logits(logits, top_p=top_p)
+    assert np.isneginf(got[0, [0, 1, 3]]).all() and got[0, 2] == pytest.approx(math.log(0.4))
+
+
+@pytest.mark.parametrize("top_p, kept", [
+    (0.39, [2]),             # the top token's 0.4 is already >= 0.39
+    (0.41, [0, 2]),          # one past: 0.4 + 0.3
+    (0.69, [0, 2]),
+    (0.71, [0, 2, 3]),       # 0.4 + 0.3 + 0.2 = 0.9 >= 0.71
+    (0.95, [0, 1, 2, 3]),    # only all four reach 0.95
+    (1.0, [0, 1, 2, 3]),     # off
+])
+def test_top_p_keeps_the_smallest_set_of_likely_tokens_that_reaches_p(top_p, kept):
+    got = filter_logits(_logits([0.3, 0.1, 0.4, 0.2]), top_p=top_p)
+    assert np.flatnonzero(np.isfinite(got[0])).tolist() == kept
+
+
+def test_top_k_and_temperature():
+    logits = _logits([0.3, 0.1, 0.4, 0.2])
+    assert np.flatnonzero(np.isfinite(filter_logits(logits, top_k=1)[0])).tolist() == [2]
+    assert np.flatnonzero(np.isfinite(filter_logits(logits, top_k=2)[0])).tolist() == [0, 2]
+    assert np.isfinite(filter_logits(logits, top_k=4)).all() and np.isfinite(filter_logits(logits, top_k=9)).all()
+    np.testing.assert_allclose(filter_logits(logits, temperature=2.0), logits / 2, rtol=1e-6)
+    for bad in (0.0, -1.0):
+        with pytest.raises(ValueError, match="temperature must be > 0"):
+            filter_logits(logits, temperature=bad)
+
+
+def test_sampling_at_a_tiny_top_p_is_greedy():
+    script = {(): {A: -0.9, B: -1.0}, (A,): {EOS: -0.5}}
+    for seed in range(5):
+        out = generate(ScriptedT5(script), np.array([[0]]), max_new_tokens=2, do_sample=True, top_p=1e-9, seed=seed)
+        assert np.asarray(out).tolist() == [[START, A, EOS]]
+
+
+# ------------------------------------------------------------------------------ the cached decoder
+
+
+@pytest.fixture(scope="module")
+def t5():
+    from minillm.models import T5Config, T5ForConditionalGeneration
+
+    minillm.manual_seed(0)
+    model = T5ForConditionalGeneration(T5Config(vocab_size=20, d_model=16, d_kv=4, d_ff=16, num_layers=2,
+                                                num_heads=2, dropout_rate=0.0))
+    return model.eval()
+
+
+@pytest.mark.parametrize("past, new", [(1, 1), (1, 3), (2, 3), (3, 2)])
+def test_decoding_several_new_tokens_after_a_cache_equals_decoding_the_whole_prefix(t5, past, new):
+    # Each of the `new` positions must see the cached past and the new positions up to itself,
+    # never a later one: exactly the rows of the uncached, fully causal decode.
+    rng = np.random.default_rng(past * 10 + new)
+    src = rng.integers(2, 20, size=(2, 5))
+    tokens = rng.integers(2, 20, size=(2, past + new))
+    with minillm.no_grad():
+        encoded = t5.encode(src)
+        whole = t5.decode(tokens, encoded).data
+        caches = [{"self": {}, "cross": {}} for _ in t5.decoder.block]
+        t5.decode(tokens[:, :past], encoded, caches=caches, past_length=0)
+        step = t5.decode(tokens[:, past:], encoded, caches=caches, past_length=past).data
+    np.testing.assert_allclose(step, whole[:, past:], rtol=1e-4, atol=1e-5)
