@@ -13,7 +13,8 @@ Read in this order:
                       why N ranks on B/N examples each equal one process on B
     zero.py           ZeRO stage 1: each rank keeps AdamW's moments for its parameters only
     nccl.py           the same collectives on GPUs, over NCCL through CuPy
-    trainer_hooks.py  the few calls ``minillm.training.Trainer`` makes
+    trainer_hooks.py  DataParallel: the one object ``minillm.training.Trainer`` holds (a no-op in
+                      one process); the commands' ``run_command`` (an error on one rank ends all)
 
 One process without MPI is the default and needs no MPI installed: every collective of a
 one-rank world returns its input. docs/distributed.md is the long version, with measurements.

@@ -1,16 +1,20 @@
-"""The calls ``minillm.training.Trainer`` makes so that one loop trains on one process or on N.
+"""How training meets distribution: the one object the Trainer holds, and the calls the commands make.
 
-With one process every function here is the identity (or a no-op), so the Trainer reads as the
-single-process loop with a handful of calls at the places data parallelism touches:
+``DataParallel`` is everything ``minillm.training.Trainer`` asks of data parallelism. With one
+process every method returns its input or does nothing, so the Trainer reads as the
+single-process loop with a call at each place data parallelism touches:
 
-    start        same weights everywhere (broadcast), a different dropout stream per rank
+    start        every rank tokenized the same data; rank 0's weights everywhere (broadcast),
+                 a different dropout stream per rank (or, on resume, each rank's own saved one)
     each batch   this rank's share of the global batch (``DistributedSampler``)
     each step    the token count of the whole batch, gradients averaged after backward,
                  Ctrl-C on any rank stops every rank at the same step
     saving       only rank 0 writes; a sharded optimizer's state is first gathered to it;
                  the checkpoint holds every rank's random-number state, so resuming on the
                  same number of ranks is bit-identical (on another number it still works)
-    errors       an exception on one rank ends the job with the message shown, never a hang
+
+The commands (``minillm.cli``) use ``run_command`` (an exception on one rank ends the job with
+the message shown, never a hang), ``writes_here`` and ``is_main``.
 """
 from __future__ import annotations
 
@@ -20,40 +24,123 @@ import traceback
 
 from .. import backend
 from .communicator import get_world
-from .data_parallel import any_rank, average_gradients, broadcast_parameters, mean_over_ranks, sum_over_ranks
+from .data_parallel import any_rank, average_gradients, broadcast_parameters, mean_over_ranks
 from .sampler import DistributedSampler
 from .zero import ZeroRedundancyOptimizer
 
 RNG_KEY = "rng_state_by_rank"  # in the checkpoint's extra state
 
 
+class DataParallel:
+    """What the Trainer asks of data parallelism (MPI ranks, optionally ZeRO-1); a no-op in one process.
+
+    Args:
+        batch_size: the global batch; refused when it cannot give every rank an example.
+        shard_optimizer: keep each rank's share of the optimizer state only (ZeRO stage 1).
+
+    Attributes:
+        is_main: True on rank 0 (and without MPI): the rank that writes files and prints.
+    """
+
+    def __init__(self, batch_size: int, shard_optimizer: bool = False):
+        self.world = get_world()
+        self.sampler = DistributedSampler()
+        self.sampler.check_batch_size(batch_size)
+        self.shard_optimizer = shard_optimizer
+        self.is_main = self.world.rank == 0
+
+    def wrap_optimizer(self, optimizer):
+        """``optimizer`` itself, or wrapped in ZeRO-1 when sharding (a no-op wrapper on one rank)."""
+        return ZeroRedundancyOptimizer(optimizer) if self.shard_optimizer else optimizer
+
+    def start(self, model, seed: int, fingerprint: str, saved: dict | None = None) -> None:
+        """Before the first step (collective): same data on every rank, rank 0's weights everywhere,
+        and this rank's random stream: seed + rank, or, when resuming (``saved``: the checkpoint's
+        extra state), the rank's own saved state.
+
+        The data check: every rank reads and tokenizes the data itself, so different files, or a
+        tokenizer trained separately on each rank, would train the ranks on different examples
+        without any error; the ranks compare a hash of their examples (``fingerprint``).
+
+        On another number of ranks than the checkpoint's (or one saved without MPI) rank r keeps
+        the checkpoint's main state if r is 0, and seed-derived streams otherwise: training
+        continues correctly, but dropout draws differ from a run that never stopped, which no
+        N-independent scheme can avoid.
+        """
+        world = self.world
+        prints = world.all_gather_json(fingerprint) if world.size > 1 else [fingerprint]
+        if len(set(prints)) > 1:
+            raise ValueError(f"the ranks tokenized different training data (fingerprints by rank: {prints}); "
+                             f"every rank must read the same files with the same tokenizer (train a tokenizer "
+                             f"once and pass it with --tokenizer)")
+        by_rank = saved.pop(RNG_KEY, None) if saved is not None else None
+        if saved is None:
+            backend.manual_seed(seed + world.rank)
+        elif by_rank is not None and len(by_rank) == world.size:
+            backend.set_rng_state(by_rank[world.rank])
+        elif world.rank > 0:
+            backend.manual_seed(backend.get_rng_state()["seed"] + world.rank)
+        broadcast_parameters(model, world)
+
+    def shard(self, batch: list[int]) -> list[int]:
+        """This rank's examples of a global batch of example indices (all of them in one process)."""
+        return self.sampler.shard(batch)
+
+    def tokens_per_rank(self, local_tokens: int) -> float:
+        """What each micro-batch's token count is divided by: the step's tokens per rank (T / N).
+
+        One process: its own total T. N ranks: the mean over ranks, so that averaging the ranks'
+        gradients gives the gradient of the mean loss over all T tokens (see data_parallel.py).
+        """
+        world = self.world
+        return float(local_tokens) if world.size == 1 else mean_over_ranks(float(local_tokens), world)
+
+    def all_reduce(self, params, local_loss: float) -> float:
+        """Average the gradients over the ranks; returns the step's loss over the whole global batch."""
+        if self.world.size == 1:
+            return local_loss
+        average_gradients(params, self.world)
+        return mean_over_ranks(local_loss, self.world)
+
+    def should_stop(self, local_flag: bool) -> bool:
+        """Did any rank get Ctrl-C? Every rank gets the same answer, so all stop at the same step."""
+        return any_rank(local_flag) if self.world.size > 1 else bool(local_flag)
+
+    def before_save(self, optimizer, state: dict) -> bool:
+        """Prepare a checkpoint on every rank (collective); returns True on the rank that writes it.
+
+        A sharded optimizer gathers its state to rank 0, and every rank's RNG state is put into
+        ``state`` (the checkpoint's extra data), so each rank continues its own stream.
+        """
+        if isinstance(optimizer, ZeroRedundancyOptimizer):
+            optimizer.consolidate_state_dict(to=0)
+        if self.world.size > 1:
+            state[RNG_KEY] = self.world.all_gather_json(backend.get_rng_state())
+        else:
+            state.pop(RNG_KEY, None)
+        return self.is_main
+
+    def report_memory(self, optimizer, step: int, log) -> None:
+        """With ZeRO-1 (collective): log, and print on rank 0, each rank's optimizer bytes against plain DP's."""
+        report = optimizer_memory_report(optimizer)
+        if report is None:
+            return
+        log.write({"step": step, **report})
+        if self.is_main:
+            per_rank = ", ".join(f"{b / 2**20:.2f}" for b in report["optimizer_bytes_per_rank"])
+            print(f"ZeRO-1: optimizer state per rank {per_rank} MiB; plain data parallelism would keep "
+                  f"{report['optimizer_bytes_plain_dp'] / 2**20:.2f} MiB on every rank")
+
+
+def optimizer_memory_report(optimizer) -> dict | None:
+    """Per-rank optimizer-state bytes against plain data parallelism (collective), for ZeRO-1."""
+    return optimizer.memory_report() if isinstance(optimizer, ZeroRedundancyOptimizer) else None
+
+
+# ---------------------------------------------------------------------------------- for the commands
 def is_main() -> bool:
     """True on rank 0 (and without MPI): the rank that writes files and prints."""
     return get_world().rank == 0
-
-
-def check_batch_size(batch_size: int) -> DistributedSampler:
-    """The sampler of this rank; refuses a global batch smaller than the number of ranks."""
-    sampler = DistributedSampler()
-    sampler.check_batch_size(batch_size)
-    return sampler
-
-
-def check_same_data(fingerprint: str) -> None:
-    """Refuse to train when the ranks tokenized different data (a collective; nothing on one rank).
-
-    Every rank reads and tokenizes the data itself. Different files, or a tokenizer trained
-    separately on each rank and come out differently, would make the ranks train on
-    different examples without any error: this compares a hash of each rank's examples.
-    """
-    world = get_world()
-    if world.size == 1:
-        return
-    prints = world.all_gather_json(fingerprint)
-    if len(set(prints)) > 1:
-        raise ValueError(f"the ranks tokenized different training data (fingerprints by rank: {prints}); every "
-                         f"rank must read the same files with the same tokenizer (train a tokenizer once and "
-                         f"pass it with --tokenizer)")
 
 
 def writes_here() -> bool:
@@ -65,96 +152,6 @@ def writes_here() -> bool:
     world = get_world()
     world.barrier()
     return world.rank == 0
-
-
-def maybe_shard_optimizer(optimizer, shard: bool):
-    """``optimizer`` itself, or wrapped in ZeRO-1 when ``shard`` (a no-op wrapper on one rank)."""
-    return ZeroRedundancyOptimizer(optimizer) if shard else optimizer
-
-
-def start(model, seed: int) -> None:
-    """Seed this rank's dropout with seed + rank, and give every rank rank 0's weights."""
-    world = get_world()
-    backend.manual_seed(seed + world.rank)
-    broadcast_parameters(model, world)
-
-
-def token_divisor(local_tokens: int) -> float:
-    """What each micro-batch's token count is divided by: the step's tokens per rank (T / N).
-
-    One process: its own total T. N ranks: the mean over ranks, so that averaging the ranks'
-    gradients gives the gradient of the mean loss over all T tokens (see data_parallel.py).
-    """
-    world = get_world()
-    return float(local_tokens) if world.size == 1 else mean_over_ranks(float(local_tokens), world)
-
-
-def after_backward(params, local_loss: float) -> float:
-    """Average the gradients over the ranks; returns the step's loss over the whole global batch."""
-    world = get_world()
-    if world.size == 1:
-        return local_loss
-    average_gradients(params, world)
-    return mean_over_ranks(local_loss, world)
-
-
-def global_tokens(local_tokens: int) -> int:
-    """Tokens processed by all ranks together (for tokens/s)."""
-    return int(sum_over_ranks(local_tokens)) if get_world().size > 1 else int(local_tokens)
-
-
-def stop_requested(local_flag: bool) -> bool:
-    """Did any rank get Ctrl-C? Every rank gets the same answer, so all stop at the same step."""
-    return any_rank(local_flag) if get_world().size > 1 else bool(local_flag)
-
-
-def before_checkpoint(optimizer, state: dict) -> bool:
-    """Prepare a save on every rank; returns True on the rank that writes (rank 0).
-
-    Collective: a sharded optimizer gathers its state to rank 0, and every rank's RNG state is
-    put into ``state`` (the checkpoint's extra data), so each rank continues its own stream.
-    """
-    world = get_world()
-    if isinstance(optimizer, ZeroRedundancyOptimizer):
-        optimizer.consolidate_state_dict(to=0)
-    if world.size > 1:
-        state[RNG_KEY] = world.all_gather_json(backend.get_rng_state())
-    else:
-        state.pop(RNG_KEY, None)
-    return world.rank == 0
-
-
-def after_resume(state: dict, model) -> None:
-    """Each rank takes back its own RNG state when the checkpoint was saved on as many ranks.
-
-    On another number of ranks (or one saved without MPI) rank r keeps the checkpoint's main
-    state if r is 0, and seed-derived streams otherwise: training continues correctly, but
-    dropout draws differ from a run that never stopped, which no N-independent scheme can avoid.
-    """
-    world = get_world()
-    saved = state.pop(RNG_KEY, None)
-    if saved is not None and len(saved) == world.size:
-        backend.set_rng_state(saved[world.rank])
-    elif world.rank > 0:
-        backend.manual_seed(backend.get_rng_state()["seed"] + world.rank)
-    broadcast_parameters(model, world)
-
-
-def optimizer_memory_report(optimizer) -> dict | None:
-    """Per-rank optimizer-state bytes against plain data parallelism (collective), for ZeRO-1."""
-    return optimizer.memory_report() if isinstance(optimizer, ZeroRedundancyOptimizer) else None
-
-
-def report_optimizer_memory(optimizer, step: int, log) -> None:
-    """With ZeRO-1: log (and print, on rank 0) each rank's optimizer bytes against plain DP's."""
-    report = optimizer_memory_report(optimizer)
-    if report is None:
-        return
-    log.write({"step": step, **report})
-    if is_main():
-        per_rank = ", ".join(f"{b / 2**20:.2f}" for b in report["optimizer_bytes_per_rank"])
-        print(f"ZeRO-1: optimizer state per rank {per_rank} MiB; plain data parallelism would keep "
-              f"{report['optimizer_bytes_plain_dp'] / 2**20:.2f} MiB on every rank")
 
 
 USER_ERRORS = (FileNotFoundError, ValueError, KeyError)  # the CLI reports these as "error: ..." (code 2)

@@ -1,10 +1,11 @@
 """The training loop: a plain, explicit loop you can read top to bottom (as in nanoGPT).
 
-One optimizer step is:
+One optimizer step (``Trainer.optimizer_step``, one screen) is:
 
     for each of the gradient_accumulation_steps micro-batches:
-        loss = model(**batch).loss               # mean over this micro-batch's target tokens
+        loss = model(**batch).loss               # forward; mean over this micro-batch's target tokens
         (loss * n_tokens / N_tokens).backward()  # weights so the sum is the mean over all N tokens
+    average the gradients over the ranks         # only under mpiexec (``DataParallel``)
     clip the global gradient norm                # tames the rare exploding batch
     optimizer.step(); scheduler.step(); optimizer.zero_grad()
 
@@ -46,13 +47,15 @@ from tqdm.auto import tqdm
 
 from .. import backend
 from ..files import atomic_write_text
-from ..distributed import trainer_hooks as parallel
+from ..distributed.trainer_hooks import DataParallel, SilentLog
 from .checkpoint import clean_stale_temporaries, load_checkpoint, save_checkpoint
 from ..data.collate import Batcher, collate
 from ..optim import Adafactor, AdamW, clip_grad_norm_, get_scheduler
+from ..data.collate import as_record
+from ..evaluation.harness import generate_texts
 from ..evaluation.scoring import score_predictions
 from .arguments import NonFiniteLossError, TrainingArguments, TrainResult
-from .evaluation import as_record, count_target_tokens, evaluate_model, generate_texts
+from .evaluation import count_target_tokens, evaluate_model
 from .interrupt import DeferSigint
 from .log import StepMeter, TrainingLog
 from .resume import (ResumeMismatchError, apply_current_options, compare_options, data_fingerprint,
@@ -98,14 +101,14 @@ class Trainer:
             as_record(r) for r in eval_data]
 
         # Only parameters that require grad are optimized: PEFT freezes the base model this way.
-        trainable = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
-        if not trainable:
+        # Matrices first, then vectors (norms, biases): the order of the optimizer's two groups.
+        self.trainable = sorted((p for _, p in model.named_parameters() if p.requires_grad), key=lambda p: p.ndim < 2)
+        if not self.trainable:
             raise ValueError("Trainer: the model has no parameter with requires_grad=True")
-        self.sampler = parallel.check_batch_size(args.batch_size)  # this rank's share of each batch
-        self.optimizer = parallel.maybe_shard_optimizer(self._make_optimizer(trainable), args.shard_optimizer)
+        self.parallel = DataParallel(args.batch_size, args.shard_optimizer)  # does nothing in one process
+        self.optimizer = self.parallel.wrap_optimizer(self._make_optimizer())
         self._group_weight_decay = [group["weight_decay"] for group in self.optimizer.param_groups]
         self.data_fingerprint = data_fingerprint(self.train_batches.pairs)
-        parallel.check_same_data(self.data_fingerprint)  # under MPI: every rank has the same examples
         steps_per_epoch = len(self.train_batches) / args.gradient_accumulation_steps
         self.total_steps = args.max_steps or max(1, math.ceil(args.num_epochs * steps_per_epoch))
         self.scheduler = get_scheduler(args.lr_schedule, self.optimizer, num_warmup_steps=args.warmup_steps,
@@ -114,15 +117,15 @@ class Trainer:
         self.checkpoint_dir = os.path.join(out, "checkpoint")
         self.best_dir = os.path.join(out, "best")
         self.log = (TrainingLog(os.path.join(out, "log.jsonl"), os.path.join(out, "loss_curve.png"))
-                    if parallel.is_main() else parallel.SilentLog())  # only rank 0 writes files
+                    if self.parallel.is_main else SilentLog())  # only rank 0 writes files
         self._checkpoint_step: int | None = None  # step of the checkpoint on disk, for error messages
         self._last_metrics: dict = {}
 
-    def _make_optimizer(self, trainable):
+    def _make_optimizer(self):
         """AdamW or Adafactor over the trainable parameters; no weight decay on 1-D ones (norms)."""
         args = self.args
-        decay = [p for _, p in trainable if p.ndim >= 2]
-        no_decay = [p for _, p in trainable if p.ndim < 2]
+        decay = [p for p in self.trainable if p.ndim >= 2]
+        no_decay = [p for p in self.trainable if p.ndim < 2]
         groups = [{"params": decay, "weight_decay": args.weight_decay}]
         if no_decay:
             groups.append({"params": no_decay, "weight_decay": 0.0})
@@ -134,29 +137,49 @@ class Trainer:
         return AdamW(groups, lr=args.learning_rate)
 
     # ------------------------------------------------------------------ one step
-    def training_step(self, micro_batches: list[dict], step: int) -> float:
-        """Forward and backward over the micro-batches of one optimizer step; returns the mean loss.
+    def optimizer_step(self, micro_batches: list, step: int, update: bool = True) -> dict:
+        """One optimizer step: forward -> loss -> backward -> all-reduce -> clip -> optimizer -> schedule.
 
-        Each micro-batch's loss is a mean over its own target tokens, so it is weighted by
-        n_i / N (N = tokens in all micro-batches): the summed gradient is then exactly the gradient
-        of the mean over all N tokens, as if the micro-batches were one big batch.
+        Each micro-batch's loss is a mean over its own target tokens, so it is weighted by n_i / N
+        (N: the step's target tokens, per rank under MPI): the summed gradient is then exactly the
+        gradient of the mean over all N tokens, as if the micro-batches were one big batch. A
+        nan/inf loss, gradient norm or learning rate stops the run before any weight changes.
+        ``update=False`` stops once the gradients are in ``p.grad`` (``training_step``).
+        Returns ``{"loss", "lr", "grad_norm"}``, the loss over the whole (global) batch.
         """
-        # On N ranks: N = tokens per rank of the global batch, and gradients are averaged after.
-        total_tokens = parallel.token_divisor(sum(count_target_tokens(b) for b in micro_batches if b is not None))
+        batches = [b for b in micro_batches if b is not None]  # None: this rank's share is empty
+        n_tokens = self.parallel.tokens_per_rank(sum(count_target_tokens(b) for b in batches))
         mean_loss = 0.0
-        for batch in (b for b in micro_batches if b is not None):  # None: this rank's share is empty
-            loss = self.model(**batch).loss
+        for batch in batches:
+            loss = self.model(**batch).loss                                 # forward, loss
             value = float(loss.data)
-            if not math.isfinite(value):
-                self._stop_on_nonfinite(f"loss is {value}", step)
-            weight = count_target_tokens(batch) / total_tokens
-            (loss * weight).backward()
+            self._stop_unless(math.isfinite(value), f"loss is {value}", step)
+            weight = count_target_tokens(batch) / n_tokens
+            (loss * weight).backward()                                      # backward
             mean_loss += value * weight
-        trainable = [p for group in self.optimizer.param_groups for p in group["params"]]
-        return parallel.after_backward(trainable, mean_loss)
+        mean_loss = self.parallel.all_reduce(self.trainable, mean_loss)     # average over ranks
+        if not update:
+            return {"loss": mean_loss}
+        grad_norm = clip_grad_norm_(self.trainable, self.args.max_grad_norm or float("inf"))  # clip
+        self._stop_unless(math.isfinite(grad_norm), f"gradient norm is {grad_norm}", step)
+        lr = self.optimizer.param_groups[0]["lr"]  # the lr this step uses
+        self._stop_unless(math.isfinite(lr) and lr >= 0, f"learning rate is {lr}", step)
+        self.optimizer.step()                                               # update
+        self.scheduler.step()                                               # schedule
+        self.optimizer.zero_grad()
+        return {"loss": mean_loss, "lr": lr, "grad_norm": grad_norm}
 
-    def _stop_on_nonfinite(self, what: str, step: int):
-        """Raise NonFiniteLossError naming the step and the last good checkpoint (left untouched)."""
+    def training_step(self, micro_batches: list[dict], step: int) -> float:
+        """Forward and backward over one step's micro-batches, no update; returns the mean loss.
+
+        The first half of ``optimizer_step``: the gradients are left in ``p.grad`` to inspect.
+        """
+        return self.optimizer_step(micro_batches, step, update=False)["loss"]
+
+    def _stop_unless(self, ok: bool, what: str, step: int) -> None:
+        """Unless ``ok``: raise NonFiniteLossError naming the step and the last good checkpoint (untouched)."""
+        if ok:
+            return
         saved = os.path.isdir(self.checkpoint_dir)
         lower = self.args.learning_rate / 10
         where = (f"the last good checkpoint is {self.checkpoint_dir} (step {self._checkpoint_step}); "
@@ -173,13 +196,13 @@ class Trainer:
         """Yield (epoch, next_index, batch) from position (epoch, index) on, epoch after epoch.
 
         Epoch e is shuffled with seed + e, so a position (e, i) names the same batch in every
-        run; that is what makes resuming exact.
+        run; that is what makes resuming exact. Under MPI, ``batch`` is this rank's share.
         """
         while True:
             self.train_batches.set_epoch(epoch)
             order = self.train_batches.batch_indices()
             for i in range(index, len(order)):
-                pairs = [self.train_batches.pairs[j] for j in self.sampler.shard(order[i])]
+                pairs = [self.train_batches.pairs[j] for j in self.parallel.shard(order[i])]
                 yield epoch, i + 1, collate(pairs, self.train_batches.pad_id) if pairs else None
             epoch, index = epoch + 1, 0
 
@@ -187,10 +210,11 @@ class Trainer:
     def train(self, resume_from: str | None = None) -> TrainResult:
         """Run until ``total_steps``; returns a TrainResult (``interrupted`` after Ctrl-C).
 
-        The loop, as the module docstring states it::
+        The loop::
 
             start (or resume) the run
-            until total_steps: one optimizer step, then its bookkeeping (log, eval, checkpoint)
+            until total_steps: draw the step's micro-batches, one optimizer step, its bookkeeping
+                               (progress, log, eval, checkpoint, callbacks); stop on Ctrl-C
             finish: final evaluation, checkpoint and model
 
         Args:
@@ -205,30 +229,29 @@ class Trainer:
         """
         state = self._start(resume_from)
         stream = self._micro_batches(state["epoch"], state["batch_index"])
-        meter = StepMeter()
-        sigint = DeferSigint()
-        progress = tqdm(total=self.total_steps, initial=state["step"], desc="train",
-                        disable=not (self.args.progress and parallel.is_main()), dynamic_ncols=True)
+        meter, sigint, progress = StepMeter(), DeferSigint(), self._progress_bar(state["step"])
         self.model.train()
         try:
             with sigint:
                 while state["step"] < self.total_steps:
-                    logs = self._optimizer_step(state, stream, meter)
-                    self._bookkeeping(state, logs, progress)
-                    if parallel.stop_requested(sigint.requested):  # Ctrl-C on any rank stops all
+                    started = time.perf_counter()
+                    drawn = [next(stream) for _ in range(self.args.gradient_accumulation_steps)]
+                    logs = self.optimizer_step([batch for _, _, batch in drawn], state["step"] + 1)
+                    self._bookkeeping(state, drawn, logs, meter, time.perf_counter() - started, progress)
+                    if self.parallel.should_stop(sigint.requested):  # Ctrl-C on any rank stops all
                         raise KeyboardInterrupt
         except KeyboardInterrupt:
             if sigint.forced:
                 raise
-            progress.close()
-            self._save_checkpoint(state)
-            tqdm.write(f"interrupted: saved a checkpoint at step {state['step']} in {self.checkpoint_dir}; "
-                       f"resume with resume_from={self.checkpoint_dir!r}")
-            return self._result(state, meter, {}, interrupted=True)
+            return self._interrupted(state, meter, progress)
         finally:
             progress.close()
             self.log.plot()
         return self._finish(state, meter)
+
+    def _progress_bar(self, step: int):
+        return tqdm(total=self.total_steps, initial=step, desc="train",
+                    disable=not (self.args.progress and self.parallel.is_main), dynamic_ncols=True)
 
     def _start(self, resume_from: str | None) -> dict:
         """Prepare the run directory and the loop's state: fresh, or restored from a checkpoint.
@@ -238,14 +261,14 @@ class Trainer:
         resumed log averages the same.
         """
         args = self.args
-        if parallel.is_main():
+        if self.parallel.is_main:
             os.makedirs(args.output_dir, exist_ok=True)
             for name in clean_stale_temporaries(args.output_dir):
                 tqdm.write(f"removed {name}, left in {args.output_dir} by an interrupted save")
         state = {"step": 0, "epoch": 0, "batch_index": 0, "best_metric": None, "best_step": None,
                  "last_eval_step": None, "loss_window": [], "training_args": recorded_options(self.args),
                  "data_fingerprint": self.data_fingerprint}
-        changed = {}
+        changed, saved = {}, None
         if resume_from is not None:
             loaded = load_checkpoint(resume_from, self.model, self.optimizer)
             saved = loaded["extra"]
@@ -258,10 +281,8 @@ class Trainer:
             apply_current_options(self.optimizer, self.scheduler, self.args.learning_rate,
                                   self._group_weight_decay, state["step"])
             self._checkpoint_step = state["step"]
-            parallel.after_resume(saved, self.model)  # each rank's own RNG state, rank 0's weights
-        else:
-            parallel.start(self.model, args.seed)  # seeds dropout (seed + rank); rank 0's weights everywhere
-        if parallel.is_main():  # written only now: a refused resume leaves the run directory as it was
+        self.parallel.start(self.model, args.seed, self.data_fingerprint, saved)  # weights, RNG per rank
+        if self.parallel.is_main:  # written only now: a refused resume leaves the run directory as it was
             args.save(os.path.join(args.output_dir, "training_args.json"))
             if self.tokenizer is not None:
                 self.tokenizer.save(args.output_dir)
@@ -270,39 +291,20 @@ class Trainer:
             report_resume(self.log, resume_from, state["step"], changed)
         return state
 
-    def _optimizer_step(self, state: dict, stream, meter: StepMeter) -> dict:
-        """One optimizer step: forward/backward on its micro-batches, clip, update; returns its logs."""
+    def _bookkeeping(self, state: dict, drawn: list, logs: dict, meter: StepMeter, seconds: float,
+                     progress) -> None:
+        """After a step: its position and speed, progress bar, log line, evaluation, checkpoint, callbacks."""
         args = self.args
         step = state["step"] + 1
-        started = time.perf_counter()
-        drawn = [next(stream) for _ in range(args.gradient_accumulation_steps)]
-        batches = [batch for _, _, batch in drawn]
-        loss = self.training_step(batches, step)
-        trainable = [p for group in self.optimizer.param_groups for p in group["params"]]
-        grad_norm = clip_grad_norm_(trainable, args.max_grad_norm if args.max_grad_norm > 0 else float("inf"))
-        if not math.isfinite(grad_norm):
-            self._stop_on_nonfinite(f"gradient norm is {grad_norm}", step)
-        lr = self.optimizer.param_groups[0]["lr"]  # the lr this step uses
-        if not (math.isfinite(lr) and lr >= 0):
-            self._stop_on_nonfinite(f"learning rate is {lr}", step)
-        self.optimizer.step()
-        self.scheduler.step()
-        self.optimizer.zero_grad()
         state.update(step=step, epoch=drawn[-1][0], batch_index=drawn[-1][1])
-        tokens_per_sec = meter.add(loss, [b for b in batches if b is not None], time.perf_counter() - started)
+        tokens_per_sec = meter.add(logs["loss"], [b for _, _, b in drawn if b is not None], seconds)
         if step == 1:
-            parallel.report_optimizer_memory(self.optimizer, step, self.log)  # ZeRO-1 only
-        return {"step": step, "epoch": state["epoch"], "loss": loss, "lr": lr, "grad_norm": grad_norm,
-                "tokens_per_sec": tokens_per_sec}
-
-    def _bookkeeping(self, state: dict, logs: dict, progress) -> None:
-        """After a step: progress bar, log line, evaluation, checkpoint, callbacks."""
-        args, step = self.args, logs["step"]
+            self.parallel.report_memory(self.optimizer, step, self.log)  # ZeRO-1 only
+        logs = {"step": step, "epoch": state["epoch"], **logs, "tokens_per_sec": tokens_per_sec}
         window = state["loss_window"]
         window.append(logs["loss"])
         progress.update(1)
-        progress.set_postfix(loss=f"{logs['loss']:.4f}", lr=f"{logs['lr']:.2e}",
-                             tok_s=f"{logs['tokens_per_sec']:.0f}")
+        progress.set_postfix(loss=f"{logs['loss']:.4f}", lr=f"{logs['lr']:.2e}", tok_s=f"{tokens_per_sec:.0f}")
         if (args.log_every and step % args.log_every == 0) or step == self.total_steps:
             self.log.write({**logs, "loss": sum(window) / len(window)})
             window.clear()
@@ -312,6 +314,14 @@ class Trainer:
             self._save_checkpoint(state)
         for callback in self.callbacks:
             callback(self, step, logs)
+
+    def _interrupted(self, state: dict, meter: StepMeter, progress) -> TrainResult:
+        """After Ctrl-C: save a checkpoint and say how to resume."""
+        progress.close()
+        self._save_checkpoint(state)
+        tqdm.write(f"interrupted: saved a checkpoint at step {state['step']} in {self.checkpoint_dir}; "
+                   f"resume with resume_from={self.checkpoint_dir!r}")
+        return self._result(state, meter, {}, interrupted=True)
 
     def _finish(self, state: dict, meter: StepMeter) -> TrainResult:
         """The end of a run: a last evaluation (unless this step had one), checkpoint, final model."""
@@ -337,7 +347,7 @@ class Trainer:
                 raise NonFiniteLossError(f"parameter {name} is not finite at step {state['step']}; "
                                          f"the checkpoint in {self.checkpoint_dir} was kept as it was",
                                          state["step"], self.checkpoint_dir)
-        if not parallel.before_checkpoint(self.optimizer, state):  # collective; then rank 0 writes
+        if not self.parallel.before_save(self.optimizer, state):  # collective; then rank 0 writes
             return
         extra = {k: v for k, v in state.items() if k != "step"}
         save_checkpoint(self.checkpoint_dir, self.model, self.optimizer, self.scheduler, step=state["step"],
@@ -346,7 +356,7 @@ class Trainer:
 
     def _save_model(self, directory: str) -> None:
         """The model in its own format: ``save_pretrained`` when it has one, else a checkpoint."""
-        if not parallel.is_main():
+        if not self.parallel.is_main:
             return
         if hasattr(self.model, "save_pretrained"):
             self.model.save_pretrained(directory)
@@ -355,7 +365,7 @@ class Trainer:
 
     def _evaluate_and_keep_best(self, state: dict) -> dict:
         """Evaluate, log, and save the model to ``best/`` if ``metric_for_best`` improved."""
-        if not parallel.is_main():  # rank 0 evaluates; the others wait for it at the next step
+        if not self.parallel.is_main:  # rank 0 evaluates; the others wait for it at the next step
             return {}
         metrics = self._last_metrics = self.evaluate()
         state["last_eval_step"] = state["step"]
@@ -388,7 +398,7 @@ class Trainer:
                               args.eval_max_new_tokens, args.eval_batch_size, limit, self.metric)
 
     def predict(self, prompts: list[str]) -> list[str]:
-        """Greedy generations for ``prompts``, in order (see ``training.evaluation.generate_texts``)."""
+        """Greedy generations for ``prompts``, in order (see ``evaluation.harness.generate_texts``)."""
         args = self.args
         return generate_texts(self.model, self.tokenizer, prompts, args.max_source_length,
                               args.eval_max_new_tokens, args.eval_batch_size)
