@@ -16,6 +16,7 @@ first-order training only, so it never differentiates a gradient again.
 from __future__ import annotations
 
 import contextlib
+import operator
 import threading
 
 import numpy as np
@@ -72,6 +73,44 @@ def _as_array(value, dtype=None, like=None):
     if dtype is None and array.dtype == np.float64:
         array = array.astype(DEFAULT_DTYPE)
     return array
+
+
+# ---------------------------------------------------------------------- the ops behind the operators
+# Tensor's Python operators (x + y, x @ y, x.sum()...) call the functions of minillm/ops. Those
+# import this file (for Tensor and Function), so this file does not import them back: when
+# minillm/ops/__init__.py has loaded, it hands itself over once with ``attach_ops``.
+_ops = None
+
+
+def attach_ops(module) -> None:
+    """Give Tensor's operators the functions they call: ``minillm.ops``, passed by itself on import."""
+    global _ops
+    _ops = module
+
+
+def _op_method(name: str):
+    """A Tensor method calling ``minillm.ops.<name>(self, ...)``: ``x.sum(axis=1)`` is ``ops.sum(x, axis=1)``."""
+    def method(self, *args, **kwargs):
+        return getattr(_ops, name)(self, *args, **kwargs)
+    method.__name__ = method.__qualname__ = name
+    method.__doc__ = f"``minillm.ops.{name}(self, ...)``"
+    return method
+
+
+def _reflected_op(name: str):
+    """The right-hand operator (``2 - x`` is ``x.__rsub__(2)``): ``minillm.ops.<name>(other, self)``."""
+    def method(self, other):
+        return getattr(_ops, name)(other, self)
+    method.__doc__ = f"``minillm.ops.{name}(other, self)``"
+    return method
+
+
+def _comparison(compare):
+    """A comparison on the data: a boolean Tensor with no gradient (comparisons are flat)."""
+    def method(self, other):
+        return Tensor(compare(self.data, other.data if isinstance(other, Tensor) else other))
+    method.__doc__ = f"``{compare.__name__}`` elementwise, as a boolean Tensor (no graph)."
+    return method
 
 
 class Tensor:
@@ -223,8 +262,29 @@ class Tensor:
                 fn.release()
 
     # ------------------------------------------------------------------ Python operators
-    # The op implementations live in minillm/ops; these thin methods are attached there
-    # (see minillm/ops/__init__.py) so that this file holds only the engine.
+    # Each calls its function in minillm/ops (see ``attach_ops`` above for why not by import).
+    __add__, __radd__ = _op_method("add"), _reflected_op("add")
+    __sub__, __rsub__ = _op_method("sub"), _reflected_op("sub")
+    __mul__, __rmul__ = _op_method("mul"), _reflected_op("mul")
+    __truediv__, __rtruediv__ = _op_method("div"), _reflected_op("div")
+    __pow__, __rpow__ = _op_method("pow"), _reflected_op("pow")
+    __matmul__, __rmatmul__ = _op_method("matmul"), _reflected_op("matmul")
+    __neg__ = _op_method("neg")
+    __getitem__ = _op_method("getitem")
+    __lt__, __le__, __gt__, __ge__ = map(_comparison, (operator.lt, operator.le, operator.gt, operator.ge))
+    eq, ne = _comparison(operator.eq), _comparison(operator.ne)
+    exp, log, sqrt, tanh, sigmoid, relu, gelu, clip = map(
+        _op_method, ("exp", "log", "sqrt", "tanh", "sigmoid", "relu", "gelu", "clip"))
+    sum, mean, max, var, logsumexp, softmax, log_softmax = map(
+        _op_method, ("sum", "mean", "max", "var", "logsumexp", "softmax", "log_softmax"))
+    reshape, transpose, permute, broadcast_to, split, matmul = map(
+        _op_method, ("reshape", "transpose", "permute", "broadcast_to", "split", "matmul"))
+    view = reshape
+
+    @property
+    def T(self) -> "Tensor":
+        """The transpose: the axes in reverse order."""
+        return _ops.permute(self, tuple(reversed(range(self.ndim))))
 
 
 def _topological_order(root: Tensor) -> list[Tensor]:

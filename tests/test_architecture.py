@@ -105,3 +105,20 @@ def test_one_linear_fast_path_parameterized_by_its_gemm():
         assert issubclass(linear, GemmLinear)
         assert (linear.forward, linear.backward) == (GemmLinear.forward, GemmLinear.backward), linear
     assert cpu_linalg.ThreadedLinear.gemm is cpu_linalg.gemm
+
+
+def test_tensor_operators_are_written_in_tensor_and_nothing_attaches_more():
+    source = (PACKAGE / "autograd.py").read_text()
+    tensor = next(node for node in ast.parse(source).body if isinstance(node, ast.ClassDef) and node.name == "Tensor")
+    written = {target.id for node in tensor.body if isinstance(node, ast.Assign) for target in node.targets
+               if isinstance(target, ast.Name)}
+    written |= {elt.id for node in tensor.body if isinstance(node, ast.Assign) for target in node.targets
+                if isinstance(target, ast.Tuple) for elt in target.elts}
+    written |= {node.name for node in tensor.body if isinstance(node, ast.FunctionDef)}
+    for name in ("__add__", "__radd__", "__matmul__", "__getitem__", "__lt__", "sum", "reshape", "view", "T"):
+        assert name in written, name
+    attaching = [f"{name}: {node.targets[0].value.id}.{node.targets[0].attr}"
+                 for name, path in MODULES.items() for node in ast.walk(ast.parse(path.read_text()))
+                 if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Attribute)
+                 and isinstance(node.targets[0].value, ast.Name) and node.targets[0].value.id in ("Tensor", "T")]
+    assert attaching == []

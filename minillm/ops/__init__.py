@@ -1,4 +1,4 @@
-"""Differentiable ops, one file per family, and the Tensor methods that call them.
+"""Differentiable ops, one file per family; Tensor's operators (``x + y``, ``x.sum()``) call them.
 
     elementwise.py  add sub mul div neg pow exp log sqrt tanh sigmoid relu where maximum minimum clip
     gelu.py         gelu gated_gelu
@@ -14,7 +14,9 @@
 Every op here is its reference formula (docs/gradients.md), written on whole arrays. Faster
 versions of some ops live in ``minillm/fast/`` and are proven equal by tests/test_fast_vs_reference.py.
 """
-from ..autograd import Tensor
+import sys
+
+from ..autograd import attach_ops
 from .elementwise import (add, clip, div, exp, log, maximum, minimum, mul, neg, pow, relu, sigmoid, sqrt,
                           sub, sum_to, tanh, where)
 from .gelu import gated_gelu, gelu
@@ -38,45 +40,4 @@ __all__ = [
 ]
 
 
-def _compare(op):
-    def method(self, other):
-        other = other.data if isinstance(other, Tensor) else other
-        return Tensor(op(self.data, other))
-    return method
-
-
-def _attach_tensor_methods():
-    """Give Tensor its Python operators and method forms (``x + y``, ``x.sum()``, ``x.T``...)."""
-    T = Tensor
-    T.__add__ = lambda a, b: add(a, b)
-    T.__radd__ = lambda a, b: add(b, a)
-    T.__sub__ = lambda a, b: sub(a, b)
-    T.__rsub__ = lambda a, b: sub(b, a)
-    T.__mul__ = lambda a, b: mul(a, b)
-    T.__rmul__ = lambda a, b: mul(b, a)
-    T.__truediv__ = lambda a, b: div(a, b)
-    T.__rtruediv__ = lambda a, b: div(b, a)
-    T.__neg__ = lambda a: neg(a)
-    T.__pow__ = lambda a, b: pow(a, b)
-    T.__rpow__ = lambda a, b: pow(b, a)
-    T.__matmul__ = lambda a, b: matmul(a, b)
-    T.__rmatmul__ = lambda a, b: matmul(b, a)
-    T.__getitem__ = lambda a, index: getitem(a, index)
-    T.__lt__ = _compare(lambda x, y: x < y)
-    T.__le__ = _compare(lambda x, y: x <= y)
-    T.__gt__ = _compare(lambda x, y: x > y)
-    T.__ge__ = _compare(lambda x, y: x >= y)
-    T.eq = _compare(lambda x, y: x == y)
-    T.ne = _compare(lambda x, y: x != y)
-    T.T = property(lambda a: permute(a, tuple(reversed(range(a.ndim)))))
-    for name, fn in [("exp", exp), ("log", log), ("sqrt", sqrt), ("tanh", tanh),
-                     ("sigmoid", sigmoid), ("relu", relu), ("gelu", gelu), ("sum", sum),
-                     ("mean", mean), ("max", max), ("var", var), ("logsumexp", logsumexp),
-                     ("reshape", reshape), ("transpose", transpose), ("permute", permute),
-                     ("broadcast_to", broadcast_to), ("clip", clip), ("softmax", softmax),
-                     ("log_softmax", log_softmax), ("matmul", matmul), ("split", split)]:
-        setattr(T, name, fn)
-    T.view = reshape
-
-
-_attach_tensor_methods()
+attach_ops(sys.modules[__name__])  # Tensor's operators (autograd.py, "Python operators") call these functions
