@@ -122,3 +122,19 @@ def test_tensor_operators_are_written_in_tensor_and_nothing_attaches_more():
                  if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Attribute)
                  and isinstance(node.targets[0].value, ast.Name) and node.targets[0].value.id in ("Tensor", "T")]
     assert attaching == []
+
+
+def _long_functions(package, limit):
+    found = []
+    for path in sorted((PACKAGE / package).rglob("*.py")) if (PACKAGE / package).is_dir() else [PACKAGE / package]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            length = getattr(node, "end_lineno", 0) - getattr(node, "lineno", 0) + 1
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and length > limit:
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} is {length} lines")
+    return found
+
+
+@pytest.mark.parametrize("package, limit", [("ops", 40), ("nn", 40), ("models", 40), ("optim", 40), ("peft", 40),
+                                            ("fast", 60), ("autograd.py", 60), ("backend.py", 60)])
+def test_functions_are_short_enough_to_see_whole(package, limit):
+    assert _long_functions(package, limit) == []

@@ -32,14 +32,7 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
     if not grads:
         return 0.0
     norm_type = float(norm_type)
-    if norm_type == math.inf:
-        total_norm = max(float(abs(g).max()) for g in grads)
-    elif norm_type == 2.0:
-        # Σ g² per array as a dot product: one pass, no g² temporary.
-        total_norm = math.sqrt(sum(float(g.reshape(-1) @ g.reshape(-1)) for g in grads))
-    else:
-        xp = backend.get_array_module(grads[0])
-        total_norm = sum(float(xp.sum(abs(g) ** norm_type)) for g in grads) ** (1.0 / norm_type)
+    total_norm = global_norm(grads, norm_type)
     if error_if_nonfinite and not math.isfinite(total_norm):
         raise RuntimeError(f"clip_grad_norm_: the total norm of order {norm_type} of the gradients is "
                            f"{total_norm}; set error_if_nonfinite=False to clip anyway")
@@ -48,3 +41,14 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
         for g in grads:
             g *= clip_coef
     return total_norm
+
+
+def global_norm(arrays, norm_type: float = 2.0) -> float:
+    """(Σ_arrays Σ_i |a_i|^q)^(1/q) of all ``arrays`` as one long vector (q = inf: the largest |a_i|)."""
+    if norm_type == math.inf:
+        return max(float(abs(a).max()) for a in arrays)
+    if norm_type == 2.0:
+        # Σ a² per array as a dot product: one pass, no a² temporary.
+        return math.sqrt(sum(float(a.reshape(-1) @ a.reshape(-1)) for a in arrays))
+    xp = backend.get_array_module(arrays[0])
+    return sum(float(xp.sum(abs(a) ** norm_type)) for a in arrays) ** (1.0 / norm_type)
