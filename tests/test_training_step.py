@@ -168,3 +168,16 @@ def test_in_one_process_every_method_of_the_object_does_nothing(tmp_path, tokeni
     parallel.start(trainer.model, seed=11, fingerprint="x")  # a fresh run: seed + rank 0
     assert all(np.array_equal(weights[k], v) for k, v in trainer.model.state_dict().items())
     assert minillm.backend.get_rng_state()["seed"] == 11
+
+
+def test_one_module_is_named_evaluation_and_the_trainer_imports_from_where_things_are_defined():
+    import importlib.util
+
+    from minillm.evaluation import held_out
+
+    assert importlib.util.find_spec("minillm.training.evaluation") is None
+    for name in ("as_record", "generate_texts", "evaluate_model", "count_target_tokens"):
+        defined_in = getattr(trainer_module, name).__module__
+        assert defined_in != "minillm.training.evaluation", name
+    assert held_out.evaluate_model.__module__ == "minillm.evaluation.held_out"
+    assert trainer_module.count_target_tokens({"labels": np.array([[4, -100, 7], [-100, -100, 2]])}) == 3

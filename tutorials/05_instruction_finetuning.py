@@ -50,7 +50,7 @@ from minillm.data import DataError, Record, format_example, get_task, load_jsonl
 from minillm.data.tasks_lexicon import NAMES  # noqa: E402
 from minillm.metrics import corpus_bleu, corpus_rouge, rouge_score  # noqa: E402
 from minillm.training.trainer import Trainer  # noqa: E402
-from minillm.training.evaluation import generate_texts  # noqa: E402
+from minillm.evaluation.harness import generate_texts  # noqa: E402
 from _toy import MAX_SOURCE_LENGTH, MAX_TARGET_LENGTH, load_toy_t5, toy_training_args  # noqa: E402
 
 minillm.manual_seed(0)

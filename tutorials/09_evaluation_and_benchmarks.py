@@ -51,7 +51,7 @@ import minillm  # noqa: E402
 from minillm.data import format_example, get_task  # noqa: E402
 from minillm.evaluation import helm_report, run_mini_glue  # noqa: E402
 from minillm.metrics import corpus_bleu, rouge_score, sentence_bleu, tokenize_13a  # noqa: E402
-from minillm.training.evaluation import generate_texts  # noqa: E402
+from minillm.evaluation.harness import generate_texts  # noqa: E402
 from _toy import load_toy_t5  # noqa: E402
 
 minillm.manual_seed(0)

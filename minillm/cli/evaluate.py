@@ -16,7 +16,7 @@ import json
 import sys
 
 from ..data import load_prompt_completion
-from ..training.evaluation import evaluate_model
+from ..evaluation.held_out import evaluate_model
 from .command import new_parser, run
 from .folders import UsageError, check_writable_file, load_model
 from .options import add_common_arguments

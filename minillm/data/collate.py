@@ -54,6 +54,11 @@ class TruncationReport:
                 f"{self.longest_source} / {self.longest_target} tokens)")
 
 
+def count_target_tokens(batch: dict) -> int:
+    """Tokens a batch's loss is averaged over: the labels that are not -100 (padding)."""
+    return int((np.asarray(batch["labels"]) != IGNORE_INDEX).sum())
+
+
 def as_record(r) -> Record:
     """Accept a Record, a (prompt, completion[, task]) tuple or a dict with those keys."""
     if isinstance(r, dict):

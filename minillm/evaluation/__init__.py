@@ -8,6 +8,8 @@
     helm.py          HELM-style report: accuracy, calibration, robustness, efficiency
     forgetting.py    the forgetting matrix R[stage][task] and backward transfer
     scoring.py       per-task scores of generated text (ROUGE, BLEU, accuracy, exact match)
+    held_out.py      eval loss and generated-text metrics on held-out records (the Trainer's
+                     periodic evaluation, ``minillm evaluate --data``)
 """
 from .forgetting import ForgettingMatrix, backward_transfer
 from .glue_loaders import GLUE_SPECS, GlueSpec, load_glue_task, read_examples, t5_render

@@ -49,13 +49,12 @@ from .. import backend
 from ..files import atomic_write_text
 from ..distributed.trainer_hooks import DataParallel, SilentLog
 from .checkpoint import clean_stale_temporaries, load_checkpoint, save_checkpoint
-from ..data.collate import Batcher, collate
+from ..data.collate import Batcher, as_record, collate, count_target_tokens
 from ..optim import Adafactor, AdamW, clip_grad_norm_, get_scheduler
-from ..data.collate import as_record
 from ..evaluation.harness import generate_texts
+from ..evaluation.held_out import evaluate_model
 from ..evaluation.scoring import score_predictions
 from .arguments import NonFiniteLossError, TrainingArguments, TrainResult
-from .evaluation import count_target_tokens, evaluate_model
 from .interrupt import DeferSigint
 from .log import StepMeter, TrainingLog
 from .resume import (ResumeMismatchError, apply_current_options, compare_options, data_fingerprint,

@@ -1,4 +1,4 @@
-"""Evaluation during (and after) training: the loss on held-out data, and metrics on generated text.
+"""A model on held-out records: the eval loss, and metrics on the text it generates.
 
 Two numbers answer different questions:
 
@@ -9,24 +9,17 @@ Two numbers answer different questions:
   It is what users care about, but generation is slow, so only a sample is scored.
 
 These functions need only a model with ``forward(**batch).loss`` and
-``generate(input_ids, attention_mask, max_new_tokens=...)``, so they serve the Trainer, the
-quickstart and ``minillm evaluate`` alike.
+``generate(input_ids, attention_mask, max_new_tokens=...)``, so they serve the Trainer's periodic
+evaluation, the quickstart and ``minillm evaluate --data`` alike.
 """
 from __future__ import annotations
 
-import numpy as np
-
 from ..autograd import no_grad
-from ..data.collate import IGNORE_INDEX, Batcher, as_record
-from ..evaluation.harness import generate_texts
-from ..evaluation.scoring import score_predictions
+from ..data.collate import Batcher, as_record, count_target_tokens
+from .harness import generate_texts
+from .scoring import score_predictions
 
-__all__ = ["as_record", "count_target_tokens", "mean_loss", "generate_texts", "evaluate_model"]
-
-
-def count_target_tokens(batch: dict) -> int:
-    """Tokens the loss is averaged over: the labels that are not -100 (padding)."""
-    return int((np.asarray(batch["labels"]) != IGNORE_INDEX).sum())
+__all__ = ["mean_loss", "evaluate_model"]
 
 
 def mean_loss(model, batches) -> float:
