@@ -13,6 +13,13 @@ input: the model has to reorder, combine, compute or judge.
     antonym           sentence -> same sentence with the opposite adjective (held out)
     reverse_words     sentence -> its words in reverse order               (held out)
 
+and three tasks of the course base (``minillm.course``), which replace two that a model of a few
+million parameters does not learn in minutes (the model card, ``docs/base_model.md``, says why):
+
+    news_summary      short news report -> one-sentence summary           (ROUGE)
+    same_plan         two plans -> "yes" / "no" (a "no" differs in every detail) (accuracy)
+    word_problem      word problem with numbers up to 10 -> digits         (accuracy)
+
 Splits. An example belongs to train, validation or test according to a hash of its *inputs*,
 not of the seed, so the three splits are disjoint for every seed: the same question can never
 appear in both train and test.
@@ -22,6 +29,7 @@ An example is a plain dict: the task's input fields plus "target", e.g.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import random
 from typing import Callable
@@ -103,6 +111,55 @@ def make_dialogue(rng: random.Random) -> dict:
     if rng.random() < 0.4:  # small talk the summary must ignore
         turns = [(a, f"Hello {b}, how are you?"), (b, f"Fine, thanks, {a}.")] + turns
     return {"dialogue": "\n".join(f"{who}: {text}" for who, text in turns), "target": summary}
+
+
+# ----------------------------------------------------------------------------- news reports
+def _news_game(rng):
+    home, away = _pair(rng, L.TEAMS)
+    day, n = rng.choice(L.DAYS), L.NUMBER_WORDS[rng.randint(2, 9)]
+    winner, loser = (home, away) if rng.random() < 0.5 else (away, home)
+    sentences = [f"The {home} played the {away} on {day}.", f"The {winner} won by {n} points.",
+                 f"{rng.choice(L.NAMES)} scored the last goal."]
+    return sentences, f"The {winner} beat the {loser} by {n} points on {day}."
+
+
+def _news_opening(rng):
+    name, shop, place, day = rng.choice(L.NAMES), rng.choice(L.SHOPS), rng.choice(L.PLACES), rng.choice(L.DAYS)
+    sentences = [f"{name} opened a new {shop} next to the {place}.", f"It is open every day except {day}.",
+                 rng.choice(["The first customers got a free gift.", "There was music at the door."])]
+    return sentences, f"{name} opened a {shop} next to the {place}, closed on {day}."
+
+
+def _news_moved(rng):
+    club, event, (d1, d2) = rng.choice(L.CLUBS), rng.choice(L.EVENTS), _weekday_pair(rng)
+    reason = rng.choice(["the rain", "a holiday", "a storm", "a broken door"])
+    sentences = [f"The {club} planned its {event} for {d1}.",
+                 f"Because of {reason}, it will take place on {d2} instead."]
+    return sentences, f"The {club} moved its {event} from {d1} to {d2} because of {reason}."
+
+
+def _news_found(rng):
+    item, place, name, day = rng.choice(L.ITEMS), rng.choice(L.PLACES), rng.choice(L.NAMES), rng.choice(L.DAYS)
+    when = rng.choice(["this morning", "yesterday", "last night"])
+    sentences = [f"A {item} was found at the {place} {when}.", f"{name} keeps it at the front desk until {day}."]
+    return sentences, f"A {item} found at the {place} can be picked up from {name} until {day}."
+
+
+_NEWS = (_news_game, _news_opening, _news_moved, _news_found)
+
+
+def make_news(rng: random.Random) -> dict:
+    """A short news report (2-5 sentences) and its one-sentence summary.
+
+    Each report states two or three facts in separate sentences, in the order a reporter would,
+    and may carry one or two sentences that the summary leaves out; the summary puts the facts
+    into one sentence. (A second family of summarization, beside ``dialogue_summary``, as FLAN
+    mixes news summarization with dialogue summarization.)
+    """
+    sentences, summary = rng.choice(_NEWS)(rng)
+    for _ in range(rng.choice((0, 1, 1, 2))):  # fillers, never before the first sentence
+        sentences.insert(rng.randint(1, len(sentences)), rng.choice(L.NEWS_FILLERS))
+    return {"report": " ".join(sentences), "target": summary}
 
 
 # ----------------------------------------------------------------------------- translation
@@ -344,6 +401,13 @@ TASKS: dict[str, Task] = {t.name: t for t in [
          options=["yes", "no"], description="Do two sentences mean the same?"),
     Task("arithmetic", "accuracy", ("question",), make_arithmetic,
          description="Answer a question about small numbers with digits."),
+    Task("news_summary", "rouge", ("report",), make_news,
+         description="Summarize a short news report in one sentence."),
+    Task("same_plan", "accuracy", ("sentence1", "sentence2"), functools.partial(make_paraphrase, changes=4),
+         options=["yes", "no"], description="Do two sentences describe the same plan? (A different plan "
+         "differs in every detail: a name, the place, the day and the activity.)"),
+    Task("word_problem", "accuracy", ("question",), functools.partial(make_arithmetic, largest=10, kinds=(3, 4)),
+         description="Solve a word problem that adds or takes away numbers up to 10."),
     Task("antonym", "accuracy", ("sentence",), make_antonym,
          description="Rewrite a sentence with the opposite adjective."),
     Task("reverse_words", "accuracy", ("sentence",), make_reverse,

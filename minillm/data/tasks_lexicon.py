@@ -77,3 +77,10 @@ ZORBISH_PLURAL = "li"
 ZORBISH_PAST = "ta"
 ZORBISH_OBJECT_MARKER = "ka"
 ZORBISH_LOCATIVE = "ne"
+
+# --- short news reports (the news_summary task) --------------------------------------------
+TEAMS = "Lions Tigers Eagles Wolves Bears Sharks Falcons Rangers".split()
+SHOPS = ["bakery", "bookshop", "flower shop", "toy shop", "bike shop", "music shop"]
+CLUBS = "chess club|garden club|book club|running club|music school|art class".split("|")
+NEWS_FILLERS = ("The weather was cold.", "It was a sunny day.", "Many people came to see it.",
+                "Everyone seemed happy.", "More news will follow next week.", "Nobody was hurt.")

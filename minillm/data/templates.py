@@ -54,6 +54,24 @@ TEMPLATES: dict[str, list[str]] = {
         "Question: {question}\nAnswer:",
         "Solve this: {question}",
     ],
+    "news_summary": [
+        "Summarize this news report:\n\n{report}",
+        "{report}\n\nWhat is this report about? Answer in one sentence.",
+        "Report: {report}\n\nSum it up in one sentence.",
+        "Write a one-sentence summary of the article below.\n\n{report}",
+    ],
+    "same_plan": [
+        "Sentence 1: {sentence1}\nSentence 2: {sentence2}\n\n"
+        "Do these two sentences describe the same plan?\n\n{options_}",
+        "\"{sentence1}\" and \"{sentence2}\"\n\nIs this the same plan?\n\n{options_}",
+        "Does \"{sentence2}\" describe the same plan as \"{sentence1}\"?\n\n{options_}",
+    ],
+    "word_problem": [
+        "Answer the question with a number.\n\n{question}",
+        "{question}",
+        "Question: {question}\nAnswer:",
+        "Solve this word problem: {question}",
+    ],
     "antonym": [
         "Rewrite the sentence with the opposite adjective:\n\n{sentence}",
         "{sentence}\n\nSay the opposite.",
