@@ -440,6 +440,103 @@ def checkpoint_weights_truncated(tmp, base):
     return (["pretrain", "--resume", str(out / "checkpoint"), "--out", str(out)], [f"{path}"])
 
 
+
+# ---------------------------------------------------------------------------------- round two (issue 23)
+def data_duplicate_key(tmp, base):
+    f = tmp / "bad.jsonl"
+    f.write_text('{"prompt": "a", "completion": "b"}\n{"prompt": "a", "completion": "b", "completion": "c"}\n')
+    return (["finetune", "--data", str(f), "--out", str(tmp / "out")],
+            [f"{f}, line 2: key 'completion' appears twice"])
+
+
+def data_is_a_device(tmp, base):
+    f = tmp / "zero.jsonl"
+    os.symlink("/dev/zero", f)  # read whole, this was a MemoryError
+    return (["finetune", "--data", str(f), "--out", str(tmp / "out")],
+            [f"{f}: is a character device, not a regular file"])
+
+
+def text_is_a_directory(tmp, base):
+    (tmp / "texts").mkdir()
+    return (["pretrain", "--text", str(tmp / "texts"), "--out", str(tmp / "out")],
+            [f"{tmp / 'texts'}: is a directory, not a regular file"])
+
+
+def config_file_duplicate_key(tmp, base):
+    f = tmp / "options.json"
+    f.write_text('{"max_steps": 3,\n "max_steps": 300}')
+    return (["pretrain", "--config", str(f), "--out", str(tmp / "out")],
+            [f"{f}: line 2: key 'max_steps' appears twice"])
+
+
+def config_json_duplicate_key(tmp, base):
+    folder = model_copy(base, tmp)
+    text = (folder / "config.json").read_text()
+    (folder / "config.json").write_text(text.replace('"d_model":', '"d_ff": 7,\n  "d_model":', 1))
+    return generate(folder), [f"{folder / 'config.json'}: line", "key 'd_ff' appears twice"]
+
+
+def config_eos_disagrees_with_tokenizer(tmp, base):
+    folder = model_copy(base, tmp)
+    edit_json(folder / "config.json", eos_token_id=5)
+    return generate(folder), [f"{folder / 'config.json'}: eos_token_id is 5, but {folder / 'tokenizer.json'} "
+                              "gives </s> the id 1"]
+
+
+def _rewrite_weights(folder, change):
+    """Rewrite model.safetensors with ``change(name, float32 array)`` -> array applied to every tensor."""
+    from safetensors.numpy import load_file, save_file
+
+    arrays = load_file(str(folder / "model.safetensors"))
+    save_file({name: change(name, array) for name, array in arrays.items()}, str(folder / "model.safetensors"))
+
+
+def weights_int8(tmp, base):
+    folder = model_copy(base, tmp)
+    _rewrite_weights(folder, lambda name, a: a.astype(np.int8) if name == "shared.weight" else a)
+    return generate(folder), [f"{folder / 'model.safetensors'}: tensor 'shared.weight' holds I8 values"]
+
+
+def _with_nan(name, array):
+    if name.endswith("SelfAttention.q.weight"):
+        array = array.copy()
+        array.flat[0] = np.nan
+    return array
+
+
+def weights_nan_in_generate(tmp, base):
+    folder = model_copy(base, tmp)
+    _rewrite_weights(folder, _with_nan)
+    return generate(folder), [f"{folder / 'model.safetensors'}: 2 tensor(s) hold nan or inf",
+                              "encoder.block.0.layer.0.SelfAttention.q.weight (1 of"]
+
+
+def weights_nan_in_evaluate(tmp, base):
+    folder = model_copy(base, tmp)
+    _rewrite_weights(folder, _with_nan)
+    return ["evaluate", "--model", str(folder)], [f"{folder / 'model.safetensors'}: 2 tensor(s) hold nan or inf"]
+
+
+def resume_full_checkpoint_as_lora(tmp, base):
+    # The checkpoint holds a full model; LoRA's is another set of tensors. Refused before --out is
+    # written (once this left config.json and model.safetensors there, and a 4,164-character message).
+    return (["finetune", "--resume", str(base / "run" / "checkpoint"), "--method", "lora", "--out", str(tmp / "new")],
+            [f"{base / 'run' / 'checkpoint' / 'model.safetensors'} holds a full model's weights", "--method full"])
+
+
+def log_damaged_in_the_middle(tmp, base):
+    out = tmp / "run"
+    shutil.copytree(base / "run", out)
+    lines = (out / "log.jsonl").read_text().splitlines()
+    (out / "log.jsonl").write_text("\n".join([lines[0], lines[1][:5], *lines[2:]]) + "\n")
+    return (["pretrain", "--resume", str(out / "checkpoint"), "--out", str(out)],
+            [f"{out / 'log.jsonl'}, line 2: not a JSON object; the log is damaged"])
+
+
+ROUND_TWO = [data_duplicate_key, data_is_a_device, text_is_a_directory, config_file_duplicate_key,
+             config_json_duplicate_key, config_eos_disagrees_with_tokenizer, weights_int8, weights_nan_in_generate,
+             weights_nan_in_evaluate, resume_full_checkpoint_as_lora, log_damaged_in_the_middle]
+
 CASES = [data_missing_field, data_invalid_json, data_control_character, data_not_utf8, data_empty,
          data_csv_without_columns, data_unknown_extension, data_missing_file,
          run_dir_holds_a_run, quickstart_dir_holds_a_run, resume_missing_checkpoint, resume_with_another_batch_size,
@@ -455,7 +552,7 @@ CASES = [data_missing_field, data_invalid_json, data_control_character, data_not
          shard_outside_the_folder, shard_absolute_path, tokenizer_malformed, tokenizer_larger_than_the_model,
          adapter_config_invalid, adapter_config_wrong_type, adapter_config_unknown_type,
          adapter_regex_needing_backtracking, adapter_weights_missing, adapter_weights_truncated,
-         adapter_weights_of_another_rank, checkpoint_state_corrupt, checkpoint_weights_truncated]
+         adapter_weights_of_another_rank, checkpoint_state_corrupt, checkpoint_weights_truncated, *ROUND_TWO]
 
 
 def run_in_process(argv, capsys) -> tuple[int, str]:
@@ -607,3 +704,44 @@ def test_as_a_real_process_there_is_no_traceback(case, base, tmp_path):
     output = done.stdout + done.stderr
     assert done.returncode == 2 and "Traceback" not in output, output
     assert all(text in output for text in expected), output
+
+
+# ---------------------------------------------------------------------------------- round two: runs that go on
+def test_resume_after_a_save_killed_between_its_renames_recovers_the_checkpoint(base, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("MINILLM_SMOKE", "1")
+    out = tmp_path / "run"
+    shutil.copytree(base / "run", out)
+    os.replace(out / "checkpoint", out / "checkpoint.old-k2j4")  # the last good checkpoint, moved aside
+    code, output = run_in_process(["pretrain", "--resume", str(out / "checkpoint"), "--out", str(out)], capsys)
+    assert code == 0, output
+    assert f"{out}: checkpoint.old-k2j4 (restored as checkpoint), left by an interrupted save" in output
+    assert not (out / "checkpoint.old-k2j4").exists() and (out / "checkpoint" / "trainer_state.json").exists()
+
+
+def test_resume_drops_a_torn_last_log_line_naming_the_file(base, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("MINILLM_SMOKE", "1")
+    out = tmp_path / "run"
+    shutil.copytree(base / "run", out)
+    with open(out / "log.jsonl", "a", encoding="utf-8") as f:
+        f.write('{"step": 3, "loss": 4.')  # a crash in the middle of a line
+    lines = (out / "log.jsonl").read_text().count("\n")
+    code, output = run_in_process(["pretrain", "--resume", str(out / "checkpoint"), "--out", str(out)], capsys)
+    assert code == 0, output
+    assert f"{out / 'log.jsonl'}: dropped line {lines + 1}, the last line, which was cut off" in output
+    for line in (out / "log.jsonl").read_text().splitlines():
+        assert isinstance(json.loads(line)["step"], int)  # every line whole again
+
+
+def test_a_resumed_run_never_writes_through_a_planted_symlink(base, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("MINILLM_SMOKE", "1")
+    out, outside = tmp_path / "run", tmp_path / "outside.json"
+    shutil.copytree(base / "run", out)
+    outside.write_text("mine")
+    written = ("results.json", "training_args.json", "tokenizer_config.json")  # files a resume writes, not reads
+    for name in written:
+        (out / name).unlink()
+        os.symlink(outside, out / name)
+    code, output = run_in_process(["pretrain", "--resume", str(out / "checkpoint"), "--out", str(out)], capsys)
+    assert code == 0, output
+    assert outside.read_text() == "mine"
+    assert not any((out / name).is_symlink() for name in written)

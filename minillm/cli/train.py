@@ -30,6 +30,7 @@ from ..files import atomic_write_text, read_json
 from ..models import T5Config, T5ForConditionalGeneration
 from ..training.arguments import TrainingArguments
 from ..training.interrupt import interrupt_after
+from ..training.log import read_log
 from ..training.resume import check_checkpoint_fits, prepare_resume
 from .folders import (UsageError, check_run_dir, clear_old_run, load_model, load_tokenizer, lock_run_dir,
                       write_run_config)
@@ -127,6 +128,8 @@ def check_resume(args) -> None:
         raise UsageError(f"--resume {args.resume}: no such checkpoint directory")
     if not os.path.isfile(state):
         raise FileNotFoundError(f"--resume {args.resume}: {state} does not exist (not a minillm checkpoint)")
+    if os.path.lexists(os.path.join(args.out, "log.jsonl")):  # a damaged log is refused before any write
+        read_log(os.path.join(args.out, "log.jsonl"), keep_until_step=0, report=False)
     run_dir = os.path.dirname(os.path.abspath(args.resume))
     run_config = os.path.join(run_dir, "run_config.json")
     if not os.path.isfile(run_config):

@@ -45,35 +45,10 @@ class TrainingLog:
         back atomically (``files.atomic_write_text``), which also replaces a ``log.jsonl`` that
         is a symlink instead of writing through it.
         """
-        self.entries = self._read(keep_until_step) if keep_until_step > 0 and os.path.lexists(self.path) else []
+        self.entries = (read_log(self.path, keep_until_step) if keep_until_step > 0 and os.path.lexists(self.path)
+                        else [])
         make_folder(os.path.dirname(os.path.abspath(self.path)))
         atomic_write_text(self.path, "".join(json.dumps(entry) + "\n" for entry in self.entries))
-
-    def _read(self, keep_until_step: int) -> list[dict]:
-        """The entries up to ``keep_until_step``; a last line cut off by a crash is dropped and reported.
-
-        Raises:
-            ValueError: naming the file and line, for any other line that is not a JSON object.
-        """
-        kept, torn = [], None
-        for number, raw in input_lines(self.path, "training log"):
-            if torn is not None:  # a bad line with more after it: not a crash's cut-off line
-                raise ValueError(f"{self.path}, line {torn}: not a JSON object; the log is damaged")
-            if not raw.strip():
-                continue
-            try:
-                entry = parse_json(raw.decode("utf-8"), self.path, "training log", line_offset=number - 1)
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                torn = number
-                continue
-            if not isinstance(entry, dict):
-                raise ValueError(f"{self.path}, line {number}: not a JSON object; the log is damaged")
-            if entry.get("step", 0) <= keep_until_step and "error" not in entry:
-                kept.append(entry)
-        if torn is not None:
-            tqdm.write(f"{self.path}: dropped line {torn}, the last line, which was cut off (the run was "
-                       "interrupted while writing it)")
-        return kept
 
     def write(self, entry: dict) -> None:
         """Append one entry (nan/inf become strings, as JSON has neither), never through a symlink."""
@@ -106,6 +81,34 @@ class TrainingLog:
         figure.tight_layout()
         figure.savefig(self.plot_path)
         return self.plot_path
+
+
+def read_log(path: str, keep_until_step: int, report: bool = True) -> list[dict]:
+    """The entries of ``path`` up to ``keep_until_step``; a last line cut off by a crash is dropped
+    (and reported, with ``report``).
+
+    Raises:
+        ValueError: naming the file and line, for any other line that is not a JSON object.
+    """
+    kept, torn = [], None
+    for number, raw in input_lines(path, "training log"):
+        if torn is not None:  # a bad line with more after it: not a crash's cut-off line
+            raise ValueError(f"{path}, line {torn}: not a JSON object; the log is damaged")
+        if not raw.strip():
+            continue
+        try:
+            entry = parse_json(raw.decode("utf-8"), path, "training log", line_offset=number - 1)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            torn = number
+            continue
+        if not isinstance(entry, dict):
+            raise ValueError(f"{path}, line {number}: not a JSON object; the log is damaged")
+        if entry.get("step", 0) <= keep_until_step and "error" not in entry:
+            kept.append(entry)
+    if torn is not None and report:
+        tqdm.write(f"{path}: dropped line {torn}, the last line, which was cut off (the run was interrupted "
+                   "while writing it)")
+    return kept
 
 
 def _jsonable(value):

@@ -154,8 +154,9 @@ def check_checkpoint_fits(checkpoint: str, model, peft: bool = False) -> None:
         check_fits(model_path, model)
         return
     names = list(read_safetensors_header(model_path))
-    if not any(name.startswith("base_model.") for name in names):
+    plain = [name for name in names if name in model.state_dict()]  # a PEFT model's names all have prefixes
+    if plain:
         raise ResumeMismatchError(
-            f"{model_path} holds a full model's weights ({len(names)} tensors, e.g. {', '.join(names[:2])}), but "
+            f"{model_path} holds a full model's weights ({len(plain)} tensors, e.g. {', '.join(plain[:2])}), but "
             "this run trains a PEFT adapter; resume with --method full, or start a new run from those "
             "weights (--model)")
