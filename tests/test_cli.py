@@ -83,7 +83,7 @@ def test_finetune_on_a_jsonl_file_starts_from_the_pretrained_model(runs):
 def test_finetune_with_lora_saves_base_and_adapter(runs, smoke):
     pytest.importorskip("minillm.cli.peft_options")
     out = runs / "lora"
-    assert main(["finetune", "--model", str(runs / "pre"), "--method", "lora", "--lora-r", "2",
+    assert main(["finetune", "--model", str(runs / "pre"), "--method", "lora", "--lora-r", "2", "--copy-base",
                  "--out", str(out)]) == 0
     for name in ("config.json", "model.safetensors", "adapter_config.json", "adapter_model.safetensors"):
         assert (out / name).is_file(), name

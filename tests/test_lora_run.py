@@ -73,3 +73,65 @@ def test_an_older_checkpoint_with_the_whole_model_still_loads(tmp_path):
     for name, p in again.named_parameters():
         if p.requires_grad:
             np.testing.assert_array_equal(p.data, everything[name])
+
+
+# ---------------------------------------------------------------------------------- the run folder
+@pytest.fixture(scope="module")
+def lora_run(tmp_path_factory):
+    """A smoke base, and a LoRA run on it that names the base instead of copying it."""
+    from minillm.cli.main import main
+
+    root = tmp_path_factory.mktemp("lora_run")
+    data = root / "data.jsonl"
+    data.write_text("".join(json.dumps({"prompt": f"What is {a} plus 1?", "completion": str(a + 1)}) + "\n"
+                            for a in range(12)))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MINILLM_SMOKE", "1")
+        assert main(["pretrain", "--out", str(root / "base")]) == 0
+        assert main(["finetune", "--model", str(root / "base"), "--data", str(data), "--method", "lora",
+                     "--out", str(root / "run")]) == 0
+        assert main(["finetune", "--model", str(root / "base"), "--data", str(data), "--method", "lora",
+                     "--copy-base", "--out", str(root / "copied")]) == 0
+    return root
+
+
+def test_the_run_names_its_base_and_its_checkpoint_holds_no_base_weight(lora_run):
+    run = lora_run / "run"
+    assert not (run / "model.safetensors").exists() and not (run / "config.json").exists()
+    reference = json.loads((run / "base_model.json").read_text())
+    assert reference["path"] == str(lora_run / "base") and len(reference["weights_sha256"]) == 64
+    assert json.loads((run / "adapter_config.json").read_text())["base_model_name_or_path"] == reference["path"]
+    assert all(".lora_" in name for name in names_in(run / "checkpoint" / "model.safetensors"))
+    copied = lora_run / "copied"  # --copy-base: today's self-contained folder, named as its own base
+    assert (copied / "model.safetensors").is_file() and not (copied / "base_model.json").exists()
+    assert json.loads((copied / "adapter_config.json").read_text())["base_model_name_or_path"] == str(copied)
+
+
+def test_generate_reads_the_base_through_the_reference(lora_run, monkeypatch, capsys):
+    from minillm.cli.main import main
+
+    monkeypatch.setenv("MINILLM_SMOKE", "1")
+    assert main(["generate", "--model", str(lora_run / "run"), "--prompt", "What is 2 plus 1?"]) == 0
+    assert main(["generate", "--model", str(lora_run / "copied"), "--prompt", "What is 2 plus 1?"]) == 0
+
+
+def test_a_changed_or_missing_base_is_refused_naming_both_folders(lora_run, tmp_path, capsys):
+    import shutil
+
+    from minillm.cli.main import main
+
+    shutil.copytree(lora_run / "base", tmp_path / "base")
+    shutil.copytree(lora_run / "run", tmp_path / "run")
+    reference = json.loads((tmp_path / "run" / "base_model.json").read_text())
+    (tmp_path / "run" / "base_model.json").write_text(json.dumps({**reference, "path": str(tmp_path / "base")}))
+    assert main(["generate", "--model", str(tmp_path / "run"), "--prompt", "hi", "--max-new-tokens", "2"]) == 0
+    capsys.readouterr()
+    model = T5ForConditionalGeneration.from_pretrained(tmp_path / "base")
+    model.shared.weight.data[5, 0] += 1e-3  # one weight of the base changed after training
+    model.save_pretrained(tmp_path / "base")
+    assert main(["generate", "--model", str(tmp_path / "run"), "--prompt", "hi"]) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'run' / 'base_model.json'}: the weights in {tmp_path / 'base'} are not the ones" in err
+    shutil.rmtree(tmp_path / "base")
+    assert main(["generate", "--model", str(tmp_path / "run"), "--prompt", "hi"]) == 2
+    assert f"the base model folder {tmp_path / 'base'} does not exist any more" in capsys.readouterr().err

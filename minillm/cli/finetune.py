@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 import argparse
+import os
 import random
 
 from ..data import DEFAULT_MIXTURE, build_mixture, load_prompt_completion
 from ..distributed.trainer_hooks import is_main
+from ..peft.base_reference import write_base_reference
 from ..training.trainer import Trainer
 from .options import (add_common_arguments, add_model_arguments, add_resume_arguments, add_training_arguments,
                       finite_float)
+from .folders import find_model_dir
 from .peft_options import add_peft_arguments
 from .smoke import apply_smoke
 from .train import begin_writing, check_resume_fits, check_start, finish, model_and_tokenizer, training_arguments
@@ -30,6 +33,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     add_model_arguments(p)
     add_training_arguments(p, eval_every=200, save_every=200, warmup_steps=30, metric_for_best="score")
     add_peft_arguments(p)
+    p.add_argument("--copy-base", action="store_true", help="PEFT methods: copy the frozen base model into --out "
+                   "(default: --out names the --model folder in base_model.json, with a fingerprint of its weights)")
     p.set_defaults(func=finetune)
     return p
 
@@ -52,6 +57,19 @@ def finetune_data(args):
     return train, (list(load_prompt_completion(args.eval_data)) if args.eval_data else held_out)
 
 
+def _keep_base(args, model) -> str:
+    """Where a PEFT run's frozen base lives: --model's folder, named in base_model.json with its
+    fingerprint, or (--copy-base, or a base built here) a copy in the run folder itself."""
+    base_dir = find_model_dir(args.model) if args.model else None
+    if base_dir is None or args.copy_base:
+        if is_main():
+            model.save_pretrained(args.out)  # the frozen base, so the run directory is self-contained
+        return args.out
+    if is_main():
+        write_base_reference(args.out, base_dir)
+    return base_dir
+
+
 def finetune(args) -> int:
     """``minillm finetune``: supervised (instruction) fine-tuning, full or parameter-efficient."""
     apply_smoke(args)
@@ -63,9 +81,9 @@ def finetune(args) -> int:
     if args.method != "full":
         from .peft_options import apply_peft  # noqa: PLC0415
 
-        if is_main():
-            model.save_pretrained(args.out)  # the frozen base, so the run directory is self-contained
+        base_dir = _keep_base(args, model)
         model = apply_peft(model, args, tokenizer)
+        model.peft_config[model.active_adapter].base_model_name_or_path = os.path.abspath(base_dir)
         model.print_trainable_parameters()
     overrides = {} if held_out is not None else {"eval_every": 0}
     trainer = Trainer(model, tokenizer, training_arguments(args, args.out, **overrides), train, eval_data=held_out)

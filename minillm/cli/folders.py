@@ -7,7 +7,8 @@ One rule for every command:
   (or the file or folder given with ``--tokenizer``), and it must not make ids the model's
   embedding lacks;
 * a **PEFT adapter** (``adapter_config.json``) in ``DIR`` is loaded on top of the base model,
-  as a PEFT run directory holds both;
+  which a PEFT run directory names in ``base_model.json`` (path + weights fingerprint, checked:
+  ``peft/base_reference.py``), or holds itself when trained with ``--copy-base``;
 * a **run directory** (``--out``) that already holds a run is never overwritten by accident:
   the command stops and offers ``--resume DIR/checkpoint`` or ``--overwrite``; ``convert``
   follows the same rule, and never writes into the folder it reads;
@@ -31,6 +32,7 @@ from .. import runlock
 from ..data import Tokenizer
 from ..files import atomic_write_text, make_folder
 from ..models import T5ForConditionalGeneration
+from ..peft.base_reference import BASE_REFERENCE, resolve_base
 
 
 class UsageError(ValueError):
@@ -40,7 +42,7 @@ class UsageError(ValueError):
 # What a training run writes into its run directory (``--overwrite`` removes exactly these).
 RUN_FILES = ("checkpoint", "best", "training_args.json", "log.jsonl", "results.json", "run_config.json",
              "model.safetensors", "config.json", "adapter_model.safetensors", "adapter_config.json",
-             "loss_curve.png", "quickstart_config.json", "tokenizer.json", "tokenizer_config.json")
+             "loss_curve.png", "quickstart_config.json", "tokenizer.json", "tokenizer_config.json", "base_model.json")
 # The files that mean "a run is here" (a folder with only a tokenizer is not a run).
 RUN_MARKERS = ("checkpoint", "training_args.json", "results.json", "log.jsonl", "model.safetensors",
                "adapter_model.safetensors")
@@ -55,6 +57,8 @@ def find_model_dir(path: str) -> str:
     for candidate in (path, os.path.join(path, "model")):
         if os.path.isfile(os.path.join(candidate, "config.json")):
             return candidate
+    if os.path.isfile(os.path.join(path, BASE_REFERENCE)):  # a PEFT run that names its base
+        return resolve_base(path)
     raise FileNotFoundError(f"{path}: no config.json here or in {os.path.join(path, 'model')} "
                             "(expected a minillm run directory or a Hugging Face T5 folder)")
 
