@@ -181,3 +181,39 @@ def test_one_module_is_named_evaluation_and_the_trainer_imports_from_where_thing
         assert defined_in != "minillm.training.evaluation", name
     assert held_out.evaluate_model.__module__ == "minillm.evaluation.held_out"
     assert trainer_module.count_target_tokens({"labels": np.array([[4, -100, 7], [-100, -100, 2]])}) == 3
+
+
+def _readme_trail() -> list[str]:
+    """The files of the README's "Follow one training step" list, in order."""
+    import os
+    import re
+
+    readme = open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md"),
+                  encoding="utf-8").read()
+    section = readme.split("### Follow one training step", 1)[1].split("\n#", 1)[0]
+    return re.findall(r"^\d+\. `(minillm/[\w/]+\.py)`", section, flags=re.M)
+
+
+def test_the_readme_trail_is_at_most_twelve_files_each_run_by_one_step(tmp_path, tokenizer, records):
+    import os
+    import sys
+
+    trail = _readme_trail()
+    assert 6 <= len(trail) <= 12 and len(set(trail)) == len(trail), trail
+    assert trail[0].startswith("minillm/data/") and trail[-1] == "minillm/optim/schedules.py"
+    trainer = make_trainer(tmp_path, tokenizer, records)
+    batch = next(trainer._micro_batches(0, 0))[2]
+    root = os.path.dirname(os.path.dirname(os.path.abspath(minillm.__file__)))
+    executed = set()
+
+    def profile(frame, event, arg):
+        if event == "call":
+            executed.add(os.path.relpath(frame.f_code.co_filename, root).replace(os.sep, "/"))
+
+    with minillm.fast_paths(False):  # the formulas: the files a reader follows
+        sys.setprofile(profile)
+        try:
+            trainer.optimizer_step([batch], step=1)
+        finally:
+            sys.setprofile(None)
+    assert [f for f in trail if f not in executed] == []
