@@ -183,3 +183,19 @@ def test_verdict_is_computed_from_the_rows():
             {"task": "z", "role": "held out", "beats": False, "margin": 0.0, "margin_stderr": 0.0}]
     assert verdict(rows).startswith("1 of 2 held-in tasks") and "y (margin 0.01" in verdict(rows)
     assert verdict(rows[:1] + rows[2:]).startswith("Every one of the 1 held-in tasks")
+
+
+def test_cli_base_path_card_build(tmp_path, monkeypatch, capsys):
+    from minillm.cli.main import main
+
+    monkeypatch.setenv("MINILLM_CACHE", str(tmp_path))
+    folder = base_folder(smoke_recipe(), tmp_path)
+    assert main(["base", "path", "--smoke"]) == 0 and capsys.readouterr().out == f"{folder}\n"
+    assert main(["base", "card", "--smoke"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not built yet" in err and "minillm base build" in err
+    assert main(["base", "build", "--smoke", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "building it into" in out and out.endswith(f"{folder}\n") and is_built(folder)
+    assert main(["base", "card", "--smoke"]) == 0
+    assert capsys.readouterr().out == (folder / "README.md").read_text()

@@ -7,6 +7,7 @@
     minillm evaluate --model runs/ft            metrics on held-out data
     minillm generate --model runs/ft --prompt "Translate to Zorbish: the dog saw the cat"
     minillm convert --to-hf runs/ft --out hf/   (or --from-hf hf/ --out runs/x)
+    minillm base build                          the course base (pretrained, instruction-tuned), cached
 
 Options come from flags or from a JSON file (``--config cfg.json``, see ``config_file.py``): flags
 given on the command line win over the file. ``MINILLM_SMOKE=1`` makes every command run in
@@ -21,10 +22,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import command, convert, evaluate, finetune, generate, pretrain, quickstart, train_tokenizer
+from . import base, command, convert, evaluate, finetune, generate, pretrain, quickstart, train_tokenizer
 
 # The sub-commands, in the order ``minillm --help`` lists them.
-COMMANDS = (quickstart, train_tokenizer, pretrain, finetune, evaluate, generate, convert)
+COMMANDS = (quickstart, train_tokenizer, pretrain, finetune, evaluate, generate, convert, base)
 
 
 def build_parser() -> argparse.ArgumentParser:

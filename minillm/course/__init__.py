@@ -39,7 +39,7 @@ from .cache import base_folder, build_lock, cache_root, is_built, recipe_key
 from .card import compare_with_constant, constant_answer
 from .recipe import FEW_SHOT_TASKS, HELD_IN, HELD_OUT, NEW_TASK, REPLACED, BaseRecipe, default_recipe
 
-__all__ = ["ensure_base", "base_path", "BaseRecipe", "BuildInterrupted", "HELD_IN", "HELD_OUT", "NEW_TASK",
+__all__ = ["ensure_base", "base_path", "is_built", "BaseRecipe", "BuildInterrupted", "HELD_IN", "HELD_OUT", "NEW_TASK",
            "REPLACED", "FEW_SHOT_TASKS", "cache_root", "recipe_key", "compare_with_constant", "constant_answer",
            "describe_estimate"]
 
