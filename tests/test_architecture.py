@@ -138,3 +138,38 @@ def _long_functions(package, limit):
                                             ("fast", 60), ("autograd.py", 60), ("backend.py", 60)])
 def test_functions_are_short_enough_to_see_whole(package, limit):
     assert _long_functions(package, limit) == []
+
+
+def _map_of_the_folders():
+    """The paths docs/architecture.md's map lists: a folder per ``name/`` line, a file per ``name.ext``
+    line, each under the nearest less-indented folder above it."""
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    block = text.split("## Map of the folders", 1)[1].split("```", 2)[1]
+    listed, folders = set(), []  # folders: [(indent, path)] from the root down
+    for line in block.splitlines()[1:]:
+        if not line.strip():
+            continue
+        indent, name = len(line) - len(line.lstrip()), line.split()[0]
+        folders = [(i, path) for i, path in folders if i < indent]
+        path = (f"{folders[-1][1]}/" if folders else "") + name.rstrip("/")
+        listed.add(path)
+        if name.endswith("/"):
+            folders.append((indent, path))
+    return listed
+
+
+def _files_the_map_must_list():
+    modules = {str(p.relative_to(ROOT)) for p in PACKAGE.rglob("*.py") if p.name != "__init__.py"}
+    benchmarks = {str(p.relative_to(ROOT)) for pattern in ("*.py", "*.sh") for p in (ROOT / "benchmarks").glob(pattern)}
+    docs = {str(p.relative_to(ROOT)) for p in (ROOT / "docs").glob("*.md")}
+    return modules | benchmarks | docs
+
+
+def test_the_architecture_map_lists_every_module_benchmark_and_doc():
+    missing = sorted(_files_the_map_must_list() - _map_of_the_folders())
+    assert missing == [], f"docs/architecture.md's map does not list: {missing}"
+
+
+def test_everything_the_architecture_map_lists_exists():
+    stale = sorted(path for path in _map_of_the_folders() if not (ROOT / path).exists())
+    assert stale == [], f"docs/architecture.md's map lists what is not there: {stale}"
