@@ -1,24 +1,28 @@
-"""The course's PEFT lab at toy scale: full fine-tuning against LoRA, adapters, prompt tuning, selective.
+"""The course's PEFT lab on the course base: full fine-tuning against LoRA, adapters, prompt tuning, selective.
 
-The course tunes FLAN-T5 (which had seen dialogue summarization) on dialogue summaries and finds
-ROUGE-1 0.2334 before tuning, 0.4216 after full fine-tuning and 0.4081 with LoRA (r=32 on q,v,
-1.41% of the parameters trainable): LoRA within 1.3 points. This benchmark repeats that design:
+The course tunes FLAN-T5 (which had seen dialogue summarization's family, not DialogSum itself) on
+dialogue summaries and finds ROUGE-1 0.2334 before tuning, 0.4216 after full fine-tuning and 0.4081
+with LoRA (r=32 on q,v, 1.41% of the parameters trainable): LoRA gets about 93% of full
+fine-tuning's ROUGE-1 gain. This benchmark repeats that design on minillm's course base:
 
-1. **Base.** A tokenizer and a small T5 are pretrained on the plain-text corpus (span corruption),
-   then instruction-tuned on a FLAN-style mixture that *includes the task's family* (a share of
-   dialogue summaries from the train split, next to translation, sentiment, paraphrase, arithmetic),
-   so the base has produced the task's output words before any method adapts it.
-2. **Methods.** From that base: full fine-tuning; LoRA on q,v (r=8); LoRA on every linear layer at
-   the same parameter budget (smaller r); Houlsby adapters; prompt tuning (20 virtual tokens);
-   selective (RMSNorm scales plus the last decoder block). Same steps, batches and data for each.
+1. **Base.** ``minillm.course.ensure_base()``: a T5 pretrained with span corruption and
+   instruction-tuned FLAN-style on five held-in tasks, among them news summarization; the task
+   here, ``dialogue_summary`` (``HELD_OUT``), was in no mixture. Built once into the cache (it says
+   how long), then loaded. ``--base FOLDER`` starts from another Hugging Face T5 folder instead.
+2. **Methods and budgets.** From that base: full fine-tuning (100%); LoRA on q,v (r=8, alpha 16:
+   about 1.3% of the full base); LoRA on every linear layer at the same parameter budget (smaller r);
+   Houlsby adapters (bottleneck 8); prompt tuning (20 virtual tokens); selective (RMSNorm scales plus
+   the last decoder block). The table prints each budget as trainable parameters and PEFT's
+   trainable % (trainable / all, adapter included; ``peft.model.trainable_percent``). Same steps,
+   batches and data for each.
 3. **Learning rates** come from a small fixed grid per method, chosen by ROUGE-L on the task's
    *validation* split with seed 0 (never the test split); every seed then trains at that rate.
 4. **Table.** Mean +- sd over the seeds (adapter initialization and batch order change; the base
-   does not) of ROUGE-1/2/L/Lsum on the test split, trainable parameters and trainable %
-   (PEFT's definition: trainable / all parameters, adapter included; ``peft.model.trainable_percent``),
-   AdamW state, median step time and checkpoint size.
-5. **Verdict,** computed with a stated tolerance, and a **width/depth sweep** of full vs LoRA q,v
-   (the course's explanation of LoRA's small gap is that a big model has features to re-use).
+   does not) of ROUGE-1/2/L/Lsum on the test split, trainable parameters and trainable %, AdamW
+   state, median step time and checkpoint size.
+5. **Verdict,** computed: each method's share of full fine-tuning's ROUGE-L gain over the base, with
+   its standard error, against the course's target (LoRA q,v at <= 2% reaching >= 85%); a method that
+   lags is named with the reason the literature gives (prompt tuning: Lester et al. 2021).
 
 Writes ``peft_compare.json`` and ``peft_compare.png`` (ROUGE-L against trainable % on a log axis,
 error bars = sd over seeds) to ``--out``. Everything is seeded and runs on one thread, so a second
@@ -26,18 +30,12 @@ run prints the same table; only the step-time column (a wall-clock measurement) 
 
 Usage:
     python benchmarks/peft_compare.py --help
-    python benchmarks/peft_compare.py --quick           # see RUNTIME below
-    python benchmarks/peft_compare.py                   # 3 seeds, 150 steps, 3-size sweep
-    MINILLM_SMOKE=1 python benchmarks/peft_compare.py   # seconds: checks that it runs
+    python benchmarks/peft_compare.py                   # 3 seeds, rate grid, on the course base
+    python benchmarks/peft_compare.py --quick           # no rate grid (the grid's middle rates), 3 seeds
+    python benchmarks/peft_compare.py --base FOLDER     # another base (a Hugging Face T5 folder)
+    MINILLM_SMOKE=1 python benchmarks/peft_compare.py   # seconds, on the smoke stand-in base
 
-RUNTIME, measured on the shared 2-core development machine (other jobs running, so wall time is
-mostly waiting; the CPU time is about the wall time on a quiet machine, one thread): the default
-run took 2152 s wall and 504 s of CPU; ``--quick`` took 924 s wall and 145 s of CPU. Every run
-prints its own "total" line and stores ``seconds`` and ``cpu_seconds`` in the JSON.
-
-Caveat of the sweep: each size reuses the learning rates chosen for the main size, so a size whose
-best rate differs is under-tuned (in the measured run full fine-tuning scored lower at d128x2 than
-at d64x2, which narrows the gap there).
+Every run prints its own "total" line and stores ``seconds`` and ``cpu_seconds`` in the JSON.
 """
 from __future__ import annotations
 
@@ -53,37 +51,32 @@ from pathlib import Path
 sys.path[0] = str(Path(__file__).resolve().parents[1])  # the repo root, not this folder (its kernels.py would shadow a package)
 
 import minillm  # noqa: E402
-from minillm.data import (Batcher, Tokenizer, build_mixture, format_example, get_task,  # noqa: E402
-                          pretraining_corpus, span_corruption_pairs)
+from minillm import course  # noqa: E402
+from minillm.data import Batcher, Tokenizer, format_example, get_task  # noqa: E402
 from minillm.data.collate import tokenize_records  # noqa: E402
-from minillm.models import T5Config, T5ForConditionalGeneration  # noqa: E402
+from minillm.models import T5ForConditionalGeneration  # noqa: E402
 from minillm.optim import AdamW  # noqa: E402
 from minillm.peft import (NORMS, AdapterConfig, LoraConfig, PromptTuningConfig, SelectiveConfig,  # noqa: E402
                           get_peft_model)
 from minillm.peft.model import count_parameters, trainable_percent  # noqa: E402
 
-TASK = "dialogue_summary"
-FAMILY_MIXTURE = ["dialogue_summary", "translation", "sentiment", "paraphrase", "arithmetic"]
+TASK = course.HELD_OUT
 ALL_LINEAR = ["q", "k", "v", "o", "wi", "wo"]
-MAX_SRC, MAX_TGT = 96, 32
+MAX_SRC, MAX_TGT = 160, 32
 COURSE = {"full_rouge1": 42.16, "lora_rouge1": 40.81, "lora_pct": 1.41, "base_rouge1": 23.34}
+TARGET_SHARE, TARGET_PCT = 85.0, 2.0  # issue 22: LoRA q,v at <= 2% trainable reaches >= 85% of full's gain
+WHY_LAGS = {"prompt tuning": "Lester et al. 2021 found prompt tuning matches fine-tuning only as models pass "
+                             "about 10B parameters; on small models it lags far behind, and this base is tiny"}
 
-# (name, size): the main model is "d64"; the sweep adds the others.
-SIZES = {"d32x1": dict(d_model=32, d_ff=64, num_layers=1), "d64x2": dict(d_model=64, d_ff=128, num_layers=2),
-         "d128x2": dict(d_model=128, d_ff=256, num_layers=2)}
-MAIN_SIZE = "d64x2"
-# One small grid per method, factors of about 3 (a first --quick run chose the top of the earlier
-# full / adapters / selective grids, 3e-3, 1e-2, 3e-3, so those grids start one step higher).
-LR_GRID = {"full fine-tuning": (1e-3, 3e-3, 1e-2), "LoRA q,v": (3e-3, 1e-2, 3e-2),
-           "LoRA all-linear": (3e-3, 1e-2, 3e-2), "adapters": (3e-3, 1e-2, 3e-2),
-           "prompt tuning": (3e-2, 1e-1, 3e-1), "selective": (1e-3, 3e-3, 1e-2)}
-SETTINGS = {  # base pretrain/instruct steps, examples per base task, task train/val/test sizes, batch
-    "full": dict(pretrain_steps=300, instruct_steps=600, base_examples=600, family_examples=150,
-                 n_train=600, n_val=32, n_test=64, batch=16, steps=150, seeds=3, sweep=list(SIZES), lr_grid=True),
-    "quick": dict(pretrain_steps=150, instruct_steps=300, base_examples=400, family_examples=100,
-                  n_train=400, n_val=16, n_test=32, batch=16, steps=80, seeds=2, sweep=["d32x1", "d64x2"], lr_grid=True),
-    "smoke": dict(pretrain_steps=3, instruct_steps=3, base_examples=12, family_examples=4,
-                  n_train=16, n_val=4, n_test=4, batch=4, steps=2, seeds=2, sweep=["d32x1"], lr_grid=False),
+# One small grid per method, factors of about 3, centred where the course base's scale wants it
+# (a full fine-tuning rate above 3e-3 breaks a pretrained model; LoRA's B starts at 0 and wants more).
+LR_GRID = {"full fine-tuning": (3e-4, 1e-3, 3e-3), "LoRA q,v": (1e-3, 3e-3, 1e-2),
+           "LoRA all-linear": (1e-3, 3e-3, 1e-2), "adapters": (1e-3, 3e-3, 1e-2),
+           "prompt tuning": (3e-2, 1e-1, 3e-1), "selective": (3e-4, 1e-3, 3e-3)}
+SETTINGS = {  # task train/val/test sizes, batch, adaptation steps, seeds, whether to search the rate grid
+    "full": dict(n_train=1000, n_val=32, n_test=100, batch=16, steps=150, seeds=3, lr_grid=True),
+    "quick": dict(n_train=1000, n_val=32, n_test=100, batch=16, steps=150, seeds=3, lr_grid=False),
+    "smoke": dict(n_train=16, n_val=4, n_test=4, batch=4, steps=2, seeds=2, lr_grid=False),
 }
 
 
@@ -138,29 +131,10 @@ def task_records(task: str, s: dict) -> dict:
     return {split: [format_example(t, ex, 0) for ex in t.examples(split, n, seed=1)] for split, n in sizes.items()}
 
 
-def build_tokenizer(s: dict) -> Tokenizer:
-    """BPE on the plain-text corpus plus the base mixture's training text (train split only)."""
-    records = build_mixture(FAMILY_MIXTURE, s["base_examples"], seed=0)
-    return Tokenizer.train(pretraining_corpus(2 * s["base_examples"]) + [r.prompt + " " + r.completion
-                           for r in records], vocab_size=1000, num_sentinels=16)
-
-
-def build_base(size: str, tokenizer: Tokenizer, s: dict, family: list = FAMILY_MIXTURE, echo=print):
-    """Pretrain (span corruption) then instruction-tune a T5 of ``size``; returns (config, state)."""
-    minillm.manual_seed(0)
-    dims = SIZES[size]
-    config = T5Config(vocab_size=tokenizer.vocab_size, d_kv=16, num_heads=dims["d_model"] // 16, dropout_rate=0.0,
-                      **dims)
-    model = T5ForConditionalGeneration(config)
-    started = time.perf_counter()
-    corpus = span_corruption_pairs(pretraining_corpus(4 * s["base_examples"], seed=1), tokenizer, seed=0)
-    pre = train(model, corpus, s["pretrain_steps"], 3e-3, 32, seed=0)
-    sizes = {t: s["family_examples"] if t == TASK else s["base_examples"] for t in family}
-    pairs, _ = tokenize_records(build_mixture(family, sizes, seed=0), tokenizer, MAX_SRC, MAX_TGT)
-    inst = train(model, pairs, s["instruct_steps"], 3e-3, 32, seed=0)
-    echo(f"  base {size}: {count_parameters(model)[1]:,} parameters; pretraining loss {pre['loss_last']:.2f}, "
-         f"instruction loss {inst['loss_last']:.2f} ({time.perf_counter() - started:.0f} s)")
-    return config, {k: v.copy() for k, v in model.state_dict().items()}
+def load_base(folder) -> tuple:
+    """(config, state dict, tokenizer) of a Hugging Face T5 folder with its tokenizer.json."""
+    model = T5ForConditionalGeneration.from_pretrained(folder)
+    return model.config, {k: v.copy() for k, v in model.state_dict().items()}, Tokenizer.from_pretrained(str(folder))
 
 
 def lora_all_linear_rank(config, budget: int) -> int:
@@ -271,38 +245,56 @@ def gap(table: list[dict], a: str, b: str, key: str = "rougeL") -> tuple[float, 
     return ra[key] - rb[key], se
 
 
-def verdict(table: list[dict], sweep: dict, n_params: int) -> list[str]:
+def gain_share(table: list[dict], name: str, key: str = "rougeL") -> tuple[float, float]:
+    """(100 * (method - base) / (full - base), its standard error) for one method's mean score.
+
+    The base is one deterministic score; the two means carry sd / sqrt(seeds) each, propagated to
+    first order (the delta method): se(a/b)/(a/b) = sqrt((se_a/a)^2 + (se_b/b)^2).
+    """
+    rows = {t["method"]: t for t in table}
+    base, full, method = rows["base (no tuning)"], rows["full fine-tuning"], rows[name]
+    a, b = method[key] - base[key], full[key] - base[key]
+    if b <= 0:
+        return float("nan"), float("nan")
+    se_a = method[key + "_sd"] / method["seeds"] ** 0.5
+    se_b = full[key + "_sd"] / full["seeds"] ** 0.5
+    share = a / b
+    return 100 * share, 100 * abs(share) * (((se_a / a) ** 2 if a else 0.0) + (se_b / b) ** 2) ** 0.5
+
+
+def verdict(table: list[dict], n_params: int) -> list[str]:
     """The sentences of the conclusion, each computed from the numbers (tolerance: 2 standard errors)."""
-    full = next(t for t in table if t["method"] == "full fine-tuning")
-    lora = next(t for t in table if t["method"] == "LoRA q,v")
+    rows = {t["method"]: t for t in table}
+    base, full, lora = rows["base (no tuning)"], rows["full fine-tuning"], rows["LoRA q,v"]
     d, se = gap(table, "full fine-tuning", "LoRA q,v")
-    d1, _ = gap(table, "full fine-tuning", "LoRA q,v", "rouge1")
     tol = 2 * se
-    same = abs(d) <= tol
     out = [f"LoRA q,v (r=8) is {d:+.1f} ROUGE-L points from full fine-tuning ({lora['rougeL']:.1f} vs "
-           f"{full['rougeL']:.1f}) at {lora['trainable_pct']:.2f}% of the parameters; tolerance 2 standard errors "
-           f"of the difference = {tol:.1f} points, so the two are "
-           + ("indistinguishable here." if same else ("apart: full fine-tuning is better." if d > 0 else
-                                                      "apart: LoRA is better."))]
-    out.append(f"The course (FLAN-T5, 250M parameters) found LoRA r=32 on q,v {COURSE['full_rouge1'] - COURSE['lora_rouge1']:.1f} "
-               f"ROUGE-1 points below full fine-tuning at {COURSE['lora_pct']}%; here the ROUGE-1 gap is {d1:.1f} "
-               f"points at {lora['trainable_pct']:.1f}%, on a model of {n_params:,} parameters.")
+           f"{full['rougeL']:.1f}, base {base['rougeL']:.1f}) at {lora['trainable_pct']:.2f}% of the parameters; "
+           f"tolerance 2 standard errors of the difference = {tol:.1f} points, so the two are "
+           + ("indistinguishable here." if abs(d) <= tol else ("apart: full fine-tuning is better." if d > 0 else
+                                                               "apart: LoRA is better."))]
+    if full["rougeL"] <= base["rougeL"]:
+        out.append(f"Full fine-tuning did not raise ROUGE-L above the base ({full['rougeL']:.1f} vs "
+                   f"{base['rougeL']:.1f}), so no method's share of its gain can be stated.")
+        return out
+    share, share_se = gain_share(table, "LoRA q,v")
+    course_share = 100 * (COURSE["lora_rouge1"] - COURSE["base_rouge1"]) / (COURSE["full_rouge1"] - COURSE["base_rouge1"])
+    met = share >= TARGET_SHARE and lora["trainable_pct"] <= TARGET_PCT
+    out.append(f"LoRA q,v reached {share:.0f}% ± {share_se:.0f}% of full fine-tuning's ROUGE-L gain over the base at "
+               f"{lora['trainable_pct']:.2f}% trainable: the target (>= {TARGET_SHARE:.0f}% at <= {TARGET_PCT:.0f}%) is "
+               + ("met." if met else "missed.") + f" The course (FLAN-T5, 250M parameters) found {course_share:.0f}% "
+               f"of the ROUGE-1 gain at {COURSE['lora_pct']}%; this base has {n_params:,} parameters.")
+    for name in (t["method"] for t in table if t["method"] not in ("base (no tuning)", "full fine-tuning", "LoRA q,v")):
+        s, s_se = gain_share(table, name)
+        lags = s + 2 * s_se < TARGET_SHARE
+        text = (f"{name}: {s:.0f}% ± {s_se:.0f}% of the gain at {rows[name]['trainable_pct']:.2f}% trainable"
+                + (", clearly short of the target" if lags else ""))
+        if lags and name in WHY_LAGS:
+            text += f" ({WHY_LAGS[name]})"
+        out.append(text + ".")
     best = max((t for t in table if t["method"] not in ("base (no tuning)", "full fine-tuning")), key=lambda t: t["rougeL"])
     out.append(f"The best parameter-efficient method was {best['method']} (ROUGE-L {best['rougeL']:.1f} ± "
                f"{best['rougeL_sd']:.1f} at {best['trainable_pct']:.2f}%).")
-    if len(sweep) >= 2:
-        items = sorted(sweep.items(), key=lambda kv: kv[1]["params"])
-        gaps = ", ".join(f"{v['gap']:+.1f} ± {v['gap_se']:.1f} at {v['params']:,} parameters" for _, v in items)
-        first, last = items[0][1], items[-1][1]
-        noise = 2 * (first["gap_se"] ** 2 + last["gap_se"] ** 2) ** 0.5
-        trend = ("shrinks" if last["gap"] < first["gap"] - noise else
-                 "grows" if last["gap"] > first["gap"] + noise else "does not change beyond its noise")
-        out.append(f"Why the difference: the course's explanation is that LoRA re-uses features the frozen base "
-                   f"already computes, which a 250M-parameter model has and a {n_params:,}-parameter one lacks. "
-                   f"Across the width/depth sweep the full-minus-LoRA ROUGE-L gap is {gaps}: it {trend} as the "
-                   f"model grows (tolerance {noise:.1f} points), which "
-                   + ("supports" if trend == "shrinks" else "does not by itself support") + " that explanation at "
-                   "these sizes.")
     return out
 
 
@@ -332,60 +324,41 @@ def plot(table: list[dict], path: Path) -> bool:
     return True
 
 
-def run_sweep(sizes, tokenizer, data, s, main_rows, main_base, work, echo=print) -> dict:
-    """Full vs LoRA q,v at each size (the main size reuses its results); rates from the main size."""
-    lrs = {name: main_rows[name]["lr"] for name in ("full fine-tuning", "LoRA q,v")}
-    out = {}
-    for size in sizes:
-        if size == MAIN_SIZE:
-            config, rows = main_base[0], main_rows
-        else:
-            config, state = build_base(size, tokenizer, s, echo=echo)
-            budget = get_peft_model(T5ForConditionalGeneration(config),
-                                    method_config("LoRA q,v", config, 0)).get_nb_trainable_parameters()[0]
-            rows = {name: {"lr": lr, "runs": [run_method(name, config, state, tokenizer, data, lr, seed, s, budget)
-                                              for seed in range(s["seeds"])]} for name, lr in lrs.items()}
-        table = summarize({k: rows[k] for k in lrs})
-        for t in table:
-            t["checkpoint_bytes"] = t.get("checkpoint_bytes") or 0
-        g, se = gap(table, "full fine-tuning", "LoRA q,v")
-        out[size] = {"params": count_parameters(T5ForConditionalGeneration(config))[1], "gap": g, "gap_se": se,
-                     "full_rougeL": table[0]["rougeL"], "lora_rougeL": table[1]["rougeL"],
-                     "lora_pct": table[1]["trainable_pct"]}
-        echo(f"  sweep {size}: full {table[0]['rougeL']:.1f}, LoRA q,v {table[1]['rougeL']:.1f}, gap {g:+.1f} ± {se:.1f}")
-    return out
-
-
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=int, help="seeds per method (default: 3; --quick: 2)")
-    parser.add_argument("--steps", type=int, help="adaptation steps per run (default: 150; --quick: 80)")
-    parser.add_argument("--quick", action="store_true", help="smaller base, data and sweep (a quicker look)")
-    parser.add_argument("--no-sweep", action="store_true", help="skip the width/depth sweep")
+    parser.add_argument("--seeds", type=int, help="seeds per method (default: 3)")
+    parser.add_argument("--steps", type=int, help="adaptation steps per run (default: 150)")
+    parser.add_argument("--quick", action="store_true", help="no rate grid: each method at its grid's middle rate")
+    parser.add_argument("--base", help="start from this Hugging Face T5 folder instead of the course base")
+    parser.add_argument("--methods", help="comma-separated subset of: " + ", ".join(LR_GRID))
     parser.add_argument("--out", default="benchmarks/out", help="folder for peft_compare.json and .png")
     args = parser.parse_args(argv)
     smoke = os.environ.get("MINILLM_SMOKE", "").strip() not in ("", "0", "false", "False")
     s = dict(SETTINGS["smoke" if smoke else "quick" if args.quick else "full"])
     s.update({k: v for k, v in (("seeds", args.seeds), ("steps", args.steps)) if v is not None})
+    methods = [m.strip() for m in args.methods.split(",")] if args.methods else list(LR_GRID)
+    unknown = [m for m in methods if m not in LR_GRID]
+    if unknown or "full fine-tuning" not in methods or "LoRA q,v" not in methods:
+        parser.error(f"--methods: {unknown or methods} (each of {list(LR_GRID)}; full fine-tuning and LoRA q,v "
+                     "are always needed)")
+    folder = Path(args.base) if args.base else course.ensure_base(smoke=smoke)
     minillm.set_num_threads(1)  # one thread: the same sums in the same order, so the same table twice
     started, cpu = time.perf_counter(), time.process_time()
     out, work = Path(args.out), Path(tempfile.mkdtemp(prefix="peft_compare_"))
     out.mkdir(parents=True, exist_ok=True)
-    print(f"settings: {s}")
-    tokenizer = build_tokenizer(s)
+    print(f"settings: {s}\nbase: {folder}")
+    config, state, tokenizer = load_base(folder)
     data = task_records(TASK, s)
-    config, state = build_base(MAIN_SIZE, tokenizer, s)
-    rows = compare(config, state, tokenizer, data, s, list(LR_GRID), work)
+    rows = compare(config, state, tokenizer, data, s, methods, work)
     table = summarize(rows)
     n_params = count_parameters(T5ForConditionalGeneration(config))[1]
-    sweep = {} if args.no_sweep else run_sweep(s["sweep"], tokenizer, data, s, rows, (config, state), work)
     text = format_table(table, s["steps"])
-    sentences = verdict(table, sweep, n_params)
-    print(f"\n{TASK}, base {MAIN_SIZE} ({n_params:,} parameters), test split of {s['n_test']} dialogues:\n{text}\n")
+    sentences = verdict(table, n_params)
+    print(f"\n{TASK}, base {folder.name} ({n_params:,} parameters), test split of {s['n_test']} dialogues:\n{text}\n")
     print("\n".join(sentences))
     seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu
-    result = {"settings": s, "table": table, "runs": rows, "sweep": sweep, "verdict": sentences,
+    result = {"settings": s, "base": str(folder), "table": table, "runs": rows, "verdict": sentences,
               "course": COURSE, "seconds": round(seconds, 1), "cpu_seconds": round(cpu_seconds, 1)}
     (out / "peft_compare.json").write_text(json.dumps(result, indent=2))
     drew = plot(table, out / "peft_compare.png")

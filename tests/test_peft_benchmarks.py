@@ -26,32 +26,51 @@ def row(method, mean, sd, seeds=3, pct=5.0):
 def test_verdict_states_the_gap_and_its_tolerance():
     pc = load("peft_compare")
     table = [row("base (no tuning)", 30.0, 0.0), row("full fine-tuning", 60.0, 3.0, pct=100.0),
-             row("LoRA q,v", 50.0, 4.0), row("adapters", 55.0, 1.0, pct=3.0)]
+             row("LoRA q,v", 50.0, 4.0, pct=1.3), row("adapters", 55.0, 1.0, pct=3.0)]
     # standard error of a difference of two means over 3 seeds: sqrt(3^2/3 + 4^2/3) = 5/sqrt(3)
     tol = 2 * 5 / math.sqrt(3)
-    sentences = pc.verdict(table, {}, 228864)
+    sentences = pc.verdict(table, 228864)
     assert "is +10.0 ROUGE-L points from full fine-tuning" in sentences[0]
     assert f"= {tol:.1f} points" in sentences[0] and "apart: full fine-tuning is better" in sentences[0]
-    assert "The best parameter-efficient method was adapters" in sentences[2]
-    close = [row("base (no tuning)", 30.0, 0.0), row("full fine-tuning", 60.0, 3.0), row("LoRA q,v", 57.0, 4.0)]
-    assert "indistinguishable" in pc.verdict(close, {}, 1)[0]  # 3.0 < 5.8
+    assert "LoRA q,v reached 67% ± " in sentences[1] and "is missed" in sentences[1]  # (50-30)/(60-30)
+    assert sentences[-1].startswith("The best parameter-efficient method was adapters")
+    close = [row("base (no tuning)", 30.0, 0.0), row("full fine-tuning", 60.0, 3.0), row("LoRA q,v", 57.0, 4.0, pct=1.3)]
+    assert "indistinguishable" in pc.verdict(close, 1)[0]  # 3.0 < 5.8
+    assert "LoRA q,v reached 90% ± " in pc.verdict(close, 1)[1] and "is met" in pc.verdict(close, 1)[1]
+    assert "is missed" in pc.verdict([*close[:2], row("LoRA q,v", 57.0, 4.0, pct=2.5)], 1)[1]  # over the 2% budget
 
 
-def test_sweep_sentence_says_whether_the_gap_shrinks():
+def test_gain_share_and_its_standard_error_by_hand():
     pc = load("peft_compare")
-    table = [row("base (no tuning)", 30.0, 0.0), row("full fine-tuning", 60.0, 1.0), row("LoRA q,v", 59.0, 1.0)]
-    small = {"params": 1000, "gap": 20.0, "gap_se": 1.0}
-    big = {"params": 9000, "gap": 2.0, "gap_se": 1.0}
-    assert "it shrinks" in pc.verdict(table, {"a": small, "b": big}, 1)[-1]
-    assert "does not change beyond its noise" in pc.verdict(table, {"a": small, "b": {**big, "gap": 19.0}}, 1)[-1]
+    table = [row("base (no tuning)", 20.0, 0.0), row("full fine-tuning", 60.0, 2.0, seeds=4),
+             row("LoRA q,v", 50.0, 4.0, seeds=4)]
+    share, se = pc.gain_share(table, "LoRA q,v")
+    # a = 30 (se 4/2 = 2), b = 40 (se 2/2 = 1): share 0.75, se 0.75 * sqrt((2/30)^2 + (1/40)^2)
+    assert share == pytest.approx(75.0)
+    assert se == pytest.approx(75.0 * math.sqrt((2 / 30) ** 2 + (1 / 40) ** 2))
+
+
+def test_a_lagging_prompt_tuning_is_named_with_the_reason():
+    pc = load("peft_compare")
+    table = [row("base (no tuning)", 30.0, 0.0), row("full fine-tuning", 60.0, 1.0), row("LoRA q,v", 58.0, 1.0),
+             row("prompt tuning", 33.0, 1.0, pct=0.07), row("adapters", 57.0, 1.0)]
+    lines = pc.verdict(table, 1)
+    prompt = next(line for line in lines if line.startswith("prompt tuning"))
+    assert "10% ± " in prompt and "clearly short of the target" in prompt and "Lester et al. 2021" in prompt
+    adapters = next(line for line in lines if line.startswith("adapters"))
+    assert "90% ± " in adapters and "short" not in adapters
+    no_gain = [row("base (no tuning)", 30.0, 0.0), row("full fine-tuning", 29.0, 1.0), row("LoRA q,v", 31.0, 1.0)]
+    assert "did not raise ROUGE-L above the base" in pc.verdict(no_gain, 1)[1]
 
 
 def test_peft_compare_runs_writes_json_and_png_and_repeats_itself(tmp_path, monkeypatch):
     monkeypatch.setenv("MINILLM_SMOKE", "1")
+    monkeypatch.setenv("MINILLM_CACHE", str(tmp_path / "cache"))  # the smoke stand-in base, built once
     pc = load("peft_compare")
-    first = pc.main(["--no-sweep", "--out", str(tmp_path / "a")])
-    second = pc.main(["--no-sweep", "--out", str(tmp_path / "b")])
+    first = pc.main(["--out", str(tmp_path / "a")])
+    second = pc.main(["--out", str(tmp_path / "b")])
     saved = json.loads((tmp_path / "a" / "peft_compare.json").read_text())
+    assert Path(saved["base"]).parent == tmp_path / "cache"  # it started from the course base
     assert [t["method"] for t in saved["table"]] == ["base (no tuning)"] + list(pc.LR_GRID)
     without_time = lambda r: [{k: v for k, v in t.items() if k != "step_ms"} for t in r["table"]]  # noqa: E731
     assert without_time(first) == without_time(second) and first["verdict"] == second["verdict"]
@@ -62,15 +81,43 @@ def test_peft_compare_runs_writes_json_and_png_and_repeats_itself(tmp_path, monk
     assert (tmp_path / "a" / "peft_compare.png").stat().st_size > 1000
 
 
-def test_forgetting_verdict_counts_only_known_tasks():
+def test_forgetting_verdict_counts_only_known_tasks_against_the_targets():
     fg = load("forgetting")
-    stats = {"full fine-tuning on D": {"gain": (20.0, 2.0), "bwt": (-10.0, 1.0), "seeds": 4,
-                                       "change": {"translation": (-10.0, 1.0), "sentiment": (-1.0, 1.0)}},
-             "multitask (D + A, B, C)": {"gain": (10.0, 2.0), "bwt": (-2.5, 1.0), "seeds": 4,
-                                         "change": {"translation": (-2.5, 1.0), "sentiment": (0.0, 1.0)}}}
-    lines = fg.verdict(stats, ["translation"], {"translation": 1.0, "sentiment": 1.0})
-    assert "kept none, lost ground on translation" in lines[0]
-    assert "75% of full fine-tuning's forgetting avoided" in lines[1]  # 1 - 2.5 / 10
-    assert "lost ground on translation" in lines[1]  # -2.5 < -2 * sqrt(1 + (1/2)^2) = -2.24
-    assert "full fine-tuning on D, multitask (D + A, B, C)" in lines[-1]
+    full, multi = fg.FULL, fg.MULTI
+    stats = {full: {"gain": (20.0, 2.0), "bwt": (-10.0, 1.0), "seeds": 4,
+                    "change": {"translation": (-10.0, 1.0), "sentiment": (-1.0, 1.0), "news_summary": (-8.0, 2.0)}},
+             multi: {"gain": (10.0, 2.0), "bwt": (-2.5, 1.0), "seeds": 4,
+                     "change": {"translation": (-2.5, 1.0), "sentiment": (0.0, 1.0), "news_summary": (1.0, 2.0)}}}
+    err = {"translation": 1.0, "sentiment": 1.0, "news_summary": 1.0}
+    lines = fg.verdict(stats, ["translation", "news_summary"], err)
+    # lost: change below -2 * sqrt(1 + (sd/2)^2): translation -10 < -2.24, news_summary -8 < -2.83
+    assert lines[0].startswith("Single-task full fine-tuning on D lowered 2 of 2 known held-in tasks")
+    assert "(translation, news_summary)" in lines[0] and "is missed" in lines[0]  # 2 < 3
+    assert "kept none, lost ground on translation, news_summary" in lines[1]
+    # multitask on those two: drops 2.5 and 0 (a rise counts as 0), mean 1.25, against (10 + 8) / 2 = 9
+    assert "fell 1.2 points on average against 9.0: 86% of the drop removed (target >= 70%: met)" in lines[2]
+    assert "lost ground on translation" in lines[2]  # -2.5 < -2.24
+    assert "full fine-tuning on D, multitask (D + held-in)" in lines[-1]
     assert fg.verdict(stats, [], {})[0].startswith("The base beat the constant answer on no old task")
+    stats[full]["change"]["sentiment"] = (-5.0, 1.0)  # now three tasks fall by more than 2.24
+    assert "lowered 3 of 3 known held-in tasks" in fg.verdict(stats, ["translation", "sentiment", "news_summary"], err)[0]
+    assert "is met" in fg.verdict(stats, ["translation", "sentiment", "news_summary"], err)[0]
+
+
+def test_replay_takes_an_equal_share_of_every_held_in_task():
+    fg = load("forgetting")
+    old = {"a": [("a", str(i)) for i in range(10)], "b": [("b", str(i)) for i in range(10)],
+           "c": [("c", str(i)) for i in range(10)]}
+    mixed = fg.replay(old, 9)
+    assert [task for task, _ in mixed] == ["a"] * 3 + ["b"] * 3 + ["c"] * 3
+
+
+def test_forgetting_runs_on_the_course_base_in_smoke_mode(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MINILLM_SMOKE", "1")
+    monkeypatch.setenv("MINILLM_CACHE", str(tmp_path / "cache"))
+    fg = load("forgetting")
+    monkeypatch.setattr(fg, "SMOKE", True)
+    assert fg.main(["--seeds", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert f"base: {tmp_path / 'cache'}" in printed  # the course base's cache folder
+    assert "multitask (D + held-in)" in printed and "total time" in printed

@@ -12,19 +12,22 @@
 # ---
 
 # %% [markdown]
-# # Tutorial 03: train a toy T5, from a tokenizer to an instruction-tuned model
+# # Tutorial 03: how the course base is made, from a tokenizer to an instruction-tuned T5
 #
 # **Learning goals.** After this tutorial you can
 # 1. train a subword tokenizer and say why its sentinels (`<extra_id_N>`) exist;
 # 2. build T5's self-supervised pretraining data with **span corruption** and pretrain on it;
 # 3. explain why a pretrained model does not follow instructions, and fix that by fine-tuning
 #    on a FLAN-style **multitask mixture** of [prompt, completion] pairs;
-# 4. read the two loss curves, and score the model on held-out tasks before and after;
-# 5. save the model and tokenizer (`save_pretrained`) so that later tutorials can load them.
+# 4. read the two loss curves, and judge each task against its **constant answer** with standard errors;
+# 5. save the model and tokenizer (`save_pretrained`), and find the full-size recipe the later tutorials use.
 #
-# Run: `python tutorials/03_train_toy_t5.py` (it prints each phase's time and its total wall time;
-# `MINILLM_SMOKE=1` takes seconds). Tutorials 04, 05, 06 and 09 reuse the model saved here.
-# Read alongside: `minillm/data/span_corruption.py`, `minillm/data/mixture.py`, `minillm/training/trainer.py`.
+# Tutorials 04-09 start from the **course base** (`minillm.course.ensure_base()`, or `minillm base build`):
+# the recipe below at full size, built once into a cache. Here we run the *same recipe* (`BaseRecipe`,
+# the functions of `minillm/course/build.py`) at a small scale, one phase at a time, so every step
+# can be watched. Run: `python tutorials/03_train_toy_t5.py` (it prints each phase's time and its
+# total wall time; `MINILLM_SMOKE=1` takes seconds). Read alongside: `minillm/course/recipe.py`,
+# `minillm/course/build.py`, `minillm/data/span_corruption.py`, `minillm/training/trainer.py`.
 
 # %% Setup: output folder, figures, tables (the same cell opens every tutorial)
 import json
@@ -44,44 +47,63 @@ OUT, FIGURES, save_figure = tutorial_output(TUTORIAL)
 
 
 import minillm  # noqa: E402
-from minillm.data import DEFAULT_MIXTURE, Batcher, build_mixture, pretraining_corpus, span_corruption_pairs  # noqa: E402
+from minillm.course import BaseRecipe, HELD_IN, describe_estimate, default_recipe  # noqa: E402
+from minillm.course.build import instruction_mixture, model_config  # noqa: E402
+from minillm.course.card import score_tasks, verdict as card_verdict  # noqa: E402
+from minillm.data import Batcher, Tokenizer, span_corruption_pairs  # noqa: E402
+from minillm.data.corpus import course_corpus  # noqa: E402
 from minillm.models import T5ForConditionalGeneration  # noqa: E402
-from minillm.cli.quickstart import QuickstartConfig, constant_baseline, format_table, held_out_records  # noqa: E402
-from minillm.cli.quickstart import verdict as constant_verdict  # noqa: E402
-from minillm.training.trainer import Trainer  # noqa: E402
-from _toy import toy_config, toy_mixture, toy_training_args, train_toy_tokenizer  # noqa: E402
+from minillm.training.trainer import Trainer, TrainingArguments  # noqa: E402
 
 minillm.manual_seed(0)
 WALL, CPU = time.perf_counter(), time.process_time()
 print(f"smoke mode: {SMOKE}; figures, summary.json and the model go to {OUT}")
 
 # %% [markdown]
-# ## 1. Data and a tokenizer
+# ## 1. The recipe, the data and a tokenizer
+#
+# Everything the base is made from is one frozen dataclass, `BaseRecipe`: sizes, data, steps,
+# rates. Its hash is the cache key, so a changed recipe builds anew. We take the full recipe and
+# shrink the model, the data and the steps; every other field (the tasks, their weights, the
+# templates, the rates) is the full recipe's.
 #
 # Two kinds of text feed a T5:
-# * **plain text** for pretraining (`pretraining_corpus`: short documents built from the same
-#   vocabulary as the tasks, train split only);
-# * **[prompt, completion] pairs** for instruction tuning: the built-in tasks (dialogue
-#   summarization, English to "Zorbish" translation, sentiment, paraphrase, arithmetic), each example
-#   phrased with a random FLAN instruction template, plus some 2-shot prompts (see `_toy.toy_mixture`).
+# * **plain text** for pretraining (`course_corpus`: short documents built from the tasks'
+#   vocabulary, train-split inputs only, no answers);
+# * **[prompt, completion] pairs** for instruction tuning: the five held-in tasks (`HELD_IN`), each
+#   example phrased with a random FLAN instruction template, plus 2-shot prompts of the short ones
+#   (`instruction_mixture`).
 #
 # The tokenizer (byte-pair encoding) is trained on the training text only, so nothing of the
 # test split leaks into the vocabulary. It reserves 32 **sentinel** ids, `<extra_id_0>` ...
 # `<extra_id_31>`, which mark the holes of span corruption.
 
 # %%
-examples_per_task = 40 if SMOKE else 3000
-train_records = toy_mixture(examples_per_task, seed=0)
-validation = build_mixture(DEFAULT_MIXTURE, 4 if SMOKE else 12, split="validation", seed=0)
-test = held_out_records(QuickstartConfig(test_examples_per_task=4 if SMOKE else 40, seed=0))
-tokenizer = train_toy_tokenizer(train_records, vocab_size=400 if SMOKE else 1600)
-counts = {name: sum(r.task == name for r in train_records) for name in DEFAULT_MIXTURE}
-print_table(["task", "training records"], [[k, v] for k, v in counts.items()])
+FULL = default_recipe(smoke=False)
+recipe = BaseRecipe.smoke(card_examples=8) if SMOKE else BaseRecipe(
+    threads=1, d_model=128, d_ff=512, num_layers=2, num_heads=4, corpus_documents=2000, pretrain_steps=150,
+    tune_steps=450, examples_per_task=800, few_shot_examples=100, card_examples=40)
+changed = {k: (getattr(FULL, k), v) for k, v in recipe.hashed_fields().items() if getattr(FULL, k) != v}
+print_table(["recipe field", "full recipe", "this tutorial"], [[k, a, b] for k, (a, b) in changed.items()])
+train_records = instruction_mixture(recipe)
+tokenizer = Tokenizer.train(course_corpus(recipe.corpus_documents, seed=recipe.seed)
+                            + [t for r in train_records for t in (r.prompt, r.completion)],
+                            vocab_size=recipe.vocab_size, num_sentinels=32)
+counts = {name: sum(r.task == name for r in train_records) for name in HELD_IN}
+print_table(["held-in task", "training records"], [[k, v] for k, v in counts.items()])
 sample = train_records[0]
 print(f"one record ({sample.task}):\n  prompt:     {sample.prompt!r}\n  completion: {sample.completion!r}")
 print(f"tokens of the completion: {tokenizer.tokenize(sample.completion)}")
 print(f"vocabulary: {tokenizer.vocab_size} ids, of which {tokenizer.num_sentinels} sentinels; "
       f"<extra_id_0> has id {tokenizer.sentinel_id(0)}")
+
+
+def training_args(folder, steps, lr, warmup, eval_every=0):
+    """The recipe's TrainingArguments (as in course/build.py); ``eval_every`` > 0 adds periodic evals."""
+    return TrainingArguments(output_dir=str(folder), max_steps=steps, batch_size=recipe.batch_size, learning_rate=lr,
+                             lr_schedule="linear", warmup_steps=warmup, weight_decay=0.0, max_grad_norm=1.0,
+                             log_every=max(1, steps // 40), seed=recipe.seed, max_source_length=recipe.max_source_length,
+                             max_target_length=recipe.max_target_length, eval_every=eval_every, progress=False)
 
 # %% [markdown]
 # ## 2. Span corruption: T5's pretraining objective
@@ -89,11 +111,11 @@ print(f"vocabulary: {tokenizer.vocab_size} ids, of which {tokenizer.num_sentinel
 # Hide about 15% of the tokens in spans of about 3; the encoder reads the text with a sentinel in
 # each hole, the decoder writes the hidden spans, each after its sentinel. The labels come from
 # the text itself (**self-supervised**), so any plain text will do. Text is packed into chunks of
-# 64 tokens so no compute goes to padding.
+# `recipe.chunk_length` tokens so no compute goes to padding.
 
 # %%
-corpus = pretraining_corpus(300 if SMOKE else 6000, seed=1)
-span_pairs = span_corruption_pairs(corpus, tokenizer, chunk_length=64, seed=0)
+corpus = course_corpus(recipe.corpus_documents, seed=recipe.seed)
+span_pairs = span_corruption_pairs(corpus, tokenizer, chunk_length=recipe.chunk_length, seed=recipe.seed)
 inputs, targets = span_pairs[0]
 print("original:", corpus[0][:160])
 print("inputs:  ", tokenizer.decode(inputs, skip_special_tokens=False)[:200])
@@ -106,19 +128,21 @@ print(f"{len(span_pairs)} pretraining pairs; on average {hidden_share:.1%} of th
 # %% [markdown]
 # ## 3. Pretraining
 #
-# `Trainer` takes a ready `Batcher` of token ids as well as text records. The model is
-# `toy_config`: a 2+2-layer T5 with d_model 128 (the quickstart's size). The first 5% of the
-# pairs are held out (never trained on) to watch the eval loss.
+# `Trainer` takes a ready `Batcher` of token ids as well as text records. The model has the recipe's
+# shape (`model_config`). The first 5% of the pairs are held out (never trained on) to watch the
+# eval loss.
 
 # %%
-config = toy_config(tokenizer, SMOKE)
+minillm.manual_seed(recipe.seed)
+config = model_config(recipe, tokenizer)
 model = T5ForConditionalGeneration(config)
 n_params = model.num_parameters()
 split = max(1, len(span_pairs) // 20)
-pretrain_steps = 10 if SMOKE else 500
-pretrain_args = toy_training_args(OUT / "pretrain_run", pretrain_steps, eval_every=max(1, pretrain_steps // 4))
+pretrain_steps = recipe.pretrain_steps
+pretrain_args = training_args(OUT / "pretrain_run", pretrain_steps, recipe.pretrain_learning_rate,
+                              recipe.pretrain_warmup_steps, eval_every=max(1, pretrain_steps // 4))
 started = time.perf_counter()
-Trainer(model, tokenizer, pretrain_args, Batcher(span_pairs[split:], 32, seed=0),
+Trainer(model, tokenizer, pretrain_args, Batcher(span_pairs[split:], recipe.batch_size, seed=recipe.seed),
         eval_data=Batcher(span_pairs[:split], 64, shuffle=False)).train()
 pretrain_seconds = time.perf_counter() - started
 pretrain_log = [json.loads(line) for line in (OUT / "pretrain_run" / "log.jsonl").read_text().splitlines()]
@@ -128,6 +152,11 @@ print(f"{n_params:,} parameters. In this run pretraining took {pretrain_seconds:
       f"went from {pre_train_curve[0][1]:.3f} to {pre_train_curve[-1][1]:.3f} and the held-out loss ended at "
       f"{pre_eval_curve[-1][1]:.3f} (a uniform guess over the vocabulary scores "
       f"ln V = {np.log(tokenizer.vocab_size):.2f}).")
+
+# %%
+from minillm.course.card import test_examples  # noqa: E402
+
+test_pairs = test_examples(HELD_IN[0], 1, recipe.seed)
 
 # %% [markdown]
 # Pretraining trains one skill: fill blanks. How well did it learn it? We give the model held-out
@@ -168,61 +197,49 @@ print(f"On {len(held_out_pairs)} held-out chunks the pretrained model wrote the 
       f"{fill_exact:.0%} and got its first token right in {fill_first_token:.0%}; always writing the commonest "
       f"first token ({tokenizer.decode(list(commonest_first))!r}) gets {fill_constant:.0%}: the model "
       f"{'beat' if fill_first_token > fill_constant else 'did not beat'} that rival.")
-instruction = test[0].prompt
+instruction, instruction_reference = test_pairs[0]
 enc = tokenizer.batch_encode([instruction])
 instruction_pretrained = tokenizer.decode(model.generate(enc["input_ids"], enc["attention_mask"],
                                                          max_new_tokens=24)[0, 1:].tolist(), skip_special_tokens=False)
 print(f"instruction {instruction!r}\n  -> {instruction_pretrained!r}")
 instruction_gets_blanks = "<extra_id_0>" in instruction_pretrained
 print(f"In this run the answer to the instruction {'was' if instruction_gets_blanks else 'was not'} in span-filling "
-      f"format (sentinels), and it {'matched' if instruction_pretrained.strip() == test[0].completion else 'did not match'} "
+      f"format (sentinels), and it {'matched' if instruction_pretrained.strip() == instruction_reference else 'did not match'} "
       "the reference.")
 
 # %% [markdown]
-# ## 4. Multitask instruction fine-tuning
+# ## 4. Multitask instruction tuning
 #
-# Now the same weights learn [prompt, completion] pairs of all five tasks at once, shuffled
-# together (examples-proportional mixing). The periodic evaluation on the validation split
-# generates answers and scores each task with its own metric, and the checkpoint with the best
-# validation score is saved in `finetune_run/best/`; the table below and the model saved in section 6
-# are the *final* weights. Before training, we score the pretrained model on the held-out **test**
-# split: the "before" column. The "constant answer" column is what a model scores by always giving
-# the commonest training answer of a task (the majority class for sentiment and paraphrase): a task
-# is learned only where "after" clearly beats it.
+# Now the same weights learn [prompt, completion] pairs of all five held-in tasks at once,
+# shuffled together (examples-proportional mixing, with the recipe's task weights). Before and
+# after, we score the model exactly as the base's **model card** does (`minillm.course.card`):
+# every held-in task, the held-out task (dialogue summaries) and the new task (antonym), on test
+# examples, each against its **constant answer** (the commonest training answer: the majority
+# class for sentiment). The rule, stated once in `minillm/course/card.py`: a task is known when the
+# model's margin over the constant answer exceeds two standard errors of that (paired) margin.
 
 # %%
-finetune_steps = 12 if SMOKE else 1500
-finetune_args = toy_training_args(OUT / "finetune_run", finetune_steps, eval_every=max(1, finetune_steps // 3),
-                                  eval_num_examples=len(validation), metric_for_best="score")
-trainer = Trainer(model, tokenizer, finetune_args, train_records, eval_data=validation)
-before = trainer.evaluate(test)
+tune_steps = recipe.tune_steps
+tune_args = training_args(OUT / "finetune_run", tune_steps, recipe.tune_learning_rate, recipe.tune_warmup_steps)
+rows_before = score_tasks(model, tokenizer, recipe, train_records)
 started = time.perf_counter()
+trainer = Trainer(model, tokenizer, tune_args, train_records)
 result = trainer.train()
 finetune_seconds = time.perf_counter() - started
-after = trainer.evaluate(test)
+rows_after = score_tasks(model, tokenizer, recipe, train_records)
 fine_log = [json.loads(line) for line in (OUT / "finetune_run" / "log.jsonl").read_text().splitlines()]
 fine_train_curve = [(e["step"], e["loss"]) for e in fine_log if "loss" in e]
-fine_eval_curve = [(e["step"], e["eval_loss"]) for e in fine_log if "eval_loss" in e]
-baseline = constant_baseline(train_records, test)
-table = format_table(before, after, baseline)
-print(table)
-n_test = {name: sum(r.task == name for r in test) for name in DEFAULT_MIXTURE}
-learned_sentence = constant_verdict(baseline, after, n_test["sentiment"])  # the quickstart's rule, stated there
-above_constant = {name: constant_verdict(baseline, {f"{name}/accuracy": after[f"{name}/accuracy"]},
-                                         n_test[name]).startswith("Better than the constant answer on 1 of 1")
-                  for name in ("sentiment", "paraphrase", "arithmetic")}
-print(f"In this run: {learned_sentence} ({n_test['sentiment']} test examples per task; the rule is "
-      "minillm.cli.quickstart.verdict's, the same as the quickstart's.)")
-best_step = json.loads((OUT / "finetune_run" / "best" / "metrics.json").read_text())["step"] \
-    if (OUT / "finetune_run" / "best" / "metrics.json").is_file() else None
-print(f"The best validation score was at step {best_step} of {result.global_step}; the numbers above are the "
-      "final weights.")
-print(f"In this run fine-tuning took {finetune_seconds:.0f} s for {result.global_step} steps; the training loss "
-      f"went from {fine_train_curve[0][1]:.3f} to {fine_train_curve[-1][1]:.3f}, and the mean task score on the "
-      f"test split went from {before['score']:.3f} to {after['score']:.3f}.")
-shown = test[::max(1, len(test) // 4)]
-for record, prediction in zip(shown, trainer.predict([r.prompt for r in shown])):
-    print(f"[{record.task}] expected  {record.completion!r}\n    predicted {prediction!r}")
+fmt = lambda r, v: f"{v:.1f}" if r["metric"] == "bleu" else f"{v:.3f}"  # noqa: E731
+print_table(["task", "role", "metric", "constant answer", "before", "after", "margin ± s.e. (after)", "known"],
+            [[a["task"], a["role"], a["metric"], fmt(a, a["constant"]), fmt(b, b["value"]), fmt(a, a["value"]),
+              f"{fmt(a, a['margin'])} ± {fmt(a, a['margin_stderr'])}", "yes" if a["beats"] else "no"]
+             for b, a in zip(rows_before, rows_after)])
+small_verdict = card_verdict(rows_after)
+print(f"In this run, after {result.global_step} tuning steps ({finetune_seconds:.0f} s; the training loss went "
+      f"from {fine_train_curve[0][1]:.3f} to {fine_train_curve[-1][1]:.3f}): {small_verdict}")
+for row in rows_after[::3]:
+    example = row["examples"][0]
+    print(f"[{row['task']}] expected  {example['reference']!r}\n    predicted {example['prediction']!r}")
 
 # %% [markdown]
 # ## 5. Loss curves
@@ -235,10 +252,11 @@ for record, prediction in zip(shown, trainer.predict([r.prompt for r in shown]))
 if plt is not None:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     panels = [(axes[0], "pretraining (span corruption)", pre_train_curve, pre_eval_curve),
-              (axes[1], "multitask fine-tuning", fine_train_curve, fine_eval_curve)]
+              (axes[1], "multitask instruction tuning", fine_train_curve, [])]
     for ax, title, train_curve, eval_curve in panels:
         ax.plot(*zip(*train_curve), label="train loss")
-        ax.plot(*zip(*eval_curve), "o-", label="eval loss")
+        if eval_curve:
+            ax.plot(*zip(*eval_curve), "o-", label="eval loss (held-out chunks)")
         ax.set_xlabel("step")
         ax.set_ylabel("cross-entropy per token")
         ax.set_title(title)
@@ -247,35 +265,39 @@ if plt is not None:
     save_figure(fig, "loss_curves.png")
 
 # %% [markdown]
-# ## 6. Save, reload, check
+# ## 6. Save, reload, check, and the full recipe
 #
 # `save_pretrained` writes `config.json` and `model.safetensors` (Hugging Face's layout), and the
 # tokenizer writes `tokenizer.json`, into the same folder: `from_pretrained` on that folder gives
-# the model back. We check that the reloaded model generates exactly what this one does.
+# the model back. We check that the reloaded model generates exactly what this one does. The later
+# tutorials do not load this small model: they load the course base, this recipe at full size.
 
 # %%
 model_dir = OUT / "model"
 model.save_pretrained(model_dir)
 tokenizer.save(str(model_dir))
-(model_dir / "toy_info.json").write_text(json.dumps({"smoke": SMOKE, "pretrain_steps": pretrain_steps,
-                                                      "finetune_steps": finetune_steps, "parameters": n_params}))
 reloaded = T5ForConditionalGeneration.from_pretrained(model_dir)
-probe = tokenizer.batch_encode([r.prompt for r in test[:8]])
+probe = tokenizer.batch_encode([prompt for prompt, _ in test_examples(HELD_IN[1], 8, recipe.seed)])
 same = np.array_equal(model.generate(probe["input_ids"], probe["attention_mask"], max_new_tokens=16),
                       reloaded.generate(probe["input_ids"], probe["attention_mask"], max_new_tokens=16))
 print(f"saved to {model_dir}: {sorted(p.name for p in model_dir.iterdir())}; "
       f"the reloaded model generated {'the same' if same else 'DIFFERENT'} tokens on 8 test prompts.")
+print(f"The full recipe: d_model {FULL.d_model}, {FULL.num_layers}+{FULL.num_layers} layers, {FULL.pretrain_steps} "
+      f"pretraining and {FULL.tune_steps} tuning steps of {FULL.batch_size}; it takes {describe_estimate(FULL)}. "
+      "Build it with `minillm base build`, or `from minillm.course import ensure_base; ensure_base()`; "
+      "its model card (README.md in the base's folder, and docs/base_model.md) holds the table above at full size.")
 
 # %% [markdown]
 # ## Summary
 #
 # Exercises: skip pretraining (set `pretrain_steps = 0` and remove its Trainer) and compare the
-# table; drop the few-shot part of `toy_mixture` and rerun tutorial 04's in-context section.
+# table; set `few_shot_examples=0` in the recipe and rerun tutorial 04's in-context section on it.
 
 # %%
 summary = {
     "parameters": n_params,
     "vocab_size": tokenizer.vocab_size,
+    "recipe_changes_from_full": {k: list(v) for k, v in changed.items()},
     "train_records": len(train_records),
     "span_pairs": len(span_pairs),
     "pretrain_steps": pretrain_steps,
@@ -286,17 +308,13 @@ summary = {
     "finetune_steps": result.global_step,
     "finetune_loss_first": fine_train_curve[0][1],
     "finetune_loss_last": fine_train_curve[-1][1],
-    "test_before": before,
-    "test_after": after,
-    "constant_answer": baseline,
-    "n_test_per_task": n_test,
-    "above_constant": above_constant,
-    "constant_verdict": learned_sentence,
+    "rows_before": [{k: v for k, v in r.items() if k != "examples"} for r in rows_before],
+    "rows_after": [{k: v for k, v in r.items() if k != "examples"} for r in rows_after],
+    "known_verdict": small_verdict,
     "fill_blank_exact": fill_exact,
     "fill_blank_first_token": fill_first_token,
     "fill_blank_constant_first_token": fill_constant,
     "fill_blank_n": len(held_out_pairs),
-    "best_step": best_step,
     "model_dir": str(model_dir),
     "reload_generates_same": bool(same),
     "pretrained_answers_instruction_with_sentinels": bool(instruction_gets_blanks),

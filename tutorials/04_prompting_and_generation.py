@@ -24,8 +24,9 @@
 # 4. check the identities that make decoding testable: one beam is greedy, top-k = 1 sampling is
 #    greedy, and the same seed draws the same sample.
 #
-# Run: `python tutorials/04_prompting_and_generation.py` (it prints its own wall time at the end,
-# longer without tutorial 03's saved model; `MINILLM_SMOKE=1` takes seconds). Read alongside:
+# Run: `python tutorials/04_prompting_and_generation.py` (it prints its own wall time at the end;
+# the first tutorial you run builds the course base once, see `tutorials/_toy.py`; `MINILLM_SMOKE=1`
+# takes seconds). Read alongside:
 # `minillm/generation.py`, `minillm/data/templates.py`, `minillm/evaluation/harness.py`.
 
 # %% Setup: output folder, figures, tables (the same cell opens every tutorial)
@@ -48,7 +49,8 @@ import minillm  # noqa: E402
 from minillm.data import format_example, get_task  # noqa: E402
 from minillm.evaluation import build_prompts, builtin_task, evaluate, select_shots  # noqa: E402
 from minillm.generation import filter_logits  # noqa: E402
-from _toy import load_toy_t5  # noqa: E402
+from minillm.course import FEW_SHOT_TASKS  # noqa: E402
+from _toy import load_course_base  # noqa: E402
 
 minillm.manual_seed(0)
 WALL, CPU = time.perf_counter(), time.process_time()
@@ -59,16 +61,16 @@ print(f"smoke mode: {SMOKE}; figures and summary.json go to {OUT}")
 #
 # | stage | the question | in this course |
 # |---|---|---|
-# | **scope** | what exactly must the model do? one task or many? | the five built-in tasks |
-# | **select** | use an existing model or pretrain your own? | tutorial 03 pretrained a toy T5 |
+# | **scope** | what exactly must the model do? one task or many? | the course base's held-in tasks, then dialogue summaries |
+# | **select** | use an existing model or pretrain your own? | the course base (`minillm.course`; tutorial 03 shows how it is made) |
 # | **adapt & align** | prompt engineering; fine-tuning (full or PEFT) if prompting is not enough; alignment with human feedback (RLHF); **evaluate** each step (metrics, benchmarks) | *this tutorial*: prompts; 05-08: fine-tuning; 09: evaluation; RLHF: not in this course |
 # | **application integration** | optimize and deploy the model for inference (decoding settings, size, latency); augment it with what it lacks (tools, retrieval) and build the application around it | section 3: decoding settings; the rest: not in this course |
 #
-# Prompting is the cheapest adaptation: no weights change. We try it first, on the model that
-# tutorial 03 saved (or a quickly trained stand-in, see `tutorials/_toy.py`).
+# Prompting is the cheapest adaptation: no weights change. We try it first, on the course base:
+# a T5 pretrained with span corruption and instruction-tuned on the held-in tasks, as FLAN-T5 is.
 
 # %%
-model, tokenizer, toy_info = load_toy_t5(OUT.parent, SMOKE)
+model, tokenizer, toy_info = load_course_base(SMOKE)
 print(f"model source: {toy_info['source']}; {model.num_parameters():,} parameters")
 
 # %% [markdown]
@@ -80,22 +82,21 @@ print(f"model source: {toy_info['source']}; {model.num_parameters():,} parameter
 # the context window. Shots come from the train split, never from the test examples we score.
 
 # %%
-task = builtin_task("arithmetic", "test", n=4, seed=0)
+task = builtin_task("word_problem", "test", n=4, seed=0)
 prompts, _ = build_prompts(task, shots=2, seed=0)
 shots = select_shots(task.shot_pool, task.examples[0], 2, seed=0, query_index=0)
 print("a 2-shot prompt:\n" + "-" * 40 + "\n" + prompts[0] + "\n" + "-" * 40)
-solved = ["\n".join(format_example("arithmetic", s, template_id=0)) for s in shots]
+solved = ["\n".join(format_example("word_problem", s, template_id=0)) for s in shots]
 prompt_contains_shots = all(s in prompts[0] for s in solved) and prompts[0].endswith(
-    format_example("arithmetic", task.examples[0], template_id=0)[0])
+    format_example("word_problem", task.examples[0], template_id=0)[0])
 print(f"In this run the 2-shot prompt {'contains' if prompt_contains_shots else 'does NOT contain'} both solved "
       f"shots and ends with the unsolved question.")
 
 # %%
 n_eval = 4 if SMOKE else 200
 shot_counts = [0, 1, 2, 4]
-icl_tasks = [builtin_task("translation", "test", n_eval, seed=0, metrics=("bleu",)),
-             builtin_task("sentiment", "test", n_eval, seed=0),
-             builtin_task("arithmetic", "test", n_eval, seed=0)]
+icl_tasks = [builtin_task(name, "test", n_eval, seed=0, **({"metrics": ("bleu",)} if name == "translation" else {}))
+             for name in FEW_SHOT_TASKS]  # the course base's short held-in tasks: two shots still fit
 icl = {t.name: {} for t in icl_tasks}
 for k in shot_counts:
     report = evaluate(model, tokenizer, icl_tasks, shots=k, seed=0, batch_size=32, n_bootstrap=20)
@@ -262,6 +263,7 @@ print_table(["identity", "held in this run"], [["num_beams=1 equals greedy", bea
 # %%
 summary = {
     "model_source": toy_info["source"],
+    "base_folder": toy_info["folder"],
     "few_shot_prompt_contains_shots": bool(prompt_contains_shots),
     "icl_shot_counts": shot_counts,
     "icl_scores": {name: {str(k): v[0] for k, v in by_k.items()} for name, by_k in icl.items()},

@@ -43,11 +43,11 @@ OUT, FIGURES, save_figure = tutorial_output(TUTORIAL)
 
 
 import minillm  # noqa: E402
-from minillm.data import (DEFAULT_MIXTURE, Tokenizer, build_mixture, format_example,  # noqa: E402
-                          get_task, pretraining_corpus, tokenize_records)
+from minillm.course import HELD_OUT  # noqa: E402
+from minillm.data import format_example, get_task, tokenize_records  # noqa: E402
 from minillm.evaluation.scoring import score_with_metric  # noqa: E402
-from minillm.models import T5Config, T5ForConditionalGeneration  # noqa: E402
-from _toy import train_loop  # noqa: E402
+from minillm.models import T5ForConditionalGeneration  # noqa: E402
+from _toy import load_course_base, train_loop  # noqa: E402
 from minillm.peft import (NORMS, AdapterConfig, LoraConfig, PromptTuningConfig, SelectiveConfig,  # noqa: E402
                           get_peft_model)
 from minillm.peft.model import trainable_percent  # noqa: E402  (PEFT's definition: adapters count in "all")
@@ -57,17 +57,17 @@ started_cpu, started_wall = time.process_time(), time.perf_counter()
 print(f"smoke mode: {SMOKE}; figures and summary.json go to {OUT}")
 
 # %% [markdown]
-# ## 1. A small base model (the recipe of tutorial 07)
+# ## 1. The base model (as in tutorial 07)
 #
-# A tiny T5 instruction-tuned briefly on the built-in multitask mixture. Every arm below starts
-# from a copy of its state dict and adapts to `dialogue_summary` (ROUGE on held-out test dialogues)
-# with the same data, batches and plain AdamW loop.
+# The course base (`minillm.course`): pretrained, then instruction-tuned on five held-in tasks.
+# Every arm below starts from a copy of its state dict and adapts to its held-out task,
+# `dialogue_summary` (ROUGE on test dialogues), with the same data, batches and plain AdamW loop.
 
 # %%
-TASK = "dialogue_summary"
-BASE_STEPS, ADAPT_STEPS, PROMPT_STEPS, BATCH = (4, 3, 3, 8) if SMOKE else (400, 200, 400, 16)
-N_BASE, N_TASK, N_EVAL = (24, 32, 8) if SMOKE else (600, 600, 64)
-MAX_SRC, MAX_TGT = 96, 32
+TASK = HELD_OUT
+ADAPT_STEPS, PROMPT_STEPS, BATCH = (3, 3, 8) if SMOKE else (60, 120, 16)
+N_TASK, N_EVAL = (32, 8) if SMOKE else (1000, 48)
+MAX_SRC, MAX_TGT = 160, 32
 LORA_TARGETS = ["q", "v"]  # as in tutorial 07
 
 
@@ -98,13 +98,8 @@ def task_data(name, n_train=N_TASK, n_eval=N_EVAL):
     return tokenize_records(train_records, tokenizer, MAX_SRC, MAX_TGT)[0], test_records
 
 
-mixture = build_mixture(DEFAULT_MIXTURE, examples_per_task=N_BASE, seed=0)
-tokenizer = Tokenizer.train(pretraining_corpus(200 if SMOKE else 2000) + [r.prompt + " " + r.completion
-                            for r in mixture], vocab_size=1000, num_sentinels=0)
-config = T5Config(vocab_size=tokenizer.vocab_size, d_model=64, d_kv=16, d_ff=128, num_layers=2, num_heads=4,
-                  dropout_rate=0.0)
-base = T5ForConditionalGeneration(config)
-base_stats = train(base, tokenize_records(mixture, tokenizer, MAX_SRC, MAX_TGT)[0], BASE_STEPS, lr=3e-3, seed=0)
+base, tokenizer, base_info = load_course_base(SMOKE)
+config = base.config
 base_state = {k: v.copy() for k, v in base.state_dict().items()}
 total_params = base.num_parameters()
 
@@ -129,8 +124,7 @@ def probe_logits(model):
 
 
 base_logits = probe_logits(base)
-print(f"base: {total_params:,} parameters, {BASE_STEPS} multitask steps, loss {base_stats['losses'][0]:.2f} -> "
-      f"{base_stats['losses'][-1]:.2f}")
+print(f"base: {total_params:,} parameters ({base_info['source']})")
 
 # %% [markdown]
 # ## 2. Adapters (additive): a bottleneck after a sub-layer
@@ -310,7 +304,8 @@ print(f"In this run switching from the dialogue adapter to the sentiment adapter
 
 # %%
 summary = {
-    "base_steps": BASE_STEPS,
+    "model_source": base_info["source"],
+    "base_folder": base_info["folder"],
     "adapt_steps": ADAPT_STEPS,
     "prompt_steps": PROMPT_STEPS,
     "total_params": total_params,

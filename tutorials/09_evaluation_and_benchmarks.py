@@ -52,7 +52,7 @@ from minillm.data import format_example, get_task  # noqa: E402
 from minillm.evaluation import helm_report, run_mini_glue  # noqa: E402
 from minillm.metrics import corpus_bleu, rouge_score, sentence_bleu, tokenize_13a  # noqa: E402
 from minillm.evaluation.harness import generate_texts  # noqa: E402
-from _toy import load_toy_t5  # noqa: E402
+from _toy import load_course_base  # noqa: E402
 
 minillm.manual_seed(0)
 WALL, CPU = time.perf_counter(), time.process_time()
@@ -189,12 +189,12 @@ print(f"In this run BP = {details['bp']:.4f}; sentence BLEU by hand = {hand_sent
 # %% [markdown]
 # ## 3. The same metrics on a model's outputs
 #
-# The worked examples were tiny; now the toy T5 of tutorial 03 (or a stand-in, see
+# The worked examples were tiny; now the course base (`minillm.course`, loaded by
 # `tutorials/_toy.py`) translates and summarizes held-out examples, and both implementations
 # score the corpus. Empty or garbled outputs are edge cases the hand versions must handle too.
 
 # %%
-model, tokenizer, toy_info = load_toy_t5(OUT.parent, SMOKE)
+model, tokenizer, toy_info = load_course_base(SMOKE)
 n_corpus = 6 if SMOKE else 100
 pairs = {name: [format_example(name, ex, template_id=0) for ex in get_task(name).examples("test", n_corpus, seed=1)]
          for name in ("translation", "dialogue_summary")}
@@ -284,6 +284,7 @@ if plt is not None:
 # %%
 summary = {
     "model_source": toy_info["source"],
+    "base_folder": toy_info["folder"],
     "rouge_hand": {k: list(v) for k, v in hand_rouge.items()},
     "rouge_library": {k: list(v) for k, v in library_rouge.items()},
     "rouge_max_abs_diff": rouge_diff,
