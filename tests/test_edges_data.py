@@ -127,6 +127,8 @@ def test_a_byte_order_mark_before_a_csv_header_leaves_the_column_names_intact(tm
     (2, 0.15, 3.0, 1, 1),        # round(0.3) = 0 → at least 1 hidden
     (20, 0.15, 3.0, 3, 1),       # 3/3 = 1
     (100, 0.15, 3.0, 15, 5),     # 15/3 = 5
+    (100, 0.15, 3.5, 15, 4),     # 15/3.5 = 4.29 → 4 (rounded, not ceiled)
+    (20, 0.2, 3.0, 4, 1),        # 4/3 = 1.33 → 1
     (10, 0.25, 3.0, 2, 1),       # round(2.5) = 2 (to even); 2/3 → 1
     (10, 0.5, 3.0, 5, 2),        # 5/3 = 1.67 → 2
     (12, 0.5, 1.0, 6, 6),        # exact fit: 6 spans of 1 noise and 6 of 1 kept token
