@@ -149,6 +149,7 @@ TRAINING_FLAGS = {
     "optimizer": "adamw, or adafactor (with a fixed lr, as Hugging Face recommends for T5)",
     "lr_schedule": "how the learning rate changes over the steps",
     "warmup_steps": "steps of linear warmup from lr 0",
+    "warmup_ratio": "warmup as a share of the run's steps, in [0, 1); when > 0 it replaces --warmup-steps",
     "max_grad_norm": "clip the global gradient norm to this; 0 disables clipping",
     "eval_every": "optimizer steps between evaluations; 0 means only at the end",
     "save_every": "optimizer steps between checkpoints; 0 means only at the end",

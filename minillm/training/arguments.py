@@ -10,6 +10,7 @@ import dataclasses
 import json
 import math
 import os
+import sys
 from dataclasses import dataclass, field
 
 from ..files import atomic_write_text, make_folder, read_json
@@ -34,6 +35,8 @@ class TrainingArguments:
         optimizer: "adamw" or "adafactor" (with a fixed lr, as Hugging Face recommends for T5).
         lr_schedule: a name from ``minillm.optim.SCHEDULE_NAMES`` ("linear", "cosine", ...).
         warmup_steps: steps of linear warmup from lr 0.
+        warmup_ratio: the warmup as a share of the run's steps, in [0, 1); when > 0 it decides
+            (transformers lets warmup_steps win instead, but here warmup_steps has a default).
         max_grad_norm: clip the global gradient norm to this; 0 disables clipping.
         eval_every / save_every / log_every: in optimizer steps; 0 means "only at the end".
         seed: seeds dropout and the data order.
@@ -59,6 +62,7 @@ class TrainingArguments:
     optimizer: str = "adamw"
     lr_schedule: str = "linear"
     warmup_steps: int = 0
+    warmup_ratio: float = 0.0
     max_grad_norm: float = 1.0
     eval_every: int = 0
     save_every: int = 0
@@ -106,6 +110,21 @@ class TrainingArguments:
         for name in ("weight_decay", "max_grad_norm", "num_epochs"):
             if getattr(self, name) < 0:
                 raise ValueError(f"TrainingArguments.{name} must be >= 0, got {getattr(self, name)}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ValueError(f"TrainingArguments.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+
+    def num_warmup_steps(self, total_steps: int) -> int:
+        """The warmup of a run of ``total_steps``: ceil(warmup_ratio x total) when the ratio is set,
+        else warmup_steps. A warmup that does not end before the run does is reported on stderr: the
+        learning rate would never reach learning_rate: step t (from 0) runs at t / warmup of it, so
+        30 warmup steps in a 4-step run peak at 3/30."""
+        warmup = math.ceil(self.warmup_ratio * total_steps) if self.warmup_ratio > 0 else self.warmup_steps
+        if warmup >= total_steps > 0:
+            peak = self.learning_rate * (total_steps - 1) / warmup
+            print(f"warning: the warmup ({warmup} steps) is not shorter than the run ({total_steps} steps), so the "
+                  f"learning rate peaks at {peak:.3g}, not {self.learning_rate:g}; lower --warmup-steps or use "
+                  "--warmup-ratio", file=sys.stderr)
+        return warmup
 
     @property
     def greater_is_better(self) -> bool:

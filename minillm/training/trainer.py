@@ -110,7 +110,8 @@ class Trainer:
         self.data_fingerprint = data_fingerprint(self.train_batches.pairs)
         steps_per_epoch = len(self.train_batches) / args.gradient_accumulation_steps
         self.total_steps = args.max_steps or max(1, math.ceil(args.num_epochs * steps_per_epoch))
-        self.scheduler = get_scheduler(args.lr_schedule, self.optimizer, num_warmup_steps=args.warmup_steps,
+        warmup = args.num_warmup_steps(self.total_steps)  # says so when the warmup outlasts the run
+        self.scheduler = get_scheduler(args.lr_schedule, self.optimizer, num_warmup_steps=warmup,
                                        num_training_steps=self.total_steps)
         out = args.output_dir
         self.checkpoint_dir = os.path.join(out, "checkpoint")
