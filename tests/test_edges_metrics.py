@@ -64,6 +64,30 @@ def test_chrf_options_by_hand():
     assert sentence_chrf("a", ["a"], char_order=2, eps_smoothing=True).score == pytest.approx(50.0, rel=1e-9)
 
 
+def test_chrf_corner_cases_of_the_f_score_by_hand():
+    # P = R = 1/5 (one of five characters matches): F2 = 5 · 0.04/(0.8 + 0.2) = 0.2, whose
+    # denominator is exactly 1; eps smoothing over one order gives the same 20.
+    assert sentence_chrf("abcde", ["avwxy"], char_order=1, eps_smoothing=True).score == pytest.approx(20.0)
+    assert sentence_chrf("abcde", ["avwxy"], char_order=1).score == pytest.approx(20.0)
+    # As many word orders as character orders: 2 + 2, all four orders match in full.
+    assert sentence_chrf("ab", ["ab"], char_order=2, word_order=2).score == pytest.approx(100.0)
+    # whitespace kept in the reference: hyp "a" "b" | "ab"; ref "a" " " "b" | "a " " b" (no 3-gram):
+    # P = (2/2 + 0)/2 = 1/2, R = (2/3 + 0)/2 = 1/3 → 5 · (1/6)/(2 + 1/3) = 5/14.
+    assert sentence_chrf("ab", ["a b"], whitespace=True).score == pytest.approx(100 * 5 / 14, rel=1e-12)
+    score = sentence_chrf("ab", ["abc"], char_order=5, word_order=1, beta=3)
+    assert (score.char_order, score.word_order, score.beta, score.name) == (5, 1, 3, "chrF3+")
+
+
+def test_eps_smoothing_also_decides_which_reference_is_best():
+    # hyp "ab", char_order 2, references "abc" and "a":
+    #   by effective order, "a" wins: order 1 only, P = 1/2, R = 1 → 83.3 (vs 63.6 for "abc");
+    #   by eps smoothing, "abc" wins: (F1 + F2)/2 = (10/14 + 5/9)/2 = 63.5, while "a" has
+    #   (5/6 + 1e-16)/2 = 41.7. The chosen reference is the one its own smoothing ranks first.
+    got = sentence_chrf("ab", ["abc", "a"], char_order=2, eps_smoothing=True).score
+    assert got == pytest.approx(100 * (10 / 14 + 5 / 9) / 2, rel=1e-9)
+    assert sentence_chrf("ab", ["abc", "a"], char_order=2).score == pytest.approx(f_beta(1 / 2, 1), rel=1e-12)
+
+
 def test_the_best_reference_of_several_is_kept_first_on_ties():
     assert sentence_chrf("abc", ["xbc", "abc"]).score == pytest.approx(100.0)
     # A tie with different statistics (char_order 1, beta 1): hyp "aa" against "a" is [hyp 2, ref 1,

@@ -135,6 +135,18 @@ def test_a_warmup_of_one_step_and_a_training_length_equal_to_the_warmup():
     assert lrs("rsqrt", 5) == pytest.approx([1, 1, math.sqrt(1 / 2), math.sqrt(1 / 3), 0.5])
 
 
+def test_a_decay_of_a_single_step_after_warmup():
+    # T - w = 1: linear (T - t)/1 and cosine ½(1 + cos(π (t - w))) reach 0 one step after warmup.
+    assert lrs("linear", 4, num_warmup_steps=2, num_training_steps=3) == pytest.approx([0, 0.5, 1, 0])
+    assert lrs("cosine", 3, num_warmup_steps=0, num_training_steps=1) == pytest.approx([1, 0, 1], abs=1e-12)
+
+
+def test_unknown_schedule_specific_arguments_are_refused_as_transformers_does():
+    for name in ("inverse_sqrt", "linear", "cosine"):
+        with pytest.raises(TypeError, match="unexpected keyword argument 'cycles'"):
+            lrs(name, 1, num_warmup_steps=1, num_training_steps=4, scheduler_specific_kwargs={"cycles": 2})
+
+
 def test_lambda_lr_per_group_multipliers_and_a_restored_state():
     groups = [{"params": [Parameter(np.zeros(1))], "lr": 1.0}, {"params": [Parameter(np.zeros(1))], "lr": 3.0}]
     opt = SGD(groups, lr=1.0)
@@ -148,6 +160,7 @@ def test_lambda_lr_per_group_multipliers_and_a_restored_state():
     assert state == {"last_epoch": 2, "base_lrs": [1.0, 3.0], "_last_lr": [2.0, 0.75]}
     other = LambdaLR(SGD([dict(g) for g in groups], lr=1.0), [lambda t: t, lambda t: 0.5 ** t])
     other.load_state_dict(state)
+    assert other.get_last_lr() == [2.0, 0.75] and other.base_lrs == [1.0, 3.0]
     other.step()
     assert other.get_last_lr() == [3.0, 0.375]                   # t = 3
     with pytest.raises(ValueError, match="1 lr_lambdas for 2 param groups"):

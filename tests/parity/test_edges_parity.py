@@ -26,6 +26,10 @@ CHRF_CASES = [
     (".hi there", [". hi there"], {"char_order": 0, "word_order": 1}),
     ("...", [".. ."], {"char_order": 0, "word_order": 1}),
     ("a, b", ["a b"], {"char_order": 0, "word_order": 2}),
+    ("abcde", ["avwxy"], {"char_order": 1, "eps_smoothing": True}),
+    ("ab", ["a b"], {"whitespace": True}),
+    ("ab", ["abc", "a"], {"char_order": 2, "eps_smoothing": True}),
+    ("ab", ["abc", "a"], {"char_order": 2}),
     ("The cat (sat) on the mat.", ["A cat sat, on the mat!", "the cat sat on a mat"], {"word_order": 2}),
 ]
 
