@@ -12,8 +12,8 @@ EXTRAS = {
     "gpu": ["cupy-cuda12x"],
     "plots": ["matplotlib>=3.5"],
     "metrics": ["nltk>=3.8"],
-    "distributed": ["mpi4py>=3.1", "mpich"],
-    "dev": ["mutmut>=3,<4"],  # tools/mutation.sh: do the tests notice a changed line? (docs/testing.md)  # mpiexec -n N minillm finetune ... (minillm/distributed/)
+    "distributed": ["mpi4py>=3.1", "mpich"],  # mpiexec -n N minillm finetune ... (minillm/distributed/)
+    "dev": ["mutmut>=3,<4"],  # tools/mutation.sh: do the tests notice a changed line? (docs/testing.md)
     "parity": [
         "torch==2.13.0",
         "transformers>=4.40",
