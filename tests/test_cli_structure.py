@@ -83,14 +83,29 @@ def test_build_parser_is_short_and_each_command_module_adds_its_own_sub_parser()
     parser = cli_main.build_parser()
     for module in cli_main.COMMANDS:
         assert callable(module.add_parser), module.__name__
-    assert set(parser.commands) == {"quickstart", "train-tokenizer", "pretrain", "finetune", "evaluate",
+    assert set(parser.commands) >= {"quickstart", "train-tokenizer", "pretrain", "finetune", "evaluate",
                                     "generate", "convert"}
+    assert set(parser.commands) == {command for module in cli_main.COMMANDS
+                                    for command in _commands_of(module)}
     for name, sub in parser.commands.items():  # the command runs from the module that declares its flags
         assert sub.get_default("func").__module__ == f"minillm.cli.{name.replace('-', '_')}", name
 
 
+def _commands_of(module) -> set[str]:
+    """The sub-commands ``module.add_parser`` adds."""
+    from minillm.cli.options import CommandParser
+
+    parser = CommandParser(prog="x")
+    module.add_parser(parser.add_subparsers())
+    return set(parser.commands)
+
+
+# What each command needs on the command line, so that a parse succeeds.
+REQUIRED = {"generate": ["--model", "m"], "evaluate": ["--model", "m"], "base": ["path"]}
+
+
 def _required(name: str) -> list[str]:
-    return ["--model", "m"] if name in ("generate", "evaluate") else []
+    return REQUIRED.get(name, [])
 
 
 def test_every_option_is_recorded_for_config_files_and_has_help():

@@ -25,7 +25,7 @@ import math
 import os
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .. import backend
 from ..data import DEFAULT_MIXTURE, Batcher, Record, Tokenizer, build_mixture, pretraining_corpus
@@ -37,7 +37,7 @@ from ..training.interrupt import interrupt_after
 from ..training.trainer import Trainer, TrainingArguments
 from ..files import atomic_write_text
 from .folders import check_run_dir, lock_run_dir
-from .options import add_common_arguments, add_field_flag
+from .options import add_common_arguments, add_field_flag, add_training_arguments
 from .smoke import smoke_mode
 from .train import begin_writing
 
@@ -55,9 +55,31 @@ TABLE_ROWS = [
 TABLE_HEADLINE = [(task, key) for task, key, _ in TABLE_ROWS if key not in ("rouge1", "rouge2")]
 
 
+# The quickstart's training recipe: AdamW, warmup then linear decay to 0, clipping at 1, the best
+# model by the mean task score. ``quickstart_training`` adds a checkpoint at each evaluation and 50
+# log lines per run.
+QUICKSTART_TRAINING = dict(output_dir="runs/quickstart", max_steps=2200, batch_size=32, learning_rate=2e-3,
+                           lr_schedule="linear", warmup_steps=200, weight_decay=0.0, max_grad_norm=1.0,
+                           eval_every=1200, max_source_length=96, max_target_length=32, eval_max_new_tokens=32,
+                           eval_batch_size=64, metric_for_best="score")
+
+
+def quickstart_training(**changes) -> TrainingArguments:
+    """The quickstart's ``TrainingArguments`` (``QUICKSTART_TRAINING``) with ``changes``.
+
+    Unless ``changes`` sets them, a checkpoint is saved at every evaluation (``save_every`` =
+    ``eval_every``) and a log line written 50 times per run (``log_every`` = ``max_steps // 50``).
+    """
+    values = {**QUICKSTART_TRAINING, **changes}
+    values.setdefault("save_every", values["eval_every"])
+    values.setdefault("log_every", max(1, values["max_steps"] // 50))
+    return TrainingArguments(**values)
+
+
 @dataclass
 class QuickstartConfig:
-    """Sizes of the quickstart, chosen by the measurements in ``docs/quickstart.md``.
+    """The data, the model and the training of the quickstart, chosen by the measurements in
+    ``docs/quickstart.md``; the training is a ``TrainingArguments`` (``training``).
 
     The loss is a mean over target *tokens*, so a task's pull on the weights is its share of the
     target tokens, not of the examples: a summary has about 15 target tokens, a label 2. The
@@ -75,8 +97,8 @@ class QuickstartConfig:
     and each task was learned at a step that varied from seed to seed (``docs/quickstart.md``).
 
     Args:
-        output_dir: the run directory.
-        seed: seeds the data, the model's initialization and dropout.
+        output_dir: the run directory (``training.output_dir`` is set to it).
+        seed: seeds the data, the model's initialization and dropout (``training.seed`` is set to it).
         examples_per_task: training examples of each task (before its mixture weight).
         mixture_weights: "task=w,task=w": task ``t`` gets ``w * examples_per_task`` training
             examples; tasks not named get weight 1.
@@ -87,19 +109,13 @@ class QuickstartConfig:
         d_model / d_ff / num_layers / num_heads: the T5's width, feed-forward width, blocks per
             stack and attention heads.
         dropout_rate: 0 here: so short a run underfits rather than overfits.
-        max_steps: optimizer steps (AdamW, linear decay to 0).
-        batch_size: examples per step.
         bucket_pool: the Batcher sorts examples by length inside pools of this many batches (less
             padding). The tasks differ in length, so large pools make nearly single-task batches,
             and then each step pulls the shared weights towards one task; 1 keeps batches mixed.
-        learning_rate: the peak learning rate, reached after warmup_steps.
-        warmup_steps: steps of linear warmup from 0.
-        eval_every: steps between evaluations on the validation split (the best is saved in
-            ``best/``; the table scores the final weights).
-        max_source_length / max_target_length: token limits of prompts and completions.
-        eval_max_new_tokens: generation length when scoring.
         num_samples: generations shown at the end.
-        progress: show a progress bar.
+        training: steps, batch size, learning rate and schedule, evaluation, token limits
+            (``quickstart_training()``); the periodic evaluation scores the validation split
+            and keeps the best model in ``best/``, the table scores the final weights.
     """
 
     output_dir: str = "runs/quickstart"
@@ -114,25 +130,31 @@ class QuickstartConfig:
     num_layers: int = 2
     num_heads: int = 4
     dropout_rate: float = 0.0
-    max_steps: int = 2200
-    batch_size: int = 32
     bucket_pool: int = 20
-    learning_rate: float = 2e-3
-    warmup_steps: int = 200
-    eval_every: int = 1200
-    max_source_length: int = 96
-    max_target_length: int = 32
-    eval_max_new_tokens: int = 32
     num_samples: int = 5
-    progress: bool = True
+    training: TrainingArguments = field(default_factory=quickstart_training)
+
+    def __post_init__(self):
+        """One run directory and one seed: the training's are the quickstart's."""
+        self.training = dataclasses.replace(self.training, output_dir=self.output_dir, seed=self.seed)
+
+    @property
+    def max_steps(self) -> int:
+        """Optimizer steps of the run (``training.max_steps``)."""
+        return self.training.max_steps
 
     @classmethod
     def smoke(cls, **overrides) -> "QuickstartConfig":
-        """A configuration that runs in seconds (for tests and ``MINILLM_SMOKE=1``)."""
+        """A configuration that runs in seconds (for tests and ``MINILLM_SMOKE=1``); ``overrides`` may
+        name fields of the quickstart or of its ``TrainingArguments``."""
         tiny = dict(examples_per_task=40, test_examples_per_task=4, vocab_size=300, d_model=32, d_ff=64,
-                    num_layers=1, num_heads=2, max_steps=4, batch_size=8, warmup_steps=1, eval_every=2,
-                    max_source_length=64, max_target_length=16, eval_max_new_tokens=8, num_samples=2)
-        return cls(**{**tiny, **overrides})
+                    num_layers=1, num_heads=2, num_samples=2)
+        tiny_training = dict(max_steps=4, batch_size=8, warmup_steps=1, eval_every=2, max_source_length=64,
+                             max_target_length=16, eval_max_new_tokens=8)
+        own = {f.name for f in dataclasses.fields(cls)}
+        training = {k: v for k, v in overrides.items() if k not in own}
+        mine = {k: v for k, v in overrides.items() if k in own}
+        return cls(**{**tiny, **mine}, training=quickstart_training(**{**tiny_training, **training}))
 
 
 def task_sizes(config: QuickstartConfig) -> dict[str, int]:
@@ -251,7 +273,40 @@ def run_quickstart(config: QuickstartConfig | None = None, echo=print) -> dict:
     out = config.output_dir
     os.makedirs(out, exist_ok=True)
     atomic_write_text(os.path.join(out, "quickstart_config.json"), json.dumps(dataclasses.asdict(config), indent=2))
+    train, validation, test, levels = quickstart_data(config, echo)
+    echo(f"[2/5] training a BPE tokenizer (vocab {config.vocab_size}) on the training text")
+    texts = pretraining_corpus(500, seed=config.seed) + [t for r in train for t in (r.prompt, r.completion)]
+    with interrupt_after("the tokenizer's training"):  # the library would not see Ctrl-C
+        tokenizer = Tokenizer.train(texts, vocab_size=config.vocab_size, num_sentinels=32)
+    trainer = quickstart_trainer(config, tokenizer, train, validation)
+    n_params = sum(p.size for p in trainer.model.parameters())
+    echo(f"[3/5] scoring the untrained T5 ({n_params:,} parameters) on {len(test)} test examples")
+    before = trainer.evaluate(test)  # all test records (the periodic eval uses the validation set)
+    echo(f"[4/5] training for {config.max_steps} steps of {config.training.batch_size} examples")
+    result = trainer.train()
+    if result.interrupted:  # Ctrl-C or SIGTERM: the trainer saved a checkpoint; stop here, not score
+        raise KeyboardInterrupt
+    echo("[5/5] scoring the trained model on the same test examples")
+    after = trainer.evaluate(test)
+    shown = random.Random(config.seed).sample(test, min(config.num_samples, len(test)))
+    samples = [{"task": r.task, "prompt": r.prompt, "reference": r.completion, "prediction": p}
+               for r, p in zip(shown, trainer.predict([r.prompt for r in shown]))]
+    baseline = constant_baseline(train, test)
+    table = format_table(before, after, baseline, levels)
+    seconds = time.perf_counter() - started
+    sentence = verdict(baseline, after, config.test_examples_per_task)
+    summary = {"baseline": baseline, "before": before, "after": after, "table": table, "verdict": sentence,
+               "samples": samples, "output_dir": out, "seconds": seconds, "steps": result.global_step}
+    atomic_write_text(os.path.join(out, "results.json"), json.dumps(summary, indent=2))
+    echo("\n" + table + "\n\n" + sentence + "\n")
+    for s in samples:
+        echo(f"[{s['task']}] {s['prompt']!r}\n    reference:  {s['reference']}\n    prediction: {s['prediction']}")
+    echo(f"\ndone in {seconds:.0f} s; run directory: {out} (model, tokenizer, log.jsonl, loss_curve.png)")
+    return summary
 
+
+def quickstart_data(config: QuickstartConfig, echo=print) -> tuple[list, list, list, dict]:
+    """Step 1 of the quickstart: (train, validation, test records, {task: easier level})."""
     sizes = task_sizes(config)
     echo(f"[1/5] building the instruction mixture: training examples per task {sizes}")
     tasks = mixture_tasks(config)
@@ -261,63 +316,24 @@ def run_quickstart(config: QuickstartConfig | None = None, echo=print) -> dict:
     train = build_mixture(tasks, sizes, split="train", seed=config.seed)
     validation = build_mixture(tasks, max(4, config.test_examples_per_task // 2), split="validation",
                                seed=config.seed)
-    test = held_out_records(config, tasks)
+    return train, validation, held_out_records(config, tasks), levels
 
-    echo(f"[2/5] training a BPE tokenizer (vocab {config.vocab_size}) on the training text")
-    texts = pretraining_corpus(500, seed=config.seed) + [t for r in train for t in (r.prompt, r.completion)]
-    with interrupt_after("the tokenizer's training"):  # the library would not see Ctrl-C
-        tokenizer = Tokenizer.train(texts, vocab_size=config.vocab_size, num_sentinels=32)
 
-    model_config = T5Config(vocab_size=tokenizer.vocab_size, d_model=config.d_model,
-                            d_kv=config.d_model // config.num_heads, d_ff=config.d_ff,
-                            num_layers=config.num_layers, num_heads=config.num_heads,
-                            dropout_rate=config.dropout_rate)
-    model = T5ForConditionalGeneration(model_config)
-    args = TrainingArguments(
-        output_dir=out, max_steps=config.max_steps, batch_size=config.batch_size,
-        learning_rate=config.learning_rate, lr_schedule="linear", warmup_steps=config.warmup_steps,
-        weight_decay=0.0, max_grad_norm=1.0, eval_every=config.eval_every, save_every=config.eval_every,
-        log_every=max(1, config.max_steps // 50), seed=config.seed,
-        max_source_length=config.max_source_length, max_target_length=config.max_target_length,
-        eval_max_new_tokens=config.eval_max_new_tokens, eval_num_examples=len(validation),
-        eval_batch_size=64, metric_for_best="score", progress=config.progress)
-    batches = Batcher.from_records(train, tokenizer, config.batch_size, config.max_source_length,
-                                   config.max_target_length, shuffle=True, seed=config.seed,
-                                   bucket_pool=config.bucket_pool)
-    trainer = Trainer(model, tokenizer, args, batches, eval_data=validation)
-    n_params = sum(p.size for p in model.parameters())
-    echo(f"[3/5] scoring the untrained T5 ({n_params:,} parameters) on {len(test)} test examples")
-    before = trainer.evaluate(test)  # all test records (the periodic eval uses the validation set)
-
-    echo(f"[4/5] training for {config.max_steps} steps of {config.batch_size} examples")
-    result = trainer.train()
-    if result.interrupted:  # Ctrl-C or SIGTERM: the trainer saved a checkpoint; stop here, not score
-        raise KeyboardInterrupt
-
-    echo("[5/5] scoring the trained model on the same test examples")
-    after = trainer.evaluate(test)
-    rng = random.Random(config.seed)
-    shown = rng.sample(test, min(config.num_samples, len(test)))
-    predictions = trainer.predict([r.prompt for r in shown])
-    samples = [{"task": r.task, "prompt": r.prompt, "reference": r.completion, "prediction": p}
-               for r, p in zip(shown, predictions)]
-    baseline = constant_baseline(train, test)
-    table = format_table(before, after, baseline, levels)
-    seconds = time.perf_counter() - started
-    sentence = verdict(baseline, after, config.test_examples_per_task)
-    summary = {"baseline": baseline, "before": before, "after": after, "table": table, "verdict": sentence,
-               "samples": samples, "output_dir": out, "seconds": seconds, "steps": result.global_step}
-    atomic_write_text(os.path.join(out, "results.json"), json.dumps(summary, indent=2))
-
-    echo("\n" + table + "\n\n" + sentence + "\n")
-    for s in samples:
-        echo(f"[{s['task']}] {s['prompt']!r}\n    reference:  {s['reference']}\n    prediction: {s['prediction']}")
-    echo(f"\ndone in {seconds:.0f} s; run directory: {out} (model, tokenizer, log.jsonl, loss_curve.png)")
-    return summary
+def quickstart_trainer(config: QuickstartConfig, tokenizer, train: list, validation: list) -> Trainer:
+    """A new T5 of the config's size and its Trainer (the periodic evaluation scores all of ``validation``)."""
+    model = T5ForConditionalGeneration(T5Config(
+        vocab_size=tokenizer.vocab_size, d_model=config.d_model, d_kv=config.d_model // config.num_heads,
+        d_ff=config.d_ff, num_layers=config.num_layers, num_heads=config.num_heads,
+        dropout_rate=config.dropout_rate))
+    args = dataclasses.replace(config.training, eval_num_examples=len(validation))
+    batches = Batcher.from_records(train, tokenizer, args.batch_size, args.max_source_length,
+                                   args.max_target_length, shuffle=True, seed=args.seed, bucket_pool=config.bucket_pool)
+    return Trainer(model, tokenizer, args, batches, eval_data=validation)
 
 
 # ---------------------------------------------------------------------------------- the command
-# One flag per QuickstartConfig field (``--out`` is output_dir), with its help.
+# One flag per QuickstartConfig field (``--out`` is output_dir), with its help, and flags for the
+# training arguments a quickstart user is likely to change (their help: ``options.TRAINING_FLAGS``).
 QUICKSTART_FLAGS = {
     "seed": "seeds the data, the model's initialization and dropout",
     "examples_per_task": "training examples of each task (before its mixture weight)",
@@ -331,23 +347,16 @@ QUICKSTART_FLAGS = {
     "num_layers": "blocks per stack",
     "num_heads": "attention heads",
     "dropout_rate": "0 here: so short a run underfits rather than overfits",
-    "max_steps": "optimizer steps (AdamW, linear decay to 0)",
-    "batch_size": "examples per step",
     "bucket_pool": "the Batcher sorts examples by length inside pools of this many batches; 1 keeps batches "
                    "mixed",
-    "learning_rate": "the peak learning rate, reached after --warmup-steps",
-    "warmup_steps": "steps of linear warmup from 0",
-    "eval_every": "steps between evaluations on the validation split (the best is saved in best/)",
-    "max_source_length": "prompt tokens kept",
-    "max_target_length": "completion tokens kept",
-    "eval_max_new_tokens": "generation length when scoring",
     "num_samples": "generations shown at the end",
-    "progress": "show a progress bar",
 }
+QUICKSTART_TRAINING_FLAGS = ("max_steps", "batch_size", "learning_rate", "warmup_steps", "eval_every",
+                             "max_source_length", "max_target_length", "eval_max_new_tokens")
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    """The ``quickstart`` sub-command: one flag per ``QuickstartConfig`` field."""
+    """The ``quickstart`` sub-command: a flag per ``QuickstartConfig`` field and per recipe setting."""
     p = subparsers.add_parser("quickstart", help="train a tokenizer and a toy T5 on the built-in instruction "
                               "mixture; print a before/after table")
     add_common_arguments(p, "runs/quickstart")
@@ -356,6 +365,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     defaults = dataclasses.asdict(QuickstartConfig())
     for name, text in QUICKSTART_FLAGS.items():
         add_field_flag(group, name, defaults[name], text)
+    recipe = quickstart_training()
+    add_training_arguments(p, "quickstart training", QUICKSTART_TRAINING_FLAGS,
+                           **{name: getattr(recipe, name) for name in QUICKSTART_TRAINING_FLAGS})
+    add_field_flag(group, "progress", recipe.progress, "show a progress bar")
     # The quickstart's matrices are small: one thread is about as fast on a quiet machine and many
     # times faster on a busy one.
     p.set_defaults(func=quickstart, threads=1)
@@ -364,9 +377,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def quickstart(args) -> int:
     """``minillm quickstart``: ``run_quickstart`` with the flags' configuration, in a checked run directory."""
-    values = {name: getattr(args, name) for name in QUICKSTART_FLAGS}
+    own = {name: getattr(args, name) for name in QUICKSTART_FLAGS}
+    training = {name: getattr(args, name) for name in (*QUICKSTART_TRAINING_FLAGS, "progress")}
     config = (QuickstartConfig.smoke(output_dir=args.out, seed=args.seed, progress=args.progress) if smoke_mode()
-              else QuickstartConfig(output_dir=args.out, **values))
+              else QuickstartConfig(output_dir=args.out, **own, training=quickstart_training(**training)))
     lock_run_dir(args.out)  # held until the command ends: a second process on --out is refused
     check_run_dir(args.out, overwrite=args.overwrite, resumable=False)
     args.resume = None
