@@ -17,6 +17,7 @@ import sys
 
 from ..data import load_prompt_completion
 from ..evaluation.held_out import evaluate_model
+from ..evaluation.progress import reporting
 from .command import new_parser, run
 from .folders import UsageError, check_writable_file, load_model
 from .options import add_common_arguments
@@ -48,6 +49,10 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
     parser.add_argument("--data", metavar="FILE", help="score your own .jsonl/.csv/.tsv prompt/completion file "
                         "(eval loss, and exact match and ROUGE-L on generated text) instead of a suite")
     parser.add_argument("--max-new-tokens", type=int, default=64, help="generation length with --data (default: 64)")
+    parser.add_argument("--max-source-length", type=int, default=256, help="prompt tokens kept with --data; "
+                        "longer prompts are cut, and counted in the truncation report (default: 256)")
+    parser.add_argument("--max-target-length", type=int, default=64, help="reference tokens kept for the eval "
+                        "loss with --data; longer ones are cut, and counted (default: 64)")
     parser.add_argument("--output", metavar="FILE", help="also write the results as JSON here")
     parser.add_argument("--num-examples", type=int, default=None,
                         help=f"examples per task (default: {DEFAULT_EXAMPLES}; with --data: the whole file)")
@@ -97,8 +102,9 @@ def _run_suite(args, model, tokenizer, n: int, n_bootstrap: int) -> dict:
 def _run_data_file(args, model, tokenizer, n: int | None) -> dict:
     """Eval loss and generated-text metrics on the records of ``--data``."""
     records = list(load_prompt_completion(args.data))[:n]
-    results = evaluate_model(model, tokenizer, records, max_new_tokens=args.max_new_tokens,
-                             batch_size=args.batch_size)
+    results = evaluate_model(model, tokenizer, records, args.max_source_length, args.max_target_length,
+                             max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
+                             report=lambda stats: print(f"{args.data}: {stats}"))
     for key, value in results.items():
         print(f"{key:32s} {value:.4f}")
     return {"data": args.data, "num_records": len(records), "metrics": results}
@@ -115,16 +121,19 @@ def run_evaluate(args: argparse.Namespace) -> int:
     n = args.num_examples if args.num_examples is not None else (None if args.data else DEFAULT_EXAMPLES)
     if smoke:
         n = min(n or SMOKE_EXAMPLES, SMOKE_EXAMPLES)
-    if (n is not None and n < 1) or args.shots < 0 or args.batch_size < 1:
-        raise UsageError("--num-examples and --batch-size must be >= 1, --shots >= 0")
+    if (n is not None and n < 1) or args.shots < 0 or min(args.batch_size, args.max_source_length,
+                                                           args.max_target_length) < 1:
+        raise UsageError("--num-examples, --batch-size, --max-source-length and --max-target-length must be "
+                         ">= 1, --shots >= 0")
     if args.output:
         check_writable_file(args.output, "--output")
     model, tokenizer = load_model(args.model, adapter_dir=args.adapter, trainable_adapter=True)
     model.eval()
-    if args.data:
-        result = _run_data_file(args, model, tokenizer, n)
-    else:
-        result = _run_suite(args, model, tokenizer, n, n_bootstrap=20 if smoke else 200)
+    with reporting("minillm evaluate"):  # progress on stderr, a bar on a terminal, lines otherwise
+        if args.data:
+            result = _run_data_file(args, model, tokenizer, n)
+        else:
+            result = _run_suite(args, model, tokenizer, n, n_bootstrap=20 if smoke else 200)
     result.update(model=args.model, adapter=args.adapter, num_examples=n, shots=args.shots,
                   seed=args.seed, smoke=smoke)
     if args.output:

@@ -40,6 +40,7 @@ from ..backend import to_device
 from ..data import collate, few_shot_prompt, get_task, shift_right
 from ..generation import _log_softmax as log_softmax  # the one NumPy/CuPy log-softmax
 from ..metrics import corpus_bleu, corpus_chrf, f1_score, matthews_corrcoef, rouge_score
+from .progress import track
 
 GENERATION, MULTIPLE_CHOICE = "generation", "multiple_choice"
 
@@ -200,7 +201,8 @@ def generate_texts(model, tokenizer, prompts: list, max_source_length: int | Non
                                                           padding=False)["input_ids"]]
     order = sorted(range(len(prompts)), key=lambda i: lengths[i])
     texts = GeneratedTexts([""] * len(prompts))
-    for start in range(0, len(order), batch_size):
+    starts = range(0, len(order), batch_size)
+    for start in track(starts, len(starts), "generating, batches"):
         idx = order[start:start + batch_size]
         enc = tokenizer.batch_encode([prompts[i] for i in idx], max_length=max_source_length)
         out = _numpy(model.generate(enc["input_ids"], enc["attention_mask"],

@@ -17,6 +17,7 @@ from __future__ import annotations
 from ..autograd import no_grad
 from ..data.collate import Batcher, as_record, count_target_tokens
 from .harness import generate_texts
+from .progress import track
 from .scoring import score_predictions
 
 __all__ = ["mean_loss", "evaluate_model"]
@@ -26,7 +27,7 @@ def mean_loss(model, batches) -> float:
     """The loss averaged over every target token of every batch (not a mean of batch means)."""
     total, count = 0.0, 0
     with no_grad():
-        for batch in batches:
+        for batch in track(batches, len(batches), "eval loss, batches"):
             n = count_target_tokens(batch)
             total += float(model(**batch).loss.data) * n
             count += n
@@ -35,13 +36,15 @@ def mean_loss(model, batches) -> float:
 
 def evaluate_model(model, tokenizer, records, max_source_length: int = 256, max_target_length: int = 64,
                    max_new_tokens: int = 64, batch_size: int = 64, num_examples: int = 0,
-                   metric=None) -> dict:
+                   metric=None, report=None) -> dict:
     """Eval loss plus ``metric(predictions, records)`` on ``records`` (a Batcher: loss only).
 
     Args:
         records: text records, or a Batcher of token ids (then only the loss can be computed).
         num_examples: score only the first this many records (0: all).
         metric: default ``scoring.score_predictions`` (each built-in task's own metric).
+        report: called with the truncation report (``TruncationReport``: how many prompts and
+            completions the length limits cut), e.g. ``print``.
 
     Returns:
         ``{"eval_loss": ..., "<task>/<metric>": ..., "score": ...}``.
@@ -56,6 +59,8 @@ def evaluate_model(model, tokenizer, records, max_source_length: int = 256, max_
             raise ValueError("evaluate: no records to evaluate on")
         batches = Batcher.from_records(records, tokenizer, batch_size, max_source_length, max_target_length,
                                        shuffle=False)
+        if report is not None:
+            report(batches.stats)
         results = {"eval_loss": mean_loss(model, batches)}
         predictions = generate_texts(model, tokenizer, [r.prompt for r in records], max_source_length,
                                      max_new_tokens, batch_size)
