@@ -228,7 +228,7 @@ print(f"In this run the best PEFT method was {best_peft['method']} (ROUGE-L {bes
 
 if plt is not None:
     names = [t["method"] for t in table]
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4), sharey=True)  # one row per method in every panel
     for ax, key, label in zip(axes, ("rougeL", "trainable_pct", "step_ms"),
                               ("ROUGE-L (test dialogues)", "trainable % (log scale)", "median step (ms)")):
         # the base trains nothing: a log axis has no place for 0, so its bar is left out and labelled
@@ -238,9 +238,7 @@ if plt is not None:
         if key == "trainable_pct":
             ax.set_xscale("log")
             ax.text(min(v for v in values[1:]), 0, " 0 (nothing trained)", va="center", fontsize=8)
-        ax.invert_yaxis()
-    for ax in axes[1:]:
-        ax.set_yticklabels([])
+    axes[0].invert_yaxis()  # shared by the three panels: the base on top
     fig.suptitle(f"{TASK}: every method from the same base")
     fig.tight_layout()
     save_figure(fig, "method_comparison.png")
