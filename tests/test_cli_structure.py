@@ -166,3 +166,19 @@ def test_the_recording_parser_sees_options_declared_in_groups():
     assert isinstance(parser.options["data_dir"], argparse.Action)
     with pytest.raises(SystemExit):
         parser.parse_args(["--data", "x"])  # no abbreviations: "--data" is not "--data-dir"
+
+
+def test_no_function_of_the_cli_training_distributed_or_the_mixture_is_over_60_lines():
+    root = os.path.dirname(CLI)  # minillm/
+    files = [os.path.join(root, "data", "mixture.py")] + [
+        os.path.join(root, folder, name) for folder in ("cli", "training", "distributed")
+        for name in sorted(os.listdir(os.path.join(root, folder))) if name.endswith(".py")]
+    long = []
+    for path in files:
+        for node in ast.walk(ast.parse(open(path, encoding="utf-8").read())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                start = min([node.lineno] + [d.lineno for d in node.decorator_list])
+                if node.end_lineno - start + 1 > 60:
+                    long.append(f"{os.path.relpath(path, root)}:{node.lineno} {node.name} "
+                                f"({node.end_lineno - start + 1} lines)")
+    assert long == []

@@ -57,18 +57,10 @@ def allocate(rates: dict[str, float], total: int) -> dict[str, int]:
     return counts
 
 
-def build_mixture(
-    tasks: list | None = None,
-    examples_per_task: int | dict[str, int] = 1000,
-    split: str = "train",
-    cap: int | None = None,
-    temperature: float = 1.0,
-    total: int | None = None,
-    few_shot_fraction: float = 0.0,
-    num_shots: int = 2,
-    template_id: int | None = None,
-    seed: int = 0,
-) -> list[Record]:
+def build_mixture(tasks: list | None = None, examples_per_task: int | dict[str, int] = 1000, split: str = "train",
+                  *, cap: int | None = None, temperature: float = 1.0, total: int | None = None,
+                  few_shot_fraction: float = 0.0, num_shots: int = 2, template_id: int | None = None,
+                  seed: int = 0) -> list[Record]:
     """A shuffled list of Record(prompt, completion, task) mixing several tasks.
 
     Args:
@@ -86,34 +78,37 @@ def build_mixture(
         seed: one seed for everything (pools, templates, order).
     """
     tasks = [get_task(t) for t in (tasks or DEFAULT_MIXTURE)]
-    sizes = (dict(examples_per_task) if isinstance(examples_per_task, dict)
-             else {task.name: examples_per_task for task in tasks})
-    sizes = {task.name: sizes[task.name] for task in tasks}
-    rates = mixture_rates(sizes, cap, temperature)
+    sizes = {task.name: examples_per_task[task.name] if isinstance(examples_per_task, dict) else examples_per_task
+             for task in tasks}
     if total is None:
         total = sum(min(n, cap) if cap is not None else n for n in sizes.values())
-    counts = allocate(rates, total)
-
+    counts = allocate(mixture_rates(sizes, cap, temperature), total)
     rng = random.Random(f"mixture|{seed}")
     records = []
     for task in tasks:  # a fixed order, so the rng stream (and the result) is reproducible
-        name = task.name
-        pool = task.examples(split, sizes[name], seed)
-        # Walk through the pool in shuffled passes until this task's count is reached.
-        chosen = []
-        while len(chosen) < counts[name]:
-            order = list(range(len(pool)))
-            rng.shuffle(order)
-            chosen += order[: counts[name] - len(chosen)]
-        for i in chosen:
+        pool = task.examples(split, sizes[task.name], seed)
+        for i in _shuffled_passes(len(pool), counts[task.name], rng):
             if few_shot_fraction and len(pool) > num_shots and rng.random() < few_shot_fraction:
-                # Draw one spare index so that dropping the query itself still leaves num_shots.
-                spare = rng.sample(range(len(pool)), num_shots + 1)
-                others = [j for j in spare if j != i][:num_shots]
-                prompt, completion = few_shot_prompt(task, [pool[j] for j in others], pool[i],
-                                                     template_id, rng)
+                prompt, completion = _few_shot(task, pool, i, num_shots, template_id, rng)
             else:
                 prompt, completion = format_example(task, pool[i], template_id, rng)
-            records.append(Record(prompt, completion, name))
+            records.append(Record(prompt, completion, task.name))
     rng.shuffle(records)
     return records
+
+
+def _shuffled_passes(n: int, count: int, rng: random.Random) -> list[int]:
+    """``count`` indices into a pool of ``n``: shuffled passes over the pool until there are enough."""
+    chosen = []
+    while len(chosen) < count:
+        order = list(range(n))
+        rng.shuffle(order)
+        chosen += order[: count - len(chosen)]
+    return chosen
+
+
+def _few_shot(task, pool: list, i: int, num_shots: int, template_id: int | None, rng: random.Random):
+    """(prompt, completion) of ``pool[i]`` after ``num_shots`` other solved examples of the pool."""
+    spare = rng.sample(range(len(pool)), num_shots + 1)  # one spare: dropping the query still leaves num_shots
+    others = [j for j in spare if j != i][:num_shots]
+    return few_shot_prompt(task, [pool[j] for j in others], pool[i], template_id, rng)
