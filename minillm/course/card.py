@@ -154,23 +154,28 @@ def _recipe_lines(recipe) -> list[str]:
     return [f"| `{name}` | {', '.join(value) if isinstance(value, tuple) else value} |" for name, value in fields.items()]
 
 
+def _summary(card: dict, recipe) -> str:
+    """The card's first paragraph: size, steps, and this build's wall time."""
+    return (f"A T5 of {card['parameters']:,} parameters ({recipe.num_layers}+{recipe.num_layers} layers, d_model "
+            f"{recipe.d_model}, d_ff {recipe.d_ff}, {recipe.num_heads} heads, vocabulary {card['vocab_size']}), "
+            f"pretrained with span corruption for {recipe.pretrain_steps} steps and instruction-tuned FLAN-style "
+            f"for {recipe.tune_steps} steps of {recipe.batch_size} examples. Built by `minillm base build` "
+            f"(`minillm.course.ensure_base()`) from nothing downloaded; this build took {card['build_seconds']:.0f} s "
+            f"({card['build_seconds'] / 60:.1f} min) wall on {recipe.threads} thread(s) of {card['machine']} "
+            f"(pretraining {card['phases']['pretrain']:.0f} s, instruction tuning {card['phases']['tune']:.0f} s, "
+            f"in the run that finished each).")
+
+
 def render_card(card: dict, recipe) -> str:
     """README.md of the base folder (and docs/base_model.md): every figure comes from ``card``."""
     from .recipe import FEW_SHOT_TASKS, HELD_OUT, NEW_TASK, REPLACED  # noqa: PLC0415
 
-    minutes = card["build_seconds"] / 60
-    replaced = [f"- **{old} → {new}**: {why}" for old, (new, why) in REPLACED.items()]
+    replaced = [f"  - **{old} → {new}**: {why}" for old, (new, why) in REPLACED.items()]
     parts = [
         f"# The minillm course base ({'smoke stand-in' if card['smoke'] else 'full recipe'}, key {card['key']})",
         "",
-        f"A T5 of {card['parameters']:,} parameters ({recipe.num_layers}+{recipe.num_layers} layers, d_model "
-        f"{recipe.d_model}, d_ff {recipe.d_ff}, {recipe.num_heads} heads, vocabulary {card['vocab_size']}), "
-        f"pretrained with span corruption for {recipe.pretrain_steps} steps and instruction-tuned FLAN-style "
-        f"for {recipe.tune_steps} steps of {recipe.batch_size} examples. Built by `minillm base build` "
-        f"(`minillm.course.ensure_base()`) from nothing downloaded; this build took {card['build_seconds']:.0f} s "
-        f"({minutes:.1f} min) wall on {recipe.threads} thread(s) of {card['machine']} (pretraining "
-        f"{card['phases']['pretrain']:.0f} s, instruction tuning {card['phases']['tune']:.0f} s, in the run "
-        f"that finished each).",
+        _summary(card, recipe),
+        "",
         "",
         "## Intended use",
         "",
