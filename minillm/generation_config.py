@@ -167,10 +167,13 @@ class GenerationConfig:
         return cls.from_dict(read_json(path, "generation_config.json"), source=path)
 
     def save_pretrained(self, directory) -> None:
-        """Write ``generation_config.json`` (transformers reads it) with minillm's version."""
+        """Write ``generation_config.json`` with the settings that differ from the defaults (as
+        transformers does: a reader fills in its own defaults), the token ids, and minillm's version."""
         from . import __version__  # noqa: PLC0415
 
-        content = {**self.to_dict(), "minillm_version": __version__}
-        content = {k: v for k, v in content.items() if v is not None}
+        defaults = GenerationConfig()
+        content = {k: v for k, v in self.to_dict().items() if v is not None and (
+            k.endswith("token_id") or v != getattr(defaults, k) or type(v) is not type(getattr(defaults, k)))}
+        content["minillm_version"] = __version__
         Path(directory).mkdir(parents=True, exist_ok=True)
         atomic_write_text(Path(directory) / GENERATION_CONFIG_NAME, json.dumps(content, indent=2, sort_keys=True))

@@ -1,11 +1,27 @@
-"""``minillm convert``: a minillm run directory to a Hugging Face folder, or back."""
+"""``minillm convert``: a minillm run directory to a Hugging Face folder, or back.
+
+What a Hub folder carries beside the weights is kept: ``generation_config.json`` (the source's
+settings, or the model's special ids when it has none), the source's ``tokenizer_config.json``
+merged with the keys minillm writes (the source's values win: they describe the same tokenizer),
+and ``special_tokens_map.json`` / ``spiece.model`` / ``added_tokens.json`` copied. ``config.json``
+says ``minillm_version``, never a ``transformers_version`` copied from the source.
+"""
 from __future__ import annotations
 
 import argparse
+import json
 import os
+from pathlib import Path
 
-from .folders import UsageError, check_convert_out, clear_old_run, load_model, lock_run_dir, write_run_config
+from ..files import atomic_write, atomic_write_text, read_input, read_json
+from ..generation_config import GenerationConfig
+from .folders import (UsageError, check_convert_out, clear_old_run, find_model_dir, load_model, lock_run_dir,
+                      write_run_config)
 from .options import add_common_arguments
+
+# Tokenizer files of a Hub folder that minillm does not write itself, copied as they are.
+_COPIED = ("special_tokens_map.json", "spiece.model", "added_tokens.json")
+_MAX_COPIED_BYTES = 64 << 20
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -46,8 +62,30 @@ def convert(args) -> int:
         clear_old_run(args.out)
     model.save_pretrained(args.out)       # config.json + model.safetensors (tied weights stored once)
     tokenizer.save(args.out)              # tokenizer.json + tokenizer_config.json
+    keep_hub_files(source, args.out, model)
     if args.from_hf:
         write_run_config(args, args.out)
     print(f"wrote {args.out}: config.json, model.safetensors, tokenizer.json "
           f"({'Hugging Face folder' if args.to_hf else 'minillm run directory'})")
     return 0
+
+
+def keep_hub_files(source: str, out: str, model) -> None:
+    """generation_config.json, the merged tokenizer_config.json and the copied tokenizer files in ``out``."""
+    folders = list(dict.fromkeys([source, find_model_dir(source)]))
+    config = getattr(model, "generation_config", None) or GenerationConfig(
+        eos_token_id=model.config.eos_token_id, pad_token_id=model.config.pad_token_id,
+        decoder_start_token_id=model.config.decoder_start_token_id)
+    config.save_pretrained(out)
+    theirs = next((os.path.join(f, "tokenizer_config.json") for f in folders
+                   if os.path.isfile(os.path.join(f, "tokenizer_config.json"))), None)
+    if theirs is not None:
+        ours_path = os.path.join(out, "tokenizer_config.json")
+        merged = {**read_json(ours_path, "tokenizer_config.json"), **read_json(theirs, "tokenizer_config.json")}
+        atomic_write_text(ours_path, json.dumps(merged, indent=2, sort_keys=True))
+    for name in _COPIED:
+        found = next((os.path.join(f, name) for f in folders if os.path.isfile(os.path.join(f, name))), None)
+        if found is not None:
+            data = read_input(found, _MAX_COPIED_BYTES, name)
+            atomic_write(os.path.join(out, name), lambda tmp, data=data: Path(tmp).write_bytes(data))
+

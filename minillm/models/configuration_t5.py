@@ -91,11 +91,15 @@ class T5Config:
         return self.feed_forward_proj.removeprefix("gated-")
 
     def to_dict(self) -> dict:
-        """The config as Hugging Face's config.json dict."""
+        """The config as Hugging Face's config.json dict. A ``transformers_version`` read from a file is
+        not written back (transformers did not write this file); ``minillm_version`` says who did."""
+        from .. import __version__  # noqa: PLC0415
+
         d = {k: v for k, v in dataclasses.asdict(self).items() if k != "extra"}
         d.update({"model_type": "t5", "architectures": ["T5ForConditionalGeneration"],
                   "is_encoder_decoder": True, "dense_act_fn": self.dense_act_fn, "is_gated_act": self.is_gated_act})
-        return {**self.extra, **d}
+        extra = {k: v for k, v in self.extra.items() if k != "transformers_version"}
+        return {**extra, **d, "minillm_version": __version__}
 
     @classmethod
     def from_dict(cls, d: dict) -> "T5Config":
