@@ -101,7 +101,7 @@ class Pattern:
             if add_flags or del_flags:
                 raise UnsupportedPattern(f"pattern {self.pattern!r}: inline flags are not supported")
             return self._build(inner, next_state)
-        if op in (C.MAX_REPEAT, C.MIN_REPEAT, getattr(C, "POSSESSIVE_REPEAT", C.MAX_REPEAT)):
+        if op in (C.MAX_REPEAT, C.MIN_REPEAT):  # not a possessive x*+: it never gives back (re: "a*+a" fails on "aa")
             return self._repeat(*av, next_state)
         if op is C.AT and av in (C.AT_BEGINNING, C.AT_BEGINNING_STRING):
             return self._new(anchor="begin", outs=[next_state])
