@@ -78,11 +78,17 @@ def test_the_dot_skips_a_newline_and_anchors_hold_only_at_the_ends():
 
 
 @pytest.mark.parametrize("pattern, message", [
-    (r"(a)\1", "which needs backtracking"),
+    (r"(a)\1", "which needs backtracking; use plain names or a regular expression without "
+               "backreferences, lookarounds or \\b"),
     ("(?i)a", "inline flags such as (?i) are not supported"),
     ("(?i:a)", "inline flags are not supported"),
     ("a{", None),
     ("(", "is not a valid regular expression"),
+    # A possessive repeat never gives back what it took: re.fullmatch("a*+a", "aa") fails, while the
+    # same automaton as "a*a" would match. Like an atomic group it is refused, not matched wrongly.
+    ("a*+a", "uses possessive_repeat"),
+    (".*+\\.q", "uses possessive_repeat"),
+    ("(?>a*)a", "uses atomic_group"),
     ("(?:" * 3000 + "a" + ")" * 3000, "is too deeply nested or too large"),
     ("(?:a{100}){201}", f"is too large (over {MAX_STATES} states)"),
 ])
@@ -95,6 +101,7 @@ def test_unsupported_and_invalid_patterns_say_why(pattern, message):
     with pytest.raises(UnsupportedPattern) as info:
         compile_pattern(pattern)
     assert message in str(info.value)
+    assert str(info.value).startswith(f"pattern {pattern!r}")   # the message names the pattern
     assert isinstance(info.value, ValueError)
 
 
