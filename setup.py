@@ -13,6 +13,7 @@ EXTRAS = {
     "plots": ["matplotlib>=3.5"],
     "metrics": ["nltk>=3.8"],
     "distributed": ["mpi4py>=3.1", "mpich"],  # mpiexec -n N minillm finetune ... (minillm/distributed/)
+    "parquet": ["pyarrow>=12"],  # --data train.parquet (minillm/data/parquet.py)
     "dev": ["mutmut>=3,<4"],  # tools/mutation.sh: do the tests notice a changed line? (docs/testing.md)
     "parity": [
         "torch==2.13.0",

@@ -46,7 +46,8 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
                         help="folder with config.json + model.safetensors (or a model/ sub-folder) "
                              "and tokenizer.json")
     parser.add_argument("--adapter", metavar="DIR", help="a PEFT adapter folder to load on top")
-    parser.add_argument("--data", metavar="FILE", help="score your own .jsonl/.csv/.tsv prompt/completion file "
+    parser.add_argument("--data", metavar="FILE", help="score your own .jsonl/.csv/.tsv/.parquet prompt/completion "
+                        "file "
                         "(eval loss, and exact match and ROUGE-L on generated text) instead of a suite")
     parser.add_argument("--max-new-tokens", type=int, default=64, help="generation length with --data (default: 64)")
     parser.add_argument("--max-source-length", type=int, default=256, help="prompt tokens kept with --data; "

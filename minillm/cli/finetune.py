@@ -21,7 +21,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     """The ``finetune`` sub-command and its flags (PEFT's from ``peft_options.py``)."""
     p = subparsers.add_parser("finetune", help="(instruction) fine-tuning on your JSONL/CSV data or the built-in tasks")
     add_common_arguments(p, "runs/finetune")
-    p.add_argument("--data", metavar="FILE", help="training data: .jsonl/.csv/.tsv with prompt and "
+    p.add_argument("--data", metavar="FILE", help="training data: .jsonl/.csv/.tsv/.parquet with prompt and "
                    "completion (default: the built-in multitask mixture)")
     p.add_argument("--eval-data", metavar="FILE", help="evaluation data (default: --eval-fraction of --data, "
                    "or the built-in validation split)")

@@ -205,7 +205,7 @@ def load_csv(path: str, prompt_field: str | Sequence[str] = PROMPT_FIELDS,
 
 
 def load_prompt_completion(path: str, **kwargs) -> UserData:
-    """Load .jsonl/.json (JSON Lines), .csv or .tsv, chosen by the file extension."""
+    """Load .jsonl/.json (JSON Lines), .csv, .tsv or .parquet (data/parquet.py), chosen by the file extension."""
     ext = os.path.splitext(str(path))[1].lower()
     if ext in (".jsonl", ".json"):
         return load_jsonl(path, **kwargs)
@@ -213,4 +213,8 @@ def load_prompt_completion(path: str, **kwargs) -> UserData:
         return load_csv(path, **kwargs)
     if ext == ".tsv":
         return load_csv(path, delimiter="\t", **kwargs)
-    raise DataError(str(path), None, f"unknown extension {ext!r}: use .jsonl, .csv or .tsv")
+    if ext == ".parquet":
+        from .parquet import load_parquet  # noqa: PLC0415  (parquet.py builds on this module)
+
+        return load_parquet(path, **kwargs)
+    raise DataError(str(path), None, f"unknown extension {ext!r}: use .jsonl, .csv, .tsv or .parquet")
