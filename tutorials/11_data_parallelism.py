@@ -301,7 +301,7 @@ if plt is not None and RANK == 0:
 #
 # The line below is what the tests read (`tests/test_tutorials.py`); `summary.json` holds the same.
 # Exercises: deal the batch in contiguous halves instead of `k mod N` and compare the token counts per
-# rank; remove the token weighting from the Trainer's `training_step` and watch
+# rank; remove the token weighting from the Trainer's `optimizer_step` and watch
 # `tests/test_distributed.py` fail; run `benchmarks/data_parallel.py`.
 
 # %%
