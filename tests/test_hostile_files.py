@@ -145,9 +145,9 @@ def dup_config(tmp):
 
 
 def dup_nested_only_in_inner_object(tmp):
-    path = tmp / "options.json"  # "a" outside and "a" inside are two objects: only the inner repeats
-    path.write_text('{"a": {"b": "}{\\"a\\": [", "c": 1,\n"c": 2}, "x": 1}')
-    return (lambda: read_json(path)), f"{path}: line 2: key 'c' appears twice"
+    path = tmp / "options.json"  # "k" inside and "k" outside are two objects' keys: "b" is the duplicate
+    path.write_text('{"a": {"k": "}{\\"b\\": ["},\n "k": 2,\n "b": 3,\n "b": 4}')
+    return (lambda: read_json(path)), f"{path}: line 4: key 'b' appears twice"
 
 
 def dup_adapter_config(tmp):
