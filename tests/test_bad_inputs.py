@@ -533,7 +533,14 @@ def log_damaged_in_the_middle(tmp, base):
             [f"{out / 'log.jsonl'}, line 2: not a JSON object; the log is damaged"])
 
 
-ROUND_TWO = [data_duplicate_key, data_is_a_device, text_is_a_directory, config_file_duplicate_key,
+def adapter_modules_to_save_missing(tmp, base):
+    adapter = adapter_copy(base, tmp)
+    edit_json(adapter / "adapter_config.json", modules_to_save=["nonexistent"])  # once a bare KeyError
+    return (["evaluate", "--model", str(base / "run"), "--adapter", str(adapter)],
+            [f"{adapter / 'adapter_config.json'}: modules_to_save=['nonexistent'] matched no module"])
+
+
+ROUND_TWO = [adapter_modules_to_save_missing, data_duplicate_key, data_is_a_device, text_is_a_directory, config_file_duplicate_key,
              config_json_duplicate_key, config_eos_disagrees_with_tokenizer, weights_int8, weights_nan_in_generate,
              weights_nan_in_evaluate, resume_full_checkpoint_as_lora, log_damaged_in_the_middle]
 

@@ -294,13 +294,13 @@ class PeftModel(Module):
 
         If loading fails, ``model`` gets its ``requires_grad`` flags back and holds no wrapper.
         """
-        flags = {name: p.requires_grad for name, p in model.named_parameters()}
+        flags = [(p, p.requires_grad) for p in model.parameters()]  # by object: a wrapper renames them
         peft = cls(model, None, adapter_name)
         try:
             peft.load_adapter(directory, adapter_name, is_trainable=is_trainable)
         except BaseException:
-            for name, p in model.named_parameters():
-                p.requires_grad = flags[name]
+            for p, flag in flags:
+                p.requires_grad = flag
             raise
         peft.set_adapter(adapter_name)
         return peft
