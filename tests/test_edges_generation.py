@@ -189,3 +189,92 @@ def test_decoding_several_new_tokens_after_a_cache_equals_decoding_the_whole_pre
         t5.decode(tokens[:, :past], encoded, caches=caches, past_length=0)
         step = t5.decode(tokens[:, past:], encoded, caches=caches, past_length=past).data
     np.testing.assert_allclose(step, whole[:, past:], rtol=1e-4, atol=1e-5)
+
+
+# ------------------------------------------------------------------------------ returned scores and sequences
+
+
+@pytest.mark.parametrize("early_stopping, rows, scores, steps", [
+    # The STOPPING walk above: with early_stopping=True the finished set after step 2 is "A </s>"
+    # (-0.4) and "</s>" (-1.5); with False a 3rd step replaces "</s>" by "A C </s>" (-2.1/3 = -0.7).
+    # Rows are cut to the longest returned hypothesis and padded after "</s>".
+    (True, [[START, A, EOS], [START, EOS, PAD]], [-0.4, -1.5], 2),
+    (False, [[START, A, EOS, PAD], [START, A, C, EOS]], [-0.4, -0.7], 3),
+])
+def test_beam_search_returns_the_best_hypotheses_with_their_length_normalised_scores(early_stopping, rows, scores,
+                                                                                    steps):
+    out = generate(ScriptedT5(STOPPING), np.array([[0]]), max_new_tokens=4, num_beams=2, num_return_sequences=2,
+                   early_stopping=early_stopping, output_scores=True, return_dict_in_generate=True)
+    assert np.asarray(out.sequences).tolist() == rows
+    np.testing.assert_allclose(out.sequences_scores, scores, rtol=1e-6)
+    assert len(out.scores) == steps and out.scores[0].shape == (2, VOCAB)   # one (beams, vocab) per step
+    np.testing.assert_allclose(out.scores[0][0], log_probs(STOPPING, ()), rtol=1e-5)
+
+
+def test_greedy_and_sampled_outputs_with_their_scores():
+    script = {(): {A: -0.9, B: -1.0}, (A,): {EOS: -0.5}}
+    out = generate(ScriptedT5(script), np.array([[0]]), max_new_tokens=3, output_scores=True,
+                   return_dict_in_generate=True)
+    assert np.asarray(out.sequences).tolist() == [[START, A, EOS]] and out.sequences_scores is None
+    assert len(out.scores) == 2 and out.scores[0][0, A] == pytest.approx(-0.9, abs=1e-6)
+    assert generate(ScriptedT5(script), np.array([[0]]), max_new_tokens=3).tolist() == [[START, A, EOS]]
+    # Three sampled sequences per input at a top_p that keeps only the top token: greedy's, 3 times.
+    sampled = generate(ScriptedT5(script), np.array([[0], [0]]), max_new_tokens=3, do_sample=True, top_p=1e-9,
+                       num_return_sequences=3, seed=0)
+    assert np.asarray(sampled).tolist() == [[START, A, EOS]] * 6
+
+
+def test_the_memory_estimate_by_hand_and_the_refusal_past_it(monkeypatch):
+    from minillm import generation
+    from minillm.generation_config import GenerationConfig
+
+    c = SimpleNamespace(num_decoder_layers=2, num_heads=2, d_kv=4, vocab_size=10, d_model=8)
+    # rows = batch x beams (x samples per input); length = 1 + max_new_tokens = 7; src_len = 5:
+    #   cache  layers 2 x (k, v) 2 x rows x heads 2 x d_kv 4 x (7 + 5) positions x 4 bytes
+    #   scores rows x vocab 10 x (4 x 3, + 8 for beam search)
+    #   tokens rows x 7 x 8 bytes (x 4 for beam search's tables); encoder rows x 5 x d_model 8 x 4
+    greedy = 2 * 2 * 3 * 2 * 4 * 12 * 4 + 3 * 10 * 12 + 3 * 7 * 8 + 3 * 5 * 8 * 4             # rows 3
+    beams = 2 * 2 * 6 * 2 * 4 * 12 * 4 + 6 * 10 * 20 + 6 * 7 * 8 * 4 + 6 * 5 * 8 * 4          # rows 6
+    sampled = 2 * 2 * 6 * 2 * 4 * 12 * 4 + 6 * 10 * 12 + 6 * 7 * 8 + 6 * 5 * 8 * 4            # rows 6
+    assert (greedy, beams, sampled) == (5616, 12720, 11232)
+    assert generation.estimate_generation_bytes(c, 3, 5, GenerationConfig(max_new_tokens=6)) == greedy
+    assert generation.estimate_generation_bytes(c, 3, 5, GenerationConfig(max_new_tokens=6, num_beams=2)) == beams
+    assert generation.estimate_generation_bytes(
+        c, 3, 5, GenerationConfig(max_new_tokens=6, do_sample=True, num_return_sequences=2)) == sampled
+    config = GenerationConfig(max_new_tokens=6, num_beams=2)
+    monkeypatch.setattr(generation, "available_bytes", lambda xp: beams)       # exact fit: accepted
+    assert generation.check_generation_fits(c, 3, 5, config) == beams
+    monkeypatch.setattr(generation, "available_bytes", lambda xp: None)        # unknown: accepted
+    assert generation.check_generation_fits(c, 3, 5, config) == beams
+    monkeypatch.setattr(generation, "available_bytes", lambda xp: beams - 1)   # one byte short: refused
+    with pytest.raises(generation.GenerationTooLarge) as info:
+        generation.check_generation_fits(c, 3, 5, config)
+    assert str(info.value) == (
+        "generate: max_new_tokens=6 with num_beams=2 for 3 input(s) of 5 tokens needs about 1.18e-05 GiB "
+        "(key/value cache: 2 layers x 2 x 2 beam(s) x 12 positions x 8 values), but only 1.18e-05 GiB is "
+        "available; lower max_new_tokens or num_beams")
+    assert isinstance(info.value, ValueError)
+
+
+def test_this_machine_reports_some_free_memory():
+    from minillm.generation import available_bytes
+
+    free = available_bytes(np)
+    assert isinstance(free, int) and free > 2 ** 20
+
+
+def test_the_settings_come_from_the_call_then_the_model_then_the_defaults():
+    from minillm.generation import resolve_config
+    from minillm.generation_config import GenerationConfig
+
+    model = ScriptedT5({})
+    config = resolve_config(model)
+    assert (config.max_new_tokens, config.eos_token_id, config.pad_token_id, config.decoder_start_token_id) == \
+        (32, EOS, PAD, START)                                     # defaults; ids from the model's config
+    model.generation_config = GenerationConfig(max_new_tokens=5, num_beams=3)
+    assert (resolve_config(model).max_new_tokens, resolve_config(model).num_beams) == (5, 3)
+    given = GenerationConfig(max_new_tokens=7, eos_token_id=6)
+    config = resolve_config(model, given, num_beams=2)
+    assert (config.max_new_tokens, config.num_beams, config.eos_token_id, config.pad_token_id) == (7, 2, 6, PAD)
+    with pytest.raises(TypeError, match="unknown option"):
+        resolve_config(model, given, beams=2)
