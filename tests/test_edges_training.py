@@ -278,3 +278,48 @@ def test_a_changed_weight_decay_is_applied_on_resume(setup, tmp_path):
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     (note,) = [e for e in log if "resumed_from" in e]
     assert note["changed"]["weight_decay"] == [0.0, 0.25]
+
+
+def test_recorded_options_leave_out_where_the_run_is_written_and_how_it_shows_progress():
+    class Args:
+        def to_dict(self):
+            return {"learning_rate": 0.1, "output_dir": "runs/a", "progress": True, "seed": 3}
+
+    assert resume.recorded_options(Args()) == {"learning_rate": 0.1, "seed": 3}
+
+
+def test_prepare_resume_puts_back_a_checkpoint_left_aside_by_an_interrupted_save(tmp_path, capsys):
+    run = tmp_path / "run"
+    save_checkpoint(run / "checkpoint", _Model(1.0), step=2)
+    os.rename(run / "checkpoint", run / "checkpoint.old-ab12")      # killed between the two renames
+    resume.prepare_resume(str(run / "checkpoint"))
+    assert sorted(os.listdir(run)) == ["checkpoint"]
+    assert "checkpoint.old-ab12 (restored as checkpoint), left by an interrupted save" in capsys.readouterr().out
+    assert load_checkpoint(run / "checkpoint", _Model(0.0))["step"] == 2
+    resume.prepare_resume(str(run / "checkpoint"))                   # nothing to recover: nothing printed
+    assert capsys.readouterr().out == ""
+    with pytest.raises(FileNotFoundError, match=f"--resume {tmp_path / 'none'}: no such checkpoint directory"):
+        resume.prepare_resume(str(tmp_path / "none"))
+
+
+def test_check_checkpoint_fits_refuses_full_weights_for_a_peft_run(tmp_path):
+    save_checkpoint(tmp_path / "ck", _Model(1.0), step=1)
+    resume.check_checkpoint_fits(str(tmp_path / "ck"), _Model(0.0))                 # the same model: fits
+    resume.check_checkpoint_fits(str(tmp_path / "no-weights"), _Model(0.0))         # no file: load names it
+    with pytest.raises(resume.ResumeMismatchError) as info:
+        resume.check_checkpoint_fits(str(tmp_path / "ck"), _Model(0.0), peft=True)
+    assert "model.safetensors holds a full model's weights (1 tensors, e.g. w), but this run trains a PEFT " \
+           "adapter; resume with --method full" in str(info.value)
+
+
+class _Wide(minillm.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = Parameter(np.zeros((2, 4), dtype=np.float32))
+
+
+def test_check_checkpoint_fits_refuses_weights_of_another_shape(tmp_path):
+    save_checkpoint(tmp_path / "ck", _Model(1.0), step=1)
+    with pytest.raises(ValueError, match=r"does not match the model: 1 tensor\(s\) of another shape "
+                                         r"\(file vs model\): w \[2, 3\] vs \[2, 4\]"):
+        resume.check_checkpoint_fits(str(tmp_path / "ck"), _Wide())
