@@ -130,6 +130,7 @@ def test_cosine_with_more_cycles_and_the_base_lr_scaling():
 def test_a_warmup_of_one_step_and_a_training_length_equal_to_the_warmup():
     # w = 1: λ(0) = 0/1, then decay. T = w = 3 for linear: (3 - t)/max(1, 0) → 0 at t = 3.
     assert lrs("constant_with_warmup", 3, num_warmup_steps=1) == [0.0, 1.0, 1.0]
+    assert lrs("constant_with_warmup", 2, num_warmup_steps=0) == [1.0, 1.0]   # no warmup: the base lr at t = 0
     assert lrs("linear", 5, num_warmup_steps=3, num_training_steps=3) == pytest.approx([0, 1 / 3, 2 / 3, 0, 0])
     # rsqrt with w = 0 uses max(1, w) = 1: sqrt(1/max(t, 1)).
     assert lrs("rsqrt", 5) == pytest.approx([1, 1, math.sqrt(1 / 2), math.sqrt(1 / 3), 0.5])
