@@ -540,7 +540,13 @@ def adapter_modules_to_save_missing(tmp, base):
             [f"{adapter / 'adapter_config.json'}: modules_to_save=['nonexistent'] matched no module"])
 
 
-ROUND_TWO = [adapter_modules_to_save_missing, data_duplicate_key, data_is_a_device, text_is_a_directory, config_file_duplicate_key,
+def lora_targets_matching_nothing(tmp, base):
+    # Found while PEFT wraps the model, after run_config.json was written: the start is undone.
+    return (["finetune", "--model", str(base / "run"), "--data", str(base / "good.jsonl"), "--method", "lora",
+             "--lora-targets", "zzz", "--out", str(tmp / "new")], ["target_modules=['zzz'] matched no module"])
+
+
+ROUND_TWO = [lora_targets_matching_nothing, adapter_modules_to_save_missing, data_duplicate_key, data_is_a_device, text_is_a_directory, config_file_duplicate_key,
              config_json_duplicate_key, config_eos_disagrees_with_tokenizer, weights_int8, weights_nan_in_generate,
              weights_nan_in_evaluate, resume_full_checkpoint_as_lora, log_damaged_in_the_middle]
 

@@ -18,6 +18,7 @@ from ..distributed.trainer_hooks import run_command
 from ..fast.threads import set_num_threads
 from ..training.arguments import NonFiniteLossError
 from .config_file import apply_config_file
+from .folders import undo_failed_start
 from .options import CommandParser, check_ranges
 
 
@@ -66,6 +67,7 @@ def run(parser: CommandParser, argv: list[str] | None = None) -> int:
         print(f"\nminillm {args.command}: interrupted", file=sys.stderr)
         return 130
     finally:
+        undo_failed_start()  # what a start that failed wrote (folders.begin_run)
         runlock.release_all()  # the run folder's lock (folders.lock_run_dir), however the command ended
 
 

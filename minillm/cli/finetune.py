@@ -11,7 +11,7 @@ from ..peft.base_reference import write_base_reference
 from ..training.trainer import Trainer
 from .options import (add_common_arguments, add_model_arguments, add_resume_arguments, add_training_arguments,
                       finite_float)
-from .folders import find_model_dir
+from .folders import find_model_dir, run_started
 from .peft_options import add_peft_arguments
 from .smoke import apply_smoke
 from .train import begin_writing, check_resume_fits, check_start, finish, model_and_tokenizer, training_arguments
@@ -88,4 +88,5 @@ def finetune(args) -> int:
     overrides = {} if held_out is not None else {"eval_every": 0}
     trainer = Trainer(model, tokenizer, training_arguments(args, args.out, **overrides), train, eval_data=held_out)
     print(f"fine-tuning ({args.method}) on {len(train)} examples; {trainer.train_batches.stats}")
+    run_started(args.out)
     return finish(args, trainer.train(resume_from=args.resume))

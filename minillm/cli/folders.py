@@ -141,6 +141,40 @@ def lock_run_dir(out: str) -> None:
         runlock.acquire(out, "minillm " + shlex.join(sys.argv[1:]))
 
 
+# A start that fails changes nothing: the names each run folder held when this command began
+# writing it; until training starts (``run_started``), what is new is removed if the command fails.
+_STARTING: dict[str, set] = {}
+
+
+def begin_run(out: str) -> None:
+    """Call before a command's first write into ``out``: a failure before ``run_started`` undoes it."""
+    _STARTING[os.path.abspath(out)] = set(os.listdir(out)) if os.path.isdir(out) else set()
+
+
+def run_started(out: str) -> None:
+    """Training begins: from here on what the run writes stays (a checkpoint must survive Ctrl-C)."""
+    _STARTING.pop(os.path.abspath(out), None)
+
+
+def undo_failed_start() -> list[str]:
+    """Remove what commands wrote into run folders whose training never began; returns the paths.
+
+    ``command.run`` calls it when a command ends, before releasing the run lock: after a
+    successful run there is nothing left to undo, after a failed start the folder is as it was.
+    """
+    removed = []
+    for out, before in _STARTING.items():
+        for name in sorted(set(os.listdir(out)) - before - {runlock.LOCK_NAME}) if os.path.isdir(out) else []:
+            path = os.path.join(out, name)
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path)
+            else:
+                os.remove(path)
+            removed.append(path)
+    _STARTING.clear()
+    return removed
+
+
 def check_convert_out(out: str, source: str, overwrite: bool) -> None:
     """``convert``'s rules for ``--out``: never the folder it reads, and no run replaced by accident.
 

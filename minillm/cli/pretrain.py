@@ -5,7 +5,7 @@ import argparse
 
 from ..data import Batcher, pretraining_corpus, span_corruption_pairs
 from ..training.trainer import Trainer
-from .folders import UsageError
+from .folders import UsageError, run_started
 from .options import (add_common_arguments, add_model_arguments, add_resume_arguments, add_training_arguments,
                       finite_float)
 from .smoke import apply_smoke
@@ -50,4 +50,5 @@ def pretrain(args) -> int:
     print(f"pretraining on {len(pairs) - n_eval} span-corruption examples of {args.chunk_length} tokens")
     trainer = Trainer(model, tokenizer, training_arguments(args, args.out, metric_for_best="eval_loss"),
                       train, eval_data=held_out)
+    run_started(args.out)
     return finish(args, trainer.train(resume_from=args.resume))

@@ -36,7 +36,7 @@ from ..models import T5Config, T5ForConditionalGeneration
 from ..training.interrupt import interrupt_after
 from ..training.trainer import Trainer, TrainingArguments
 from ..files import atomic_write_text
-from .folders import check_run_dir, lock_run_dir
+from .folders import check_run_dir, lock_run_dir, run_started
 from .options import add_common_arguments, add_field_flag, add_training_arguments
 from .smoke import smoke_mode
 from .train import begin_writing
@@ -283,6 +283,7 @@ def run_quickstart(config: QuickstartConfig | None = None, echo=print) -> dict:
     echo(f"[3/5] scoring the untrained T5 ({n_params:,} parameters) on {len(test)} test examples")
     before = trainer.evaluate(test)  # all test records (the periodic eval uses the validation set)
     echo(f"[4/5] training for {config.max_steps} steps of {config.training.batch_size} examples")
+    run_started(out)  # from here a checkpoint is written, and kept if the run is interrupted
     result = trainer.train()
     if result.interrupted:  # Ctrl-C or SIGTERM: the trainer saved a checkpoint; stop here, not score
         raise KeyboardInterrupt

@@ -32,8 +32,8 @@ from ..training.arguments import TrainingArguments
 from ..training.interrupt import interrupt_after
 from ..training.log import read_log
 from ..training.resume import check_checkpoint_fits, prepare_resume
-from .folders import (UsageError, check_run_dir, clear_old_run, load_model, load_tokenizer, lock_run_dir,
-                      write_run_config)
+from .folders import (UsageError, begin_run, check_run_dir, clear_old_run, load_model, load_tokenizer,
+                      lock_run_dir, write_run_config)
 
 # Options that say which model is trained or give it its shape: a checkpoint cannot follow a change.
 MODEL_OPTIONS = ("model", "vocab_size", "d_model", "d_ff", "num_layers", "num_heads", "method", "lora_r",
@@ -97,12 +97,14 @@ def begin_writing(args) -> None:
     """Once data and model are ready: clear an old run (--overwrite), record this run's options.
 
     A resumed run records its options only once it has run (``finish``): if the Trainer refuses
-    them, the run's own run_config.json stays as it was.
+    them, the run's own run_config.json stays as it was. Whatever a failed start writes from here
+    until training begins is removed again (``folders.begin_run``).
     """
     if not writes_here():  # under mpiexec: rank 0 writes, once every rank has checked --out
         return
     if args.overwrite and not args.resume:
         clear_old_run(args.out)
+    begin_run(args.out)  # until training starts (run_started), a failure removes what is written next
     if not args.resume:
         write_run_config(args, args.out)
 
