@@ -44,3 +44,20 @@ def test_gelu_logits_match_transformers_exact_gelu(tmp_path):
     print(f"relative logits difference vs transformers: exact GELU {exact_error:.2e}, tanh form {tanh_error:.2e}")
     assert exact_error < 1e-5
     assert tanh_error > 20 * exact_error  # the comparison can tell the two forms apart
+
+
+@pytest.mark.parametrize("feed_forward_proj", ["relu", "gelu", "gelu_new", "gelu_pytorch_tanh", "gated-relu",
+                                               "gated-gelu", "gated-gelu_new", "gated-gelu_pytorch_tanh"])
+def test_every_accepted_feed_forward_proj_computes_what_transformers_computes(tmp_path, feed_forward_proj):
+    manual_seed(4)
+    model = T5ForConditionalGeneration(T5Config(**{**CONFIG, "feed_forward_proj": feed_forward_proj})).eval()
+    model.save_pretrained(tmp_path)
+    hf = transformers.T5ForConditionalGeneration.from_pretrained(tmp_path).eval()
+    assert (hf.config.dense_act_fn, hf.config.is_gated_act) == (model.config.dense_act_fn, model.config.is_gated_act)
+    rng = np.random.default_rng(1)
+    ids, labels = rng.integers(2, 64, (2, 9)), rng.integers(2, 64, (2, 5))
+    with torch.no_grad():
+        theirs = hf(input_ids=torch.tensor(ids), labels=torch.tensor(labels)).logits.numpy()
+    with no_grad():
+        ours = model(input_ids=ids, labels=labels).logits.data
+    assert _relative_difference(ours, theirs) < 1e-5
