@@ -10,8 +10,8 @@ import math
 from ..autograd import Function, Tensor
 from ..backend import erf, get_array_module
 
-
 SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+"""sqrt(2/pi), the factor of the tanh form's u; public, because fast/cpu_gelu.py computes u too."""
 _INV_SQRT_2 = 1.0 / math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
