@@ -173,3 +173,12 @@ def test_the_architecture_map_lists_every_module_benchmark_and_doc():
 def test_everything_the_architecture_map_lists_exists():
     stale = sorted(path for path in _map_of_the_folders() if not (ROOT / path).exists())
     assert stale == [], f"docs/architecture.md's map lists what is not there: {stale}"
+
+
+def test_the_fast_layers_own_map_names_each_of_its_modules():
+    import minillm.fast
+
+    lines = minillm.fast.__doc__.splitlines()
+    named = {line.split()[0] for line in lines if line.startswith("    ") and line.split()[0].endswith(".py")}
+    modules = {path.name for path in (PACKAGE / "fast").glob("*.py") if path.name != "__init__.py"}
+    assert sorted(modules - named) == []

@@ -5,8 +5,9 @@
     threads.py        minillm's own CPU threads: row blocks, split products, per-parameter maps,
                       and ``set_num_threads`` / ``threads_to_blas`` (registered as "decoding")
     subnormals.py     flushing subnormal floats to zero (why: docs/speed.md)
-    cpu_linalg.py     matmul split over the threads; the few-rows x W^T case; the Linear fast path,
-                      parameterized by its GEMM (cuda_ops.py gives it the CUDA kernel's)
+    gemm_linear.py    the one Linear fast path: Linear's three GEMMs, written once for any GEMM
+    cpu_linalg.py     matmul split over the threads; the few-rows x W^T case; ThreadedLinear
+                      (gemm_linear with the threads' GEMM; cuda_ops.py gives it the CUDA kernel's)
     cpu_attention.py  attention in one scores buffer, on the threads, flushed of subnormals
     cpu_softmax.py    cross-entropy with a gradient flushed of subnormals
     cpu_norms.py      RMSNorm as row-block kernels
