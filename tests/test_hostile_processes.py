@@ -106,6 +106,7 @@ WRITERS = {
     "resume": ["pretrain", "--out", "OUT", "--resume", "OUT/checkpoint"],
     "quickstart": ["quickstart", "--out", "OUT"],
     "convert": ["convert", "--from-hf", "MODEL", "--out", "OUT", "--overwrite"],
+    "train-tokenizer": ["train-tokenizer", "--out", "OUT"],
 }
 
 

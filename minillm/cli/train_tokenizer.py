@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import argparse
-import os
 
 from ..data import Tokenizer, build_mixture, pretraining_corpus
 from ..training.interrupt import interrupt_after
-from .folders import UsageError, write_run_config
+from .folders import lock_run_dir, write_run_config
 from .options import add_common_arguments
 from .smoke import apply_smoke, smoke_mode
 from .train import read_texts
@@ -29,14 +28,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def train_tokenizer(args) -> int:
     """``minillm train-tokenizer``: learn a vocabulary, save tokenizer.json, show an example."""
     apply_smoke(args)
+    lock_run_dir(args.out)  # held until the command ends: a second writer of --out is refused
     if args.input:
         texts = [t for path in args.input for t in read_texts(path)]
     else:
         n = 100 if smoke_mode() else 2000
         texts = pretraining_corpus(n) + [t for r in build_mixture(examples_per_task=n // 5)
                                          for t in (r.prompt, r.completion)]
-    if os.path.exists(args.out) and not os.path.isdir(args.out):
-        raise UsageError(f"--out {args.out}: is a file, not a directory")
     with interrupt_after("the tokenizer's training"):  # the library would not see Ctrl-C
         tokenizer = Tokenizer.train(texts, vocab_size=args.vocab_size, model=args.model_type,
                                     num_sentinels=args.num_sentinels)
