@@ -40,14 +40,14 @@ class RunLockedError(ValueError):
 class RunLock:
     """The lock this process holds on one folder (see the module docstring); from ``acquire``."""
 
-    def __init__(self, folder: str, fd: int, created_folder: bool):
+    def __init__(self, folder: str, fd: int, created: str | None):
         self.folder, self.path, self.fd = folder, os.path.join(folder, LOCK_NAME), fd
-        self.created_folder, self.count = created_folder, 1
+        self.created, self.count = created, 1
 
     def release(self) -> None:
         """Give the lock up (the last release of a re-entrant lock removes the file, then unlocks).
 
-        A folder that ``acquire`` created and that is still empty is removed too: a command that
+        The folders that ``acquire`` created, if still empty, are removed too: a command that
         failed before writing leaves nothing behind.
         """
         self.count -= 1
@@ -59,11 +59,7 @@ class RunLock:
                 os.remove(self.path)
         finally:
             os.close(self.fd)  # closing the descriptor drops the flock
-        if self.created_folder:
-            try:
-                os.rmdir(self.folder)
-            except OSError:
-                pass  # not empty: the run wrote its files
+        _remove_created(self.folder, self.created)
 
     def __enter__(self):
         return self
@@ -86,9 +82,10 @@ def acquire(folder: str, command: str | None = None) -> RunLock:
     Raises:
         RunLockedError: another live process holds the lock (its pid and command are named).
     """
-    created = not os.path.isdir(folder)
+    created = _first_missing(folder)
     os.makedirs(folder, exist_ok=True)
     real = os.path.realpath(folder)
+    created = created and os.path.realpath(created)
     if real in _HELD:
         _HELD[real].count += 1
         return _HELD[real]
@@ -100,7 +97,7 @@ def acquire(folder: str, command: str | None = None) -> RunLock:
         except BlockingIOError:
             holder = _read_holder(fd)
             os.close(fd)
-            _cleanup_created(real, created)
+            _remove_created(real, created)
             raise RunLockedError(f"{folder} is in use by another minillm process (pid {holder.get('pid', '?')}: "
                                  f"{holder.get('command', 'unknown command')}); nothing was changed. Wait for it "
                                  "to finish, or choose another folder") from None
@@ -143,12 +140,27 @@ def _write_holder(fd: int, command: str | None) -> None:
     os.pwrite(fd, text.encode("utf-8"), 0)
 
 
-def _cleanup_created(folder: str, created: bool) -> None:
-    if created:
+def _first_missing(folder: str) -> str | None:
+    """The outermost folder of ``folder``'s path that does not exist yet (None: it exists)."""
+    missing, path = None, os.path.abspath(folder)
+    while not os.path.exists(path):
+        missing, path = path, os.path.dirname(path)
+    return missing
+
+
+def _remove_created(folder: str, created: str | None) -> None:
+    """Remove ``folder`` and its parents up to ``created`` (what acquire made), while they are empty."""
+    if created is None:
+        return
+    path = folder
+    while True:
         try:
-            os.rmdir(folder)
+            os.rmdir(path)
         except OSError:
-            pass
+            return  # not empty: a run wrote its files
+        if path == created:
+            return
+        path = os.path.dirname(path)
 
 
 def release_all() -> None:
