@@ -121,3 +121,19 @@ def test_forgetting_runs_on_the_course_base_in_smoke_mode(tmp_path, monkeypatch,
     printed = capsys.readouterr().out
     assert f"base: {tmp_path / 'cache'}" in printed  # the course base's cache folder
     assert "multitask (D + held-in)" in printed and "total time" in printed
+
+
+def test_lora_rank_is_the_largest_within_the_trainable_budget():
+    pc = load("peft_compare")
+    from minillm.models import T5Config  # noqa: PLC0415
+
+    config = T5Config(vocab_size=200, d_model=16, d_kv=4, d_ff=32, num_layers=1, num_heads=4, dropout_rate=0.0)
+    # q and v of the encoder's self-attention and the decoder's self- and cross-attention: 6 matrices of
+    # 16 x 16, so one rank trains 6 * (16 + 16) = 192 numbers
+    n = sum(p.size for p in pc.T5ForConditionalGeneration(config).parameters())
+    pct = lambda r: 100 * r * 192 / (n + r * 192)  # noqa: E731  (PEFT's trainable %)
+    for budget in (5.0, 10.0, 20.0):
+        r = pc.lora_qv_rank(config, budget_pct=budget, r_max=64)
+        assert pct(r) <= budget < pct(r + 1), budget
+    assert pc.lora_qv_rank(config, budget_pct=50.0) == 8  # capped at r_max
+    assert pct(1) > 1.0 and pc.lora_qv_rank(config, budget_pct=1.0) == 1  # never below rank 1
