@@ -131,6 +131,20 @@ def test_word_bigrams_span_the_split_punctuation():
     assert got == pytest.approx(100 * 5 / 11, rel=1e-12)
 
 
+def test_chrf_plus_plus_averages_character_and_word_orders():
+    # char orders 1, 2 of "ab" vs "abc": P = 1, 1 and R = 2/3, 1/2; word order 1: "ab" vs "abc", no
+    # match: P = R = 0. P = 2/3, R = (2/3 + 1/2 + 0)/3 = 7/18 → 5 (2/3)(7/18)/(8/3 + 7/18) = 14/33.
+    assert sentence_chrf("ab", ["abc"], char_order=2, word_order=1).score == pytest.approx(100 * 14 / 33, rel=1e-12)
+
+
+def test_a_word_order_tie_between_references_keeps_the_first():
+    # Word unigrams, beta 1: hyp "a a" against "a a a a" is [2, 4, 2] and against "a" [2, 1, 1]: both
+    # F1 = 2/3. The first is kept; with segment 2 ("b"/"b", [1, 1, 1]) the totals are [3, 5, 3]:
+    # P = 1, R = 3/5 → F1 = 0.75 (the second reference would give [3, 2, 2] → 0.8).
+    got = corpus_chrf(["a a", "b"], [["a a a a", "b"], ["a", "b"]], char_order=0, word_order=1, beta=1).score
+    assert got == pytest.approx(75.0)
+
+
 def test_chrf_plus_plus_name_signature_and_errors():
     score = sentence_chrf("ab", ["abc"], word_order=2)
     assert score.name == "chrF2++" and str(score).startswith("chrF2++ = ")
@@ -141,9 +155,9 @@ def test_chrf_plus_plus_name_signature_and_errors():
     for bad in (dict(char_order=0, word_order=0), dict(char_order=-1), dict(word_order=-1)):
         with pytest.raises(ValueError, match="need char_order \\+ word_order > 0"):
             sentence_chrf("a", ["a"], **bad)
-    with pytest.raises(TypeError, match="hypothesis must be a string, got list"):
+    with pytest.raises(TypeError, match="^hypothesis must be a string, got list$"):
         sentence_chrf(["a"], ["a"])
-    with pytest.raises(TypeError, match="references must be a list of strings"):
+    with pytest.raises(TypeError, match=r"^references must be a list of strings, e\.g\. sentence_chrf\(hyp, \[ref\]\)$"):
         sentence_chrf("a", "a")
 
 
