@@ -30,6 +30,7 @@ The rules that keep a user's files safe, whoever wrote the folder they opened:
 """
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -103,15 +104,16 @@ def input_lines(path, what: str = "data file", limit: int = MAX_DATA_BYTES, max_
     """
     total = 0
     with open_input(path, what) as f:
-        for number in range(1, 2**62):
+        for number in itertools.count(1):
             line = f.readline(max_line + 1)
             if not line:
                 return
             total += len(line)
-            if len(line) > max_line or total > limit:
-                over = (f"line {number} is longer than {max_line} bytes" if len(line) > max_line
-                        else f"more than {limit} bytes")
-                raise InputFileError(f"{path}: {over}, more than a {what} may hold; refused")
+            if len(line) > max_line:
+                raise InputFileError(f"{path}: line {number} is longer than {max_line} bytes, more than a line "
+                                     f"of a {what} may hold; refused")
+            if total > limit:
+                raise InputFileError(f"{path}: longer than {limit} bytes, more than a {what} may hold; refused")
             yield number, line
 
 

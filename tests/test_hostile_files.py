@@ -124,6 +124,12 @@ def test_data_is_read_line_by_line_with_a_bound_on_each_line(tmp_path):
     with pytest.raises(InputFileError, match=r"data\.jsonl: line 2 is longer than 100 bytes"):
         next(lines)  # 101 bytes with its newline
     assert list(input_lines(path, max_line=101))[1:] == [(2, b"x" * 100 + b"\n"), (3, b"last")]
+    three = tmp_path / "three.jsonl"
+    three.write_bytes(b"12345678\n" * 3)  # 9 + 9 bytes fit a 20-byte bound, the third line does not
+    lines = input_lines(three, limit=20)
+    assert [next(lines), next(lines)] == [(1, b"12345678\n"), (2, b"12345678\n")]
+    with pytest.raises(InputFileError, match=r"three\.jsonl: longer than 20 bytes, more than a data file may hold"):
+        next(lines)
     no_newline = tmp_path / "zeros.jsonl"
     with open(no_newline, "wb") as f:
         f.truncate(2**30)  # a 1 GiB line: refused after 64 MiB, not read whole
