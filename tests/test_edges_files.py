@@ -34,9 +34,10 @@ def test_input_lines_bounds_each_line_and_the_whole_file(tmp_path):
     # Lines "ab\n" (3 bytes), "cde\n" (4), "f" (1, no newline): 8 bytes in all.
     path = _write(tmp_path / "d.jsonl", b"ab\ncde\nf")
     assert list(files.input_lines(path, max_line=4, limit=8)) == [(1, b"ab\n"), (2, b"cde\n"), (3, b"f")]
-    with pytest.raises(InputFileError, match=r"d\.jsonl: line 2 is longer than 3 bytes, more than a data file"):
+    with pytest.raises(InputFileError, match=r"d\.jsonl: line 2 is longer than 3 bytes, more than a line of a "
+                                             r"data file may hold; refused"):
         list(files.input_lines(path, max_line=3, limit=8))
-    with pytest.raises(InputFileError, match=r"d\.jsonl: more than 7 bytes, more than a data file may hold"):
+    with pytest.raises(InputFileError, match=r"d\.jsonl: longer than 7 bytes, more than a data file may hold"):
         list(files.input_lines(path, max_line=4, limit=7))
     # Only "\n" ends a line: "\r" and U+2028 stay inside it.
     path = _write(tmp_path / "u.jsonl", "a\rb\u2028c\nd\n".encode())
