@@ -214,6 +214,14 @@ def make_folder(path) -> None:
     os.chmod(path, mode_for(parent, is_dir=True))
 
 
+def own_folder(path) -> None:
+    """Make ``path``, a sub-folder a run writes (``best/``), a real folder of its run folder: a
+    symlink there is removed, never written through; a missing folder gets the run folder's mode."""
+    if os.path.islink(path):
+        os.remove(path)
+    make_folder(path)
+
+
 def fsync_directory(path) -> None:
     """Make a rename inside ``path`` durable (a no-op where directories cannot be opened)."""
     try:

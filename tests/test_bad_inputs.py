@@ -758,3 +758,16 @@ def test_a_resumed_run_never_writes_through_a_planted_symlink(base, tmp_path, ca
     assert code == 0, output
     assert outside.read_text() == "mine"
     assert not any((out / name).is_symlink() for name in written)
+
+
+def test_a_planted_best_folder_link_is_replaced_not_written_through(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("MINILLM_SMOKE", "1")
+    out, outside = tmp_path / "run", tmp_path / "outside"
+    out.mkdir()
+    outside.mkdir()
+    (outside / "keep.txt").write_text("mine")
+    os.symlink(outside, out / "best")  # best/ is written at the first evaluation that improves
+    code, output = run_in_process(["pretrain", "--out", str(out)], capsys)
+    assert code == 0, output
+    assert os.listdir(outside) == ["keep.txt"] and (outside / "keep.txt").read_text() == "mine"
+    assert not (out / "best").is_symlink() and (out / "best" / "model.safetensors").exists()

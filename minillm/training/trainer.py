@@ -46,7 +46,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .. import backend
-from ..files import atomic_write_text
+from ..files import atomic_write_text, own_folder
 from ..distributed.trainer_hooks import DataParallel, SilentLog
 from .checkpoint import clean_stale_temporaries, load_checkpoint, save_checkpoint
 from ..data.collate import Batcher, as_record, collate, count_target_tokens
@@ -376,6 +376,7 @@ class Trainer:
         value, best = metrics[key], state["best_metric"]
         if best is None or (value > best if better else value < best):
             state.update(best_metric=value, best_step=state["step"])
+            own_folder(self.best_dir)  # a planted symlink is replaced, never written through
             self._save_model(self.best_dir)
             atomic_write_text(os.path.join(self.best_dir, "metrics.json"),
                               json.dumps({"step": state["step"], **metrics}, indent=2))
