@@ -205,8 +205,8 @@ def generate_texts(model, tokenizer, prompts: list, max_source_length: int | Non
     for start in track(starts, len(starts), "generating, batches"):
         idx = order[start:start + batch_size]
         enc = tokenizer.batch_encode([prompts[i] for i in idx], max_length=max_source_length)
-        out = _numpy(model.generate(enc["input_ids"], enc["attention_mask"],
-                                    max_new_tokens=max_new_tokens, num_beams=num_beams))
+        out = _numpy(model.generate(enc["input_ids"], enc["attention_mask"], max_new_tokens=max_new_tokens,
+                                    num_beams=num_beams, do_sample=False, num_return_sequences=1))
         texts.num_tokens += int((out[:, 1:] != tokenizer.pad_token_id).sum())  # column 0 is the start token
         for i, text in zip(idx, tokenizer.batch_decode(out[:, 1:])):
             texts[i] = text.strip()
