@@ -195,7 +195,10 @@ def run_method(name, config, state, tokenizer, data, lr, seed, s, lora_budget, s
 # ----------------------------------------------------------------------------- the experiment
 def choose_lr(name, config, state, tokenizer, data, s, lora_budget) -> tuple[float, dict]:
     """The grid rate with the best validation ROUGE-L (seed 0); ties go to the smaller rate."""
-    grid = LR_GRID[name] if s["lr_grid"] else LR_GRID[name][1:2]
+    searched = s["lr_grid"] is True or name in (s["lr_grid"] or ())
+    grid = LR_GRID[name] if searched else LR_GRID[name][1:2]
+    if len(grid) == 1:  # nothing to choose: no validation run
+        return grid[0], {}
     val = {lr: run_method(name, config, state, tokenizer, data, lr, 0, s, lora_budget, "validation")["rougeL"]
            for lr in grid}
     return max(grid, key=lambda lr: (val[lr], -lr)), val
@@ -344,13 +347,16 @@ def main(argv=None) -> dict:
     parser.add_argument("--steps", type=int, help="adaptation steps per run (default: 150)")
     parser.add_argument("--quick", action="store_true", help="no rate grid: each method at its grid's middle rate")
     parser.add_argument("--base", help="start from this Hugging Face T5 folder instead of the course base")
-    parser.add_argument("--methods", help="comma-separated subset of: " + ", ".join(LR_GRID))
+    parser.add_argument("--methods", help="semicolon-separated subset of: " + "; ".join(LR_GRID))
+    parser.add_argument("--grid", help="with --quick: semicolon-separated methods whose rate is still searched")
     parser.add_argument("--out", default="benchmarks/out", help="folder for peft_compare.json and .png")
     args = parser.parse_args(argv)
     smoke = os.environ.get("MINILLM_SMOKE", "").strip() not in ("", "0", "false", "False")
     s = dict(SETTINGS["smoke" if smoke else "quick" if args.quick else "full"])
     s.update({k: v for k, v in (("seeds", args.seeds), ("steps", args.steps)) if v is not None})
-    methods = [m.strip() for m in args.methods.split(",")] if args.methods else list(LR_GRID)
+    methods = [m.strip() for m in args.methods.split(";")] if args.methods else list(LR_GRID)
+    if args.grid and not smoke:
+        s["lr_grid"] = [m.strip() for m in args.grid.split(";")]
     unknown = [m for m in methods if m not in LR_GRID]
     if unknown or "full fine-tuning" not in methods or "LoRA q,v" not in methods:
         parser.error(f"--methods: {unknown or methods} (each of {list(LR_GRID)}; full fine-tuning and LoRA q,v "
