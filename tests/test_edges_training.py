@@ -184,14 +184,21 @@ def test_compare_options_sorts_changes_into_applied_and_refused():
     assert message.startswith("ck/trainer_state.json: cannot resume with batch_size=16: the checkpoint was made "
                               "with 8, and the checkpoint's position in the data counts batches of the old size.")
     assert "Resume with batch_size=8 (--batch-size 8), or start a new run." in message
-    with pytest.raises(resume.ResumeMismatchError, match="fingerprint f0, now f1"):
+    with pytest.raises(resume.ResumeMismatchError) as info:
         resume.compare_options(saved, same, "f0", "f1", "ck")
+    assert str(info.value) == (
+        "ck/trainer_state.json: cannot resume on different training data: the checkpoint's position in the data "
+        "refers to other examples (fingerprint f0, now f1). Resume with the same data, or start a new run from "
+        "the checkpoint's weights instead.")
+    with pytest.raises(resume.ResumeMismatchError, match=r"\(--max-source-length 8\)"):
+        resume.compare_options({"max_source_length": 8}, {"max_source_length": 9}, None, "f", "ck")
 
 
 def test_data_fingerprint_tells_apart_the_order_and_the_source_target_boundary():
     a = resume.data_fingerprint([([1, 2], [3])])
     assert len(a) == 16 and int(a, 16) >= 0
     assert a == resume.data_fingerprint([(np.array([1, 2]), np.array([3]))])
+    assert a == resume.data_fingerprint([(np.array([1, 2], dtype=np.int32), np.array([3], dtype=np.uint16))])
     assert a != resume.data_fingerprint([([1], [2, 3])])                  # the same ids, cut elsewhere
     assert resume.data_fingerprint([([1], [2]), ([3], [4])]) != resume.data_fingerprint([([3], [4]), ([1], [2])])
 
