@@ -14,6 +14,13 @@ import pytest
 
 from minillm.peft.pattern import MAX_STATES, UnsupportedPattern, compile_pattern
 
+@pytest.fixture(autouse=True)
+def _fresh_automata():
+    """Each test builds its own automata: ``compile_pattern`` caches them, and a cached automaton
+    (built before a change to the builder, or by another test) would hide what is under test."""
+    compile_pattern.cache_clear()
+
+
 # Characters at the edges of the classes below: range ends and their neighbours (a/b, d/e, x/y...),
 # "_" (in \w, not alphanumeric), "-" (a range's dash taken literally), a non-ASCII letter and digit.
 EDGE_CHARACTERS = "`abcdefwxyz{@AZ[/019:_- \t\n.é٣"
