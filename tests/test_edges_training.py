@@ -203,6 +203,16 @@ def test_data_fingerprint_tells_apart_the_order_and_the_source_target_boundary()
     assert resume.data_fingerprint([([1], [2]), ([3], [4])]) != resume.data_fingerprint([([3], [4]), ([1], [2])])
 
 
+def test_data_fingerprint_is_the_format_old_checkpoints_recorded():
+    # A checkpoint stores the fingerprint; a resume recomputes it, so the formula is a file format:
+    # SHA-256 over each pair's int64 source bytes, "|", int64 target bytes, ";", first 16 hex digits.
+    import hashlib
+
+    by_hand = hashlib.sha256(np.array([5, 6], "<i8").tobytes() + b"|" + np.array([7], "<i8").tobytes() + b";"
+                             + np.array([8], "<i8").tobytes() + b"|" + np.array([], "<i8").tobytes() + b";")
+    assert resume.data_fingerprint([([5, 6], [7]), ([8], [])]) == by_hand.hexdigest()[:16]
+
+
 def test_report_resume_prints_and_logs_the_changes(tmp_path, capsys):
     class Log:
         entries = []
@@ -317,6 +327,21 @@ def test_check_checkpoint_fits_refuses_full_weights_for_a_peft_run(tmp_path):
         resume.check_checkpoint_fits(str(tmp_path / "ck"), _Model(0.0), peft=True)
     assert "model.safetensors holds a full model's weights (1 tensors, e.g. w), but this run trains a PEFT " \
            "adapter; resume with --method full" in str(info.value)
+
+
+class _Three(minillm.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b, self.c = (Parameter(np.zeros(2, dtype=np.float32)) for _ in range(3))
+
+
+def test_the_full_weights_refusal_names_two_of_the_tensors_and_the_way_out(tmp_path):
+    save_checkpoint(tmp_path / "ck", _Three(), step=1)
+    with pytest.raises(resume.ResumeMismatchError) as info:
+        resume.check_checkpoint_fits(str(tmp_path / "ck"), _Three(), peft=True)
+    assert str(info.value) == (
+        f"{tmp_path / 'ck' / 'model.safetensors'} holds a full model's weights (3 tensors, e.g. a, b), but this run "
+        "trains a PEFT adapter; resume with --method full, or start a new run from those weights (--model)")
 
 
 class _Wide(minillm.nn.Module):
