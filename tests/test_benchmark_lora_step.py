@@ -1,0 +1,31 @@
+"""benchmarks/lora_step.py at smoke size: it runs, and its verdicts are computed from its table.
+(The peak-memory processes are left out here: each imports PyTorch again.)"""
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch", reason="the benchmark compares with PyTorch")
+pytest.importorskip("peft", reason="the benchmark compares with Hugging Face PEFT")
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "lora_step.py"
+
+
+def test_the_smoke_run_prints_the_table_and_verdicts_that_follow_from_it():
+    out = subprocess.run([sys.executable, str(SCRIPT), "--threads", "1", "--no-memory"], capture_output=True, text=True,
+                         env={**os.environ, "MINILLM_SMOKE": "1"}, timeout=600, check=True).stdout
+    rows = {m.group(1).strip(): (float(m.group(2)), float(m.group(3)))
+            for m in re.finditer(r"^\| ([^|]+?) \| +([\d.]+) \S+ +\| +([\d.]+) \S+ +\| +[\d.]+ \|$", out, re.M)}
+    assert set(rows) == {"LoRA r=4 q,v step", "full step", "greedy decoding", "4 beams decoding"}
+    ours, theirs = rows["LoRA r=4 q,v step"]
+    lora = re.search(r"LoRA step: minillm takes ([\d.]+)x PyTorch \+ peft's time; the target \(<= 0.70\) is (met|not met)",
+                     out)
+    assert abs(float(lora.group(1)) - ours / theirs) < 0.006  # printed to 2 decimals from the table's 3
+    assert lora.group(2) == ("met" if ours / theirs <= 0.70 else "not met")
+    greedy = re.search(r"greedy decoding: minillm at ([\d.]+)x transformers' tokens/s \((faster|slower)\)", out)
+    ours, theirs = rows["greedy decoding"]
+    assert abs(float(greedy.group(1)) - ours / theirs) < 0.01 * max(1.0, ours / theirs)
+    assert greedy.group(2) == ("faster" if ours > theirs else "slower")
