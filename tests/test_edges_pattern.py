@@ -119,3 +119,17 @@ def test_a_pattern_just_under_the_state_limit_compiles():
     assert compile_pattern("a{9998}").fullmatch("a" * 9998) is True
     with pytest.raises(UnsupportedPattern, match="too large"):
         compile_pattern("a{9999}")
+
+
+def test_a_refusal_shows_the_first_30_characters_of_what_it_refuses():
+    # re's parser reads "(?>a*)a" as (ATOMIC_GROUP, [(MAX_REPEAT, (0, MAXREPEAT, [(LITERAL, 97)]))]);
+    # the message shows its operand lower-cased and cut at 30 characters.
+    from re import _parser
+
+    operand = str(_parser.parse("(?>a*)a")[0][1]).lower()
+    assert operand[:30] == "[(max_repeat, (0, maxrepeat, [" and len(operand) > 31
+    with pytest.raises(UnsupportedPattern) as info:
+        compile_pattern("(?>a*)a")
+    assert str(info.value) == ("pattern '(?>a*)a' uses atomic_group ([(max_repeat, (0, maxrepeat, [), which needs "
+                               "backtracking; use plain names or a regular expression without backreferences, "
+                               "lookarounds or \\b")
