@@ -278,3 +278,17 @@ def test_the_settings_come_from_the_call_then_the_model_then_the_defaults():
     assert (config.max_new_tokens, config.num_beams, config.eos_token_id, config.pad_token_id) == (7, 2, 6, PAD)
     with pytest.raises(TypeError, match="unknown option"):
         resolve_config(model, given, beams=2)
+
+
+@pytest.mark.parametrize("use_cache", [True, False])
+@pytest.mark.parametrize("num_beams", [1, 2])
+def test_every_row_starts_with_the_decoder_start_token_even_when_it_is_not_pad(num_beams, use_cache):
+    # T5's start token is <pad> (0), which hides a start written to the wrong position; here it is 7.
+    model = ScriptedT5(STOPPING)
+    model.config.decoder_start_token_id = 7
+    out = generate(model, np.array([[0], [0]]), max_new_tokens=4, num_beams=num_beams, use_cache=use_cache,
+                   output_scores=True, return_dict_in_generate=True)
+    assert np.asarray(out.sequences).tolist() == [[7, A, EOS]] * 2     # greedy: A (-0.5), then </s> (-0.3)
+    assert np.asarray(out.sequences).dtype == np.int64                 # token ids, not floats
+    if num_beams > 1:
+        assert out.sequences_scores.dtype == np.float32 and out.sequences_scores.tolist() == [pytest.approx(-0.4)] * 2
