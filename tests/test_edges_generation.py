@@ -292,3 +292,38 @@ def test_every_row_starts_with_the_decoder_start_token_even_when_it_is_not_pad(n
     assert np.asarray(out.sequences).dtype == np.int64                 # token ids, not floats
     if num_beams > 1:
         assert out.sequences_scores.dtype == np.float32 and out.sequences_scores.tolist() == [pytest.approx(-0.4)] * 2
+
+
+class ScriptedBatch(ScriptedT5):
+    """One script per example (the encoder passes the example's input id on as its script number);
+    for ``use_cache=False`` only: each call gets every row's whole prefix."""
+
+    def __init__(self, scripts):
+        super().__init__(scripts[0])
+        self.scripts = scripts
+
+    def encode(self, ids, mask=None, inputs_embeds=None):
+        return Tensor(np.asarray(ids, dtype=np.float32)[:, :, None])
+
+    def decode(self, tokens, encoder_hidden, mask=None, caches=None, past_length=0):
+        assert caches is None
+        self.calls += 1
+        return Tensor(np.array([[log_probs(self.scripts[s], row[1:i + 1]) for i in range(len(row))]
+                                for row, s in zip(np.asarray(tokens), encoder_hidden.data[:, 0, 0].astype(int))],
+                               dtype=np.float32))
+
+
+LONG = {(): {A: -0.1}, (A,): {A: -0.1}, (A, A): {A: -0.1}, (A, A, A): {A: -0.1}}  # </s> never in the top 2
+
+
+def test_an_example_whose_finished_set_is_full_takes_no_more_hypotheses_while_another_runs_on():
+    # Example 0 follows STOPPING: with early_stopping=True its set is full after step 2 ("A </s>" -0.4,
+    # "</s>" -1.5). Example 1 (LONG) runs to the length limit, so the search goes on to step 4; at step 3
+    # example 0 would find "A C </s>" (-0.7), better than "</s>", but a full set takes no more.
+    # Example 1's best two at the limit: A A A A (-0.4/4) and A A A <pad> (-4.6/4; <pad> wins the tie
+    # with </s> by its lower id).
+    model = ScriptedBatch([STOPPING, LONG])
+    out = generate(model, np.array([[0], [1]]), max_new_tokens=4, num_beams=2, num_return_sequences=2,
+                   early_stopping=True, use_cache=False)
+    assert np.asarray(out).tolist() == [[START, A, EOS, PAD, PAD], [START, EOS, PAD, PAD, PAD],
+                                        [START, A, A, A, A], [START, A, A, A, PAD]]
