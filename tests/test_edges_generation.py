@@ -316,7 +316,14 @@ class ScriptedBatch(ScriptedT5):
 LONG = {(): {A: -0.1}, (A,): {A: -0.1}, (A, A): {A: -0.1}, (A, A, A): {A: -0.1}}  # </s> never in the top 2
 
 
-def test_an_example_whose_finished_set_is_full_takes_no_more_hypotheses_while_another_runs_on():
+@pytest.mark.parametrize("early_stopping, first", [
+    (True, [[START, A, EOS, PAD, PAD], [START, EOS, PAD, PAD, PAD]]),
+    # early_stopping=False: example 0 is done after step 3 (no running beam can beat "A C </s>" -0.7),
+    # and takes nothing from step 4, which runs for example 1 only.
+    (False, [[START, A, EOS, PAD, PAD], [START, A, C, EOS, PAD]]),
+])
+def test_an_example_whose_finished_set_is_full_takes_no_more_hypotheses_while_another_runs_on(early_stopping,
+                                                                                              first):
     # Example 0 follows STOPPING: with early_stopping=True its set is full after step 2 ("A </s>" -0.4,
     # "</s>" -1.5). Example 1 (LONG) runs to the length limit, so the search goes on to step 4; at step 3
     # example 0 would find "A C </s>" (-0.7), better than "</s>", but a full set takes no more.
@@ -324,6 +331,6 @@ def test_an_example_whose_finished_set_is_full_takes_no_more_hypotheses_while_an
     # with </s> by its lower id).
     model = ScriptedBatch([STOPPING, LONG])
     out = generate(model, np.array([[0], [1]]), max_new_tokens=4, num_beams=2, num_return_sequences=2,
-                   early_stopping=True, use_cache=False)
-    assert np.asarray(out).tolist() == [[START, A, EOS, PAD, PAD], [START, EOS, PAD, PAD, PAD],
-                                        [START, A, A, A, A], [START, A, A, A, PAD]]
+                   early_stopping=early_stopping, use_cache=False)
+    assert np.asarray(out).tolist() == first + [[START, A, A, A, A], [START, A, A, A, PAD]]
+    assert model.calls == 4
