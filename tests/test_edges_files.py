@@ -58,6 +58,16 @@ def test_open_input_names_what_it_refuses(tmp_path):
         assert f.read() == b"x"
 
 
+@pytest.mark.parametrize("kind, name", [
+    ("S_IFDIR", "a directory"), ("S_IFIFO", "a FIFO (named pipe)"), ("S_IFCHR", "a character device"),
+    ("S_IFBLK", "a block device"), ("S_IFSOCK", "a socket"), (None, "not a regular file"),
+])
+def test_each_kind_of_file_that_is_not_regular_is_named(kind, name):
+    import stat
+
+    assert files._kind(getattr(stat, kind) | 0o644 if kind else 0o644) == name
+
+
 # ------------------------------------------------------------------------------ JSON: duplicate keys
 
 
@@ -67,6 +77,9 @@ def test_open_input_names_what_it_refuses(tmp_path):
     ('[\n{"a": 1},\n{"a": 2, "b": {"c": 1, "c": 2}}\n]', 3),
     ('{"x": "\\"a\\": {", \n"a": 1, "a": 2}', 2),           # quotes and braces inside a string do not count
     ('{"l": [1, {"a": 1}], "a": [2],\n "a": 3}', 2),
+    ('{\n"a" : 1,\n"a" : 2}', 3),                             # a space before the colon
+    ('{"x": "a",\n "a": 1,\n "a": 2}', 3),                     # the value "a" is not a key
+    ('{"l": ["a", "b"],\n "a": 1,\n "a": 2}', 3),              # nor are strings in a list
 ])
 def test_parse_json_names_the_line_of_a_repeated_key(text, line):
     with pytest.raises(ValueError, match=rf"^src: line {line}: key '(a|c)' appears twice in one object "
