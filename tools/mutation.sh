@@ -17,8 +17,10 @@
 #   MUTATION_JOBS=2         parallel test workers (mutmut --max-children)
 #   MUTATION_TIME=1800      seconds before the run is stopped (the mutants not reached count as unchecked)
 #   MUTATION_KEEP=1         keep the /tmp copy (to inspect it with `mutmut browse` there)
-#   MUTATION_TIMEOUT_FACTOR=5  a mutant is stopped (and counted as killed: "timeout") after
-#                           2 x factor x (its tests' time + 1 s) of CPU time, e.g. a loop that no longer ends
+#   MUTATION_TIMEOUT_FACTOR=15 a mutant is stopped (and counted as killed: "timeout") after
+#                           2 x factor x (its tests' time + 1 s) of CPU time, e.g. a loop that no longer ends.
+#                           Lower it only on an idle machine: on a loaded one a low factor stops
+#                           mutants that were merely slow, and counts them as killed.
 set -euo pipefail
 
 if [ $# -lt 2 ]; then
@@ -58,7 +60,7 @@ only_mutate = ["$module"]
 pytest_add_cli_args_test_selection = $(toml_list "$@")
 pytest_add_cli_args = ["-p", "no:cacheprovider"]
 use_git_change_detection = false
-timeout_multiplier = ${MUTATION_TIMEOUT_FACTOR:-5}
+timeout_multiplier = ${MUTATION_TIMEOUT_FACTOR:-15}
 TOML
 
 echo "mutation.sh: $module against $* ($source_desc), $jobs workers, at most ${limit}s, in $work"
