@@ -97,6 +97,10 @@ checked = sum(n for s, n in count.items() if s not in ("not checked", "skipped",
 print(f"\n{module}: {len(rows)} mutants in {elapsed}s: " + ", ".join(f"{n} {s}" for s, n in sorted(count.items())))
 if checked:
     print(f"kill rate: {killed}/{checked} = {100 * killed / checked:.1f}% of the checked mutants")
+    if count["timeout"]:  # a timeout may be a mutant that loops, or one that was merely slow
+        decided = checked - count["timeout"]
+        print(f"without the {count['timeout']} timeouts: {killed - count['timeout']}/{decided} = "
+              f"{100 * (killed - count['timeout']) / max(decided, 1):.1f}%")
 else:
     print("kill rate: nothing checked")
 PY
