@@ -139,10 +139,12 @@ def _news_moved(rng):
 
 
 def _news_found(rng):
-    item, place, name, day = rng.choice(L.ITEMS), rng.choice(L.PLACES), rng.choice(L.NAMES), rng.choice(L.DAYS)
+    item = rng.choice([i for i in L.ITEMS if i != "glasses"])  # "a glasses" is no English
+    place, name, day = rng.choice(L.PLACES), rng.choice(L.NAMES), rng.choice(L.DAYS)
     when = rng.choice(["this morning", "yesterday", "last night"])
-    sentences = [f"A {item} was found at the {place} {when}.", f"{name} keeps it at the front desk until {day}."]
-    return sentences, f"A {item} found at the {place} can be picked up from {name} until {day}."
+    a = "An" if item[0] in "aeiou" else "A"
+    sentences = [f"{a} {item} was found at the {place} {when}.", f"{name} keeps it at the front desk until {day}."]
+    return sentences, f"{a} {item} found at the {place} can be picked up from {name} until {day}."
 
 
 _NEWS = (_news_game, _news_opening, _news_moved, _news_found)
