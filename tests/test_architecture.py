@@ -145,14 +145,14 @@ def _map_of_the_folders():
     line, each under the nearest less-indented folder above it."""
     text = (ROOT / "docs" / "architecture.md").read_text()
     block = text.split("## Map of the folders", 1)[1].split("```", 2)[1]
-    listed, folders = set(), []  # folders: [(indent, path)] from the root down
+    listed, folders = [], []  # folders: [(indent, path)] from the root down
     for line in block.splitlines()[1:]:
         if not line.strip():
             continue
         indent, name = len(line) - len(line.lstrip()), line.split()[0]
         folders = [(i, path) for i, path in folders if i < indent]
         path = (f"{folders[-1][1]}/" if folders else "") + name.rstrip("/")
-        listed.add(path)
+        listed.append(path)
         if name.endswith("/"):
             folders.append((indent, path))
     return listed
@@ -166,8 +166,10 @@ def _files_the_map_must_list():
 
 
 def test_the_architecture_map_lists_every_module_benchmark_and_doc():
-    missing = sorted(_files_the_map_must_list() - _map_of_the_folders())
+    listed = _map_of_the_folders()
+    missing = sorted(_files_the_map_must_list() - set(listed))
     assert missing == [], f"docs/architecture.md's map does not list: {missing}"
+    assert sorted(path for path in set(listed) if listed.count(path) > 1) == [], "listed twice"
 
 
 def test_everything_the_architecture_map_lists_exists():
