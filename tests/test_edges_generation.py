@@ -334,3 +334,32 @@ def test_an_example_whose_finished_set_is_full_takes_no_more_hypotheses_while_an
                    early_stopping=early_stopping, use_cache=False)
     assert np.asarray(out).tolist() == first + [[START, A, A, A, A], [START, A, A, A, PAD]]
     assert model.calls == 4
+
+
+# STOPPING, changed from "A C" on: "A C" → </s> -0.6 or C -0.9; "A C C" → </s> -0.1.
+# Step 3: "A C </s>" (-2.6/3 = -0.867) replaces "</s>" (-1.5); "A C C" (-2.9) runs on.
+#   early_stopping=False: -2.9/3 = -0.967 cannot beat -0.867: stop after 3 calls.
+#   early_stopping="never" (length penalty 1 > 0) scores the running beam at the length limit:
+#   -2.9/4 = -0.725 can: a 4th step, where "A C C </s>" (-3.0/4 = -0.75) replaces "A C </s>".
+#   early_stopping=True stops after step 2, with "A </s>" and "</s>".
+NEVER = {**STOPPING, (A, C): {EOS: -0.6, C: -0.9}, (A, C, C): {EOS: -0.1}}
+
+
+@pytest.mark.parametrize("early_stopping, second, calls", [
+    (True, [EOS], 2), (False, [A, C, EOS], 3), ("never", [A, C, C, EOS], 4),
+])
+def test_early_stopping_never_scores_the_running_beam_at_the_length_limit(early_stopping, second, calls):
+    model = ScriptedT5(NEVER)
+    out = generate(model, np.array([[0]]), max_new_tokens=4, num_beams=2, num_return_sequences=2,
+                   early_stopping=early_stopping, use_cache=False)
+    rows = [[t for t in row[1:] if t != PAD] for row in np.asarray(out).tolist()]
+    assert (rows, model.calls) == ([[A, EOS], second], calls)
+
+
+def test_an_example_done_by_the_heuristic_ignores_a_later_better_hypothesis_in_a_batch():
+    # Example 0 (NEVER, early_stopping=False) is done after step 3; example 1 (LONG) makes a 4th step,
+    # in which example 0's "A C C </s>" (-0.75) would beat its "A C </s>" (-0.867): it is not taken.
+    model = ScriptedBatch([NEVER, LONG])
+    out = generate(model, np.array([[0], [1]]), max_new_tokens=4, num_beams=2, num_return_sequences=2,
+                   early_stopping=False, use_cache=False)
+    assert np.asarray(out).tolist()[:2] == [[START, A, EOS, PAD, PAD], [START, A, C, EOS, PAD]]
