@@ -135,7 +135,7 @@ N_TASK, N_EVAL = (32, 8) if SMOKE else (1000, 64)
 MAX_SRC, MAX_TGT = 160, 32
 RANKS = [2, 8, 32]
 TARGETS = ["q", "v"]  # PEFT's default for T5: the query and value projections of every attention
-LORA_LR, FULL_LR = 1e-2, 1e-3  # LoRA: the best of 1e-3, 3e-3, 1e-2 on validation dialogues (benchmarks/peft_compare.py)
+LORA_LR, FULL_LR = 3e-3, 1e-3  # LoRA at 1e-2 (best on the 1M reduced base) diverged on the 5M base: r=8 ROUGE-L 5.7
 
 
 def train(model, pairs, steps, lr, seed=1):
@@ -182,7 +182,7 @@ print(f"example: {task_test[0][0]!r}\n  reference: {task_test[0][1]!r}\n  base m
 # PEFT's default for T5, and the choice of the LoRA paper), with
 # $\alpha = 2r$ so that $s = 2$ at every rank and only the rank changes. LoRA's $B$ starts at zero and
 # each step moves it by about the learning rate, so LoRA usually wants a larger learning rate than
-# full fine-tuning: here `lr` = 1e-2 for LoRA (the best of peft_compare.py's grid on validation) and 1e-3 for full.
+# full fine-tuning: here `lr` = 3e-3 for LoRA and 1e-3 for full fine-tuning.
 
 # %%
 sweep, lora_models = [], {}
