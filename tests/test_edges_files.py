@@ -56,6 +56,11 @@ def test_open_input_names_what_it_refuses(tmp_path):
         files.open_input(str(fifo))   # refused at once: opening a FIFO for reading would block
     with files.open_input(_write(tmp_path / "ok", b"x")) as f:
         assert f.read() == b"x"
+    # Each reader says what it expected.
+    with pytest.raises(FileNotFoundError, match=r"no such file \(expected a data file\)"):
+        list(files.input_lines(str(tmp_path / "missing.jsonl")))
+    with pytest.raises(InputFileError, match=r"is a directory, not a regular file \(expected a safetensors file\)"):
+        files.load_safetensors(str(tmp_path))
 
 
 @pytest.mark.parametrize("kind, name", [
