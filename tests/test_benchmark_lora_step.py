@@ -23,8 +23,12 @@ def test_the_smoke_run_prints_the_table_and_verdicts_that_follow_from_it():
     ours, theirs = rows["LoRA r=4 q,v step"]
     lora = re.search(r"LoRA step: minillm takes ([\d.]+)x PyTorch \+ peft's time; the target \(<= 0.70\) is (met|not met)",
                      out)
-    assert abs(float(lora.group(1)) - ours / theirs) < 0.006  # printed to 2 decimals from the table's 3
-    assert lora.group(2) == ("met" if ours / theirs <= 0.70 else "not met")
+    # The table rounds each time to 3 decimals (±0.0005) and the sentence prints the exact ratio to 2
+    # (±0.005): at smoke size (0.014 s against 0.027 s) the table's rounding alone moves the ratio by 0.02.
+    low, high = (ours - 5e-4) / (theirs + 5e-4), (ours + 5e-4) / max(theirs - 5e-4, 1e-9)
+    assert low - 0.0051 <= float(lora.group(1)) <= high + 0.0051
+    if high <= 0.70 or low > 0.70:  # the table decides the verdict unless its rounding straddles 0.70
+        assert lora.group(2) == ("met" if high <= 0.70 else "not met")
     greedy = re.search(r"greedy decoding: minillm at ([\d.]+)x transformers' tokens/s \((faster|slower)\)", out)
     ours, theirs = rows["greedy decoding"]
     assert abs(float(greedy.group(1)) - ours / theirs) < 0.01 * max(1.0, ours / theirs)
