@@ -15,7 +15,7 @@ import sys
 
 from .. import runlock
 from ..distributed.trainer_hooks import run_command
-from ..fast.threads import set_num_threads
+from .. import set_num_threads  # the public switch (minillm/__init__), not the fast layer
 from ..training.arguments import NonFiniteLossError
 from .config_file import apply_config_file
 from .folders import undo_failed_start
