@@ -143,10 +143,17 @@ def test_top_p_keeps_the_smallest_set_reaching_p():
     np.testing.assert_array_equal(kept, [[True, True, False, True]])  # 0.5 + 0.3 + 0.15 >= 0.9
 
 
-def test_top_p_always_keeps_the_most_likely_token():
-    logits = np.log(np.array([[0.2, 0.5, 0.3], [0.4, 0.3, 0.3]], dtype=np.float32))
-    kept = np.isfinite(filter_logits(logits, top_p=0.01))
-    np.testing.assert_array_equal(kept, [[False, True, False], [True, False, False]])
+@pytest.mark.parametrize("top_p", [0.0, 1e-9])
+def test_top_p_always_keeps_the_most_likely_token(top_p):
+    # The guard matters only when the whole cumulative mass, the top token's included, is <= 1 - p.
+    # Row 2 has one finite logit, so its sorted probabilities are exactly 0, 0, 1 and the sum reaches
+    # exactly 1.0, which is <= 1 - p for p = 0 and for p = 1e-9 (1 - 1e-9 rounds to 1.0 in float32):
+    # without the guard that row would lose every token. (Rows 0 and 1 trigger it only when their
+    # float32 sums happen to stay <= 1.0; at p = 0.01 no row triggers it.)
+    logits = np.log(np.array([[0.2, 0.5, 0.3], [0.4, 0.3, 0.3], [1.0, 1.0, 1.0]], dtype=np.float32))
+    logits[2, [0, 2]] = -np.inf
+    kept = np.isfinite(filter_logits(logits, top_p=top_p))
+    np.testing.assert_array_equal(kept, [[False, True, False], [True, False, False], [False, True, False]])
 
 
 def test_temperature_divides_the_logits_and_must_be_positive():
