@@ -126,7 +126,7 @@ def parse_json(text: str, source, what: str = "file", line_offset: int = 0):
     try:
         return json.loads(text, object_pairs_hook=_unique_keys)
     except _DuplicateKey as dup:
-        line = line_offset + _duplicate_line(text, dup.key)
+        line = line_offset + _duplicate_line(text)
         raise ValueError(f"{source}: line {line}: key {dup.key!r} appears twice in one object "
                          f"(not a valid {what}: which value is meant?)") from None
 
@@ -147,29 +147,33 @@ def _unique_keys(pairs: list) -> dict:
     return result
 
 
-def _duplicate_line(text: str, key: str) -> int:
-    """The line (1-based) where ``key`` is repeated within one object of the valid JSON ``text``.
+def _duplicate_line(text: str) -> int:
+    """The line (1-based) of the repeated key that ``json`` refuses first in the valid JSON ``text``.
 
-    Walks the text once keeping, per open object, the keys seen so far; strings are skipped
-    whole by ``json``'s own scanner, so braces and quotes inside them do not count.
+    ``json`` builds an object when it closes, so the object refused is the first one to *close*
+    holding a repeated key (an inner object before its outer one), at its first repeat. The walk
+    keeps, per open object, the keys seen so far and the line of its first repeat; strings are
+    skipped whole by ``json``'s own scanner, so braces and quotes inside them do not count.
     """
     scan = json.decoder.scanstring
-    stack, i = [], 0
+    stack, i = [], 0  # per open bracket: [keys, line of the first repeat] for "{", None for "["
     while i < len(text):
         char = text[i]
         if char == '"':
             value, end = scan(text, i + 1)
-            after = text[end:].lstrip()
-            if stack and stack[-1] is not None and after.startswith(":"):
-                if value in stack[-1]:
-                    return text.count("\n", 0, i) + 1
-                stack[-1].add(value)
+            if stack and stack[-1] is not None and text[end:].lstrip().startswith(":"):
+                keys = stack[-1]
+                if value in keys[0] and keys[1] is None:
+                    keys[1] = text.count("\n", 0, i) + 1
+                keys[0].add(value)
             i = end
             continue
         if char in "{[":
-            stack.append(set() if char == "{" else None)
+            stack.append([set(), None] if char == "{" else None)
         elif char in "}]":
-            stack.pop()
+            closed = stack.pop()
+            if closed is not None and closed[1] is not None:
+                return closed[1]
         i += 1
     return 1
 

@@ -258,3 +258,110 @@ def test_integer_weights_are_refused_and_nan_weights_are_counted(tmp_path):
         "t3 (2 of 3 values), t4 (2 of 3 values) and 2 more; these weights cannot compute anything (did the run "
         "that saved them diverge?)")
     files.check_finite({"fine": np.ones(2)}, "w.safetensors")
+
+
+# ------------------------------------------------------------------------------ issue 26: files.py's mutation survivors
+
+
+def test_each_reader_names_a_plain_file_when_told_nothing_and_the_kind_it_was_given(tmp_path):
+    missing = str(tmp_path / "missing.json")
+    with pytest.raises(FileNotFoundError, match=r"missing\.json: no such file \(expected a file\)$"):
+        files.open_input(missing)
+    with pytest.raises(FileNotFoundError, match=r"missing\.json: no such file \(expected a config\)$"):
+        files.read_input(missing, 5, "config")
+    # 3 bytes against a bound of 2: the size the file really has, not some other count.
+    with pytest.raises(InputFileError, match=r"abc: 3 bytes is more than a file may hold \(2 bytes\); refused$"):
+        files.read_input(_write(tmp_path / "abc", b"abc"), 2)
+    with pytest.raises(ValueError, match=r"^src: line 1: key 'a' appears twice in one object \(not a valid file: "):
+        files.parse_json('{"a": 1, "a": 2}', "src")
+    with pytest.raises(ValueError, match=r"bad\.json: line 1: not a valid file \(invalid JSON: "):
+        files.read_json(_write(tmp_path / "bad.json", b"{"))
+    with pytest.raises(ValueError, match=r"dup\.json: line 2: key 'a' appears twice in one object \(not a valid "
+                                         r"config: which value is meant\?\)$"):
+        files.read_json(_write(tmp_path / "dup.json", b'{"a": 1,\n"a": 2}'), "config")
+
+
+def test_a_path_that_cannot_be_opened_is_named_with_the_systems_reason(tmp_path):
+    import errno
+
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)                     # a link to itself: open() fails with ELOOP
+    reason = os.strerror(errno.ELOOP)
+    with pytest.raises(InputFileError, match=rf"loop: cannot open the config \({reason}\)$"):
+        files.open_input(str(loop), "config")
+
+
+def test_the_opened_descriptor_is_blocking_again(tmp_path):
+    # Opened with O_NONBLOCK so that a FIFO cannot hang the open; the caller gets an ordinary file.
+    with files.open_input(_write(tmp_path / "f", b"x")) as f:
+        assert os.get_blocking(f.fileno()) is True
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs Linux's /proc")
+def test_a_file_that_holds_more_than_its_size_says_is_still_read_with_the_bound():
+    # /proc files report st_size 0 but hold text (status: over a hundred bytes). With a bound of 10,
+    # read_input reads at most 10 + 1 bytes, and the 11th byte is what refuses it.
+    assert os.stat("/proc/self/status").st_size == 0
+    with pytest.raises(InputFileError, match=r"status: 11 bytes is more than a file may hold \(10 bytes\); refused"):
+        files.read_input("/proc/self/status", 10)
+
+
+@pytest.mark.parametrize("text, key, line", [
+    # json builds an object when it closes, so the inner object (closed on line 4) is refused first,
+    # though the outer "a" (or "c") repeats earlier, on line 2.
+    ('{"a": 1,\n"a": 2,\n"b": {"c": 1,\n"c": 2}}', "c", 4),
+    ('{"c": 1,\n"c": 2,\n"b": {"c": 1,\n"c": 2}}', "c", 4),
+    ('[{"a": 1,\n"a": 2},\n{"b": 1, "b": 2}]', "a", 2),      # of two siblings, the first to close
+    ('{"a": {"b": 1},\n"c": [{"d": 1,\n"e": 2,\n"d": 3}]}', "d", 4),
+])
+def test_the_line_named_is_that_of_the_key_named(text, key, line):
+    with pytest.raises(ValueError, match=rf"^src: line {line}: key '{key}' appears twice"):
+        files.parse_json(text, "src")
+
+
+def test_a_repeated_key_in_a_safetensors_header_is_named_as_such(tmp_path):
+    entry = '{"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}'
+    raw = f'{{"w": {entry}, "w": {entry}}}'.encode()
+    path = tmp_path / "dup.safetensors"
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw + b"\0" * 4)
+    with pytest.raises(ValueError, match=r"dup\.safetensors: line 1: key 'w' appears twice in one object "
+                                         r"\(not a valid safetensors header: which value is meant\?\)"):
+        files.read_safetensors_header(str(path))
+
+
+def test_the_temporary_file_is_named_after_the_target_beside_it(tmp_path):
+    seen = []
+
+    def write(tmp):
+        seen.append(tmp)
+        with open(tmp, "w") as f:
+            f.write("x")
+
+    files.atomic_write(tmp_path / "out.txt", write)
+    (tmp,) = seen
+    # "<name>.<random>.tmp" in the target's own folder (so the rename never crosses file systems)
+    name = os.path.basename(tmp)
+    assert os.path.dirname(tmp) == str(tmp_path)
+    assert name.startswith("out.txt.") and name.endswith(".tmp") and len(name) > len("out.txt..tmp")
+    assert (tmp_path / "out.txt").read_text() == "x" and not os.path.exists(tmp)
+
+
+def test_save_safetensors_keeps_the_metadata(tmp_path):
+    path = tmp_path / "w.safetensors"
+    files.save_safetensors(path, {"w": np.ones(2, dtype=np.float32)}, metadata={"format": "np", "note": "x"})
+    raw = path.read_bytes()
+    (n,) = struct.unpack("<Q", raw[:8])       # the header's length, then the header itself
+    assert json.loads(raw[8:8 + n])["__metadata__"] == {"format": "np", "note": "x"}
+    assert files.load_safetensors(path)["w"].tolist() == [1.0, 1.0]
+
+
+def test_atomic_write_text_writes_utf8_whatever_the_locale(tmp_path):
+    # In the C locale with UTF-8 mode off, Python's default text encoding is ASCII; "café ✓" must
+    # still come out as UTF-8: c a f, 0xC3 0xA9 (é), space, 0xE2 0x9C 0x93 (✓).
+    import subprocess
+    import sys
+
+    env = {**os.environ, "LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"}
+    code = "import sys; from minillm.files import atomic_write_text; atomic_write_text(sys.argv[1], 'caf\\u00e9 \\u2713')"
+    subprocess.run([sys.executable, "-c", code, str(tmp_path / "t.txt")], env=env, check=True, timeout=60)
+    assert (tmp_path / "t.txt").read_bytes() == b"caf\xc3\xa9 \xe2\x9c\x93"
