@@ -106,18 +106,21 @@ def test_easier_task_levels_are_trained_scored_and_named_in_the_table():
         mixture_tasks(QuickstartConfig(task_levels="antonym=plain"))
 
 
-def test_verdict_names_the_tasks_beyond_two_standard_errors_of_their_constant_answer():
+def test_verdict_judges_by_the_model_cards_rule_on_the_test_predictions():
     from minillm.cli.quickstart import verdict  # noqa: PLC0415
+    from minillm.data import Record  # noqa: PLC0415
 
-    baseline = {"dialogue_summary/rougeL": 0.266, "translation/bleu": 2.1, "sentiment/accuracy": 0.5,
-                "paraphrase/accuracy": 0.5, "arithmetic/accuracy": 0.0}
-    # n = 100: two standard errors of a coin at 0.5 are 2 * 0.05 = 0.1; of a constant never right,
-    # 2 * sqrt(1/100) / sqrt(100) = 0.02.
-    after = {"dialogue_summary/rougeL": 0.266, "translation/bleu": 30.0, "sentiment/accuracy": 0.61,
-             "paraphrase/accuracy": 0.59, "arithmetic/accuracy": 0.03}
-    text = verdict(baseline, after, 100)
-    assert text.startswith("Better than the constant answer on 3 of 5 tasks")
-    assert ": translation, sentiment, arithmetic;" in text
-    assert "not on dialogue_summary (0.266 against 0.266), paraphrase (0.59 against 0.5)." in text
-    after["arithmetic/accuracy"] = 0.01  # one lucky answer in 100 is not learning
-    assert "arithmetic (0.01 against 0)" in verdict(baseline, after, 100)
+    train = [Record("p", c, "sentiment") for c in ("negative", "negative", "positive")]
+    train += [Record("p", c, "paraphrase") for c in ("yes", "yes", "no")]
+    test = [Record("p", c, "sentiment") for c in ["positive"] * 10 + ["negative"] * 10]
+    test += [Record("p", c, "paraphrase") for c in ["yes", "no"] * 10]
+    # sentiment: every answer right; the constant "negative" is right on the last 10. Paired
+    # differences: ten 1s, ten 0s: mean 0.5, sd sqrt(5/19) = 0.513, se 0.115; 0.5 > 2 x 0.115.
+    # paraphrase: always "yes" but one "no" right: 11/20 against the constant "yes"'s 10/20;
+    # differences: one 1, nineteen 0s: mean 0.05, sd sqrt(0.95/19) = 0.2236, se 0.05; 0.05 < 0.1.
+    predictions = ["positive"] * 10 + ["negative"] * 10 + ["yes", "no"] + ["yes"] * 18
+    text = verdict(train, test, predictions)
+    assert text == ("Better than the constant answer on 1 of 2 tasks (by more than two standard errors of the "
+                    "difference): sentiment; not on paraphrase (0.55 against 0.5, margin 0.05 ± 0.05).")
+    predictions[11] = "yes"  # one sentiment answer wrong: margin 0.45, still learned
+    assert ": sentiment;" in verdict(train, test, predictions)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import os
 import random
 import time
@@ -31,6 +30,8 @@ from .. import backend
 from ..data import DEFAULT_MIXTURE, Batcher, Record, Tokenizer, build_mixture, pretraining_corpus
 from ..data.task_levels import parse_levels, task_variant
 from ..data.templates import format_example
+from ..evaluation.constant_answer import compare_with_constant, constant_answer
+from ..evaluation.held_out import evaluate_model
 from ..evaluation.scoring import score_predictions
 from ..models import T5Config, T5ForConditionalGeneration
 from ..training.interrupt import interrupt_after
@@ -51,8 +52,10 @@ TABLE_ROWS = [
     ("paraphrase", "accuracy", "paraphrase accuracy"),
     ("arithmetic", "accuracy", "arithmetic exact match"),
 ]
-# Each task's one headline score, judged against its constant answer by ``verdict``.
+# Each task's one headline score, judged against its constant answer by ``verdict``, and the
+# per-example metric of ``evaluation.constant_answer`` that judges it.
 TABLE_HEADLINE = [(task, key) for task, key, _ in TABLE_ROWS if key not in ("rouge1", "rouge2")]
+RULE_METRIC = {"rougeL": "rouge", "bleu": "bleu", "accuracy": "accuracy"}
 
 
 # The quickstart's training recipe: AdamW, warmup then linear decay to 0, clipping at 1, the best
@@ -176,39 +179,44 @@ def constant_baseline(train: list[Record], test: list[Record]) -> dict:
     and for summaries and translations what a model scores by emitting one fixed sentence in the
     right style: the level below which "it learned the task" is not shown.
     """
-    from collections import Counter  # noqa: PLC0415
-
-    commonest = {}
-    for task in {r.task for r in test}:
-        counts = Counter(r.completion for r in train if r.task == task)
-        commonest[task] = min(counts.items(), key=lambda kv: (-kv[1], kv[0]))[0]  # ties: alphabetical
+    commonest = {task: constant_answer([r.completion for r in train if r.task == task])
+                 for task in {r.task for r in test}}
     return score_predictions([commonest[r.task] for r in test], test)
 
 
-def verdict(baseline: dict, after: dict, n_test: int) -> str:
-    """One sentence, computed from the table: which tasks the trained model does better than its
-    constant answer on, and which it does not.
+def kept_in(predictions: list) -> callable:
+    """The default metric, which also keeps the generated texts in ``predictions`` (the verdict
+    judges them one by one), so that the test set is generated once."""
+    def metric(generated: list[str], records) -> dict:
+        predictions[:] = generated
+        return score_predictions(generated, records)
+    return metric
 
-    A task's headline score (``TABLE_HEADLINE``) must exceed the constant answer's. For an accuracy
-    the margin is two standard errors of a score that only guesses at that rate on ``n_test``
-    examples, sqrt(c (1 - c) / n) with c the constant's accuracy (at least 1/n, so that a
-    constant that is never right still asks for more than one lucky answer); ROUGE and BLEU have
-    no such error here and must simply exceed it.
+
+def verdict(train: list[Record], test: list[Record], predictions: list[str]) -> str:
+    """One sentence, computed from the test predictions: the tasks the trained model beats its
+    constant answer on, and those it does not.
+
+    The rule is the model card's (``evaluation.constant_answer``): each task's headline score
+    (``TABLE_HEADLINE``) must beat the constant answer's on the same test examples by more than
+    two standard errors of the paired difference.
     """
     learned, missed = [], []
     for task, key in TABLE_HEADLINE:
-        name = f"{task}/{key}"
-        if name not in after:
+        chosen = [(p, r) for p, r in zip(predictions, test) if r.task == task]
+        if not chosen:
             continue
-        c, a = baseline.get(name, 0.0), after[name]
-        margin = 2 * math.sqrt(max(c * (1 - c), 1 / n_test) / n_test) if key == "accuracy" else 0.0
-        (learned if a > c + margin else missed).append((task, a, c))
-    text = f"Better than the constant answer on {len(learned)} of {len(learned) + len(missed)} tasks"
-    text += " (accuracies by more than two standard errors)"
+        constant = constant_answer([r.completion for r in train if r.task == task])
+        row = compare_with_constant(RULE_METRIC[key], [p for p, _ in chosen], constant,
+                                    [r.completion for _, r in chosen])
+        (learned if row["beats"] else missed).append((task, row))
+    text = (f"Better than the constant answer on {len(learned)} of {len(learned) + len(missed)} tasks "
+            f"(by more than two standard errors of the difference)")
     if learned:
-        text += ": " + ", ".join(task for task, _, _ in learned)
+        text += ": " + ", ".join(task for task, _ in learned)
     if missed:
-        text += "; not on " + ", ".join(f"{task} ({a:.3g} against {c:.3g})" for task, a, c in missed)
+        text += "; not on " + ", ".join(f"{task} ({r['value']:.3g} against {r['constant']:.3g}, margin "
+                                        f"{r['margin']:.2g} ± {r['margin_stderr']:.2g})" for task, r in missed)
     return text + "."
 
 
@@ -288,14 +296,17 @@ def run_quickstart(config: QuickstartConfig | None = None, echo=print) -> dict:
     if result.interrupted:  # Ctrl-C or SIGTERM: the trainer saved a checkpoint; stop here, not score
         raise KeyboardInterrupt
     echo("[5/5] scoring the trained model on the same test examples")
-    after = trainer.evaluate(test)
+    predictions = []
+    after = evaluate_model(trainer.model, tokenizer, test, config.training.max_source_length,
+                           config.training.max_target_length, config.training.eval_max_new_tokens,
+                           config.training.eval_batch_size, metric=kept_in(predictions))
     shown = random.Random(config.seed).sample(test, min(config.num_samples, len(test)))
     samples = [{"task": r.task, "prompt": r.prompt, "reference": r.completion, "prediction": p}
                for r, p in zip(shown, trainer.predict([r.prompt for r in shown]))]
     baseline = constant_baseline(train, test)
     table = format_table(before, after, baseline, levels)
     seconds = time.perf_counter() - started
-    sentence = verdict(baseline, after, config.test_examples_per_task)
+    sentence = verdict(train, test, predictions)
     summary = {"baseline": baseline, "before": before, "after": after, "table": table, "verdict": sentence,
                "samples": samples, "output_dir": out, "seconds": seconds, "steps": result.global_step}
     atomic_write_text(os.path.join(out, "results.json"), json.dumps(summary, indent=2))
