@@ -58,6 +58,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 sys.path[0] = str(Path(__file__).resolve().parents[1])  # the repo root, not this folder (its kernels.py would shadow a package)
 
 import minillm  # noqa: E402
@@ -111,7 +113,23 @@ def train(model, pairs, steps: int, lr: float, batch: int, seed: int) -> dict:
                 break
     model.eval()
     state = sum(v.nbytes for s in opt.state.values() for v in s.values() if hasattr(v, "nbytes"))
-    return {"step_ms": 1e3 * statistics.median(times), "optimizer_bytes": int(state), "loss_last": losses[-1]}
+    tail = losses[-max(1, steps // 10):]  # the last tenth of the steps: one batch's loss is noisy
+    return {"step_ms": 1e3 * statistics.median(times), "optimizer_bytes": int(state), "loss_last": losses[-1],
+            "loss_tail": statistics.fmean(tail)}
+
+
+def qv_energy_share(tuned: dict, base: dict, r: int) -> float:
+    """Mean over the q and v matrices of the % of ΔW = tuned - base's energy in its top r directions.
+
+    The energy is the squared Frobenius norm, sum of sigma_i^2; by Eckart-Young the best rank-r matrix
+    keeps the top r of them, so this is the most of full fine-tuning's update a rank-r LoRA can hold.
+    """
+    shares = []
+    for key in (k for k in base if k.endswith((".q.weight", ".v.weight"))):
+        sigma2 = np.linalg.svd(np.asarray(tuned[key] - base[key], np.float64), compute_uv=False) ** 2
+        if sigma2.sum() > 0:
+            shares.append(sigma2[:r].sum() / sigma2.sum())
+    return 100 * statistics.fmean(shares) if shares else float("nan")
 
 
 def rouge_scores(model, tokenizer, records) -> dict:
@@ -195,6 +213,9 @@ def run_method(name, config, state, tokenizer, data, lr, seed, s, lora_budget, s
     row = {**rouge_scores(model, tokenizer, data[split]), **stats, "lr": lr, "seed": seed,
            "trainable": count_parameters(model)[0], "all_params": count_parameters(model)[1],
            "trainable_pct": trainable_percent(model)}
+    if method is None:  # how much of this update a rank-r LoRA (r: LoRA q,v's) could express at best
+        row["energy_rank"] = lora_qv_rank(config)
+        row["qv_energy_top_r"] = qv_energy_share(model.state_dict(), state, row["energy_rank"])
     if save_to is not None:
         model.save_pretrained(save_to)
         weights = "model.safetensors" if method is None else "adapter_model.safetensors"
@@ -246,6 +267,11 @@ def summarize(rows: dict) -> list[dict]:
         line.update({k: first.get(k, 0) for k in ("trainable", "all_params", "trainable_pct", "optimizer_bytes",
                                                    "checkpoint_bytes")})
         line["step_ms"] = statistics.median(r["step_ms"] for r in runs) if "step_ms" in first else 0.0
+        for key in ("loss_tail", "qv_energy_top_r"):  # means over seeds, where the runs have them
+            if key in first:
+                line[key] = statistics.fmean(r[key] for r in runs)
+        if "energy_rank" in first:
+            line["energy_rank"] = first["energy_rank"]
         table.append(line)
     return table
 
@@ -310,6 +336,8 @@ def verdict(table: list[dict], n_params: int) -> list[str]:
                f"{lora['trainable_pct']:.2f}% trainable: the target (>= {TARGET_SHARE:.0f}% at <= {TARGET_PCT:.0f}%) is "
                + ("met." if met else "missed.") + f" The course (FLAN-T5, 250M parameters) found {course_share:.0f}% "
                f"of the ROUGE-1 gain at {COURSE['lora_pct']}%; this base has {n_params:,} parameters.")
+    if not met and share < TARGET_SHARE:
+        out.append(why_short(base, full, lora))
     for name in (t["method"] for t in table if t["method"] not in ("base (no tuning)", "full fine-tuning", "LoRA q,v")):
         s, s_se = gain_share(table, name)
         lags = s + 2 * s_se < TARGET_SHARE
@@ -317,11 +345,32 @@ def verdict(table: list[dict], n_params: int) -> list[str]:
                 + (", clearly short of the target" if lags else ""))
         if lags and name in WHY_LAGS:
             text += f" ({WHY_LAGS[name]})"
+        if lags and "loss_tail" in rows[name] and "loss_tail" in full:
+            text += (f"; its training loss ended at {rows[name]['loss_tail']:.2f} against full fine-tuning's "
+                     f"{full['loss_tail']:.2f}")
         out.append(text + ".")
     best = max((t for t in table if t["method"] not in ("base (no tuning)", "full fine-tuning")), key=lambda t: t["rougeL"])
     out.append(f"The best parameter-efficient method was {best['method']} (ROUGE-L {best['rougeL']:.1f} ± "
                f"{best['rougeL_sd']:.1f} at {best['trainable_pct']:.2f}%).")
     return out
+
+
+def why_short(base: dict, full: dict, lora: dict) -> str:
+    """The measured reasons LoRA q,v fell short of the target: the rank-r share of full fine-tuning's
+    update, the two training losses, and how far the base was from the task."""
+    parts = [f"the base scored ROUGE-L {base['rougeL']:.1f} on this task (FLAN-T5 had ROUGE-1 "
+             f"{COURSE['base_rouge1']} before the course's tuning), so the gain is a new task, not a nudge"]
+    if "qv_energy_top_r" in full:
+        r = full["energy_rank"]
+        parts.append(f"full fine-tuning's update to q and v keeps {full['qv_energy_top_r']:.0f}% of its energy in its "
+                     f"top {r} singular directions (mean over seeds and matrices), the most a rank-{r} update can "
+                     "hold (Eckart-Young)")
+    if "loss_tail" in lora and "loss_tail" in full:
+        under = lora["loss_tail"] > full["loss_tail"]
+        parts.append(f"LoRA's training loss over the last tenth of the steps was {lora['loss_tail']:.2f} against full "
+                     f"fine-tuning's {full['loss_tail']:.2f}" + (", so LoRA underfits: it cannot reach in these steps "
+                                                                  "what full fine-tuning reaches" if under else ""))
+    return "Why it falls short: " + "; ".join(parts) + "."
 
 
 def plot(table: list[dict], path: Path) -> bool:

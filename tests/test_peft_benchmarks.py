@@ -137,3 +137,34 @@ def test_lora_rank_is_the_largest_within_the_trainable_budget():
         assert pct(r) <= budget < pct(r + 1), budget
     assert pc.lora_qv_rank(config, budget_pct=50.0) == 8  # capped at r_max
     assert pct(1) > 1.0 and pc.lora_qv_rank(config, budget_pct=1.0) == 1  # never below rank 1
+
+
+def test_qv_energy_share_by_hand():
+    pc = load("peft_compare")
+    import numpy as np  # noqa: PLC0415
+
+    zero = np.zeros((2, 2))
+    base = {"enc.q.weight": zero, "enc.v.weight": zero, "enc.o.weight": zero}
+    # q moves by diag(3, 4): sigma^2 = 16, 9, so its top direction holds 16/25; v moves by rank 1: all of it;
+    # o is no q or v matrix and is left out however it moved
+    tuned = {"enc.q.weight": np.diag([3.0, 4.0]), "enc.v.weight": np.array([[1.0, 2.0], [2.0, 4.0]]),
+             "enc.o.weight": np.eye(2)}
+    assert pc.qv_energy_share(tuned, base, 1) == pytest.approx(100 * (16 / 25 + 1.0) / 2)
+    assert pc.qv_energy_share(tuned, base, 2) == pytest.approx(100.0)
+    assert math.isnan(pc.qv_energy_share(base, base, 1))  # nothing moved: no share to state
+
+
+def test_a_missed_target_is_explained_by_the_measured_energy_and_losses():
+    pc = load("peft_compare")
+    full = {**row("full fine-tuning", 60.0, 1.0, pct=100.0), "loss_tail": 0.5, "qv_energy_top_r": 45.3, "energy_rank": 6}
+    lora = {**row("LoRA q,v", 40.0, 1.0, pct=1.7), "loss_tail": 1.4}
+    adapters = {**row("adapters", 35.0, 1.0, pct=1.6), "loss_tail": 1.9}
+    lines = pc.verdict([row("base (no tuning)", 2.5, 0.0), full, lora, adapters], 1)
+    assert "is missed" in lines[1]  # (40 - 2.5) / (60 - 2.5) = 65%
+    why = lines[2]
+    assert why.startswith("Why it falls short: the base scored ROUGE-L 2.5")
+    assert "keeps 45% of its energy in its top 6 singular directions" in why
+    assert "1.40 against full fine-tuning's 0.50, so LoRA underfits" in why
+    assert "its training loss ended at 1.90 against full fine-tuning's 0.50" in lines[3]  # adapters lag
+    met = [row("base (no tuning)", 2.5, 0.0), full, {**lora, "rougeL": 58.0}]
+    assert not any(line.startswith("Why it falls short") for line in pc.verdict(met, 1))
