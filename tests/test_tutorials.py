@@ -121,6 +121,10 @@ def check_lora(summary: dict, out_dir: Path) -> None:
     assert summary["merged_generation_identical"]
     assert summary["lora_layers_after_merge"] == 0
     assert summary["merged_num_parameters"] == summary["total_params"]
+    gain = summary["full_rougeL"] - summary["base_rougeL"]  # each rank's share of full fine-tuning's gain
+    for row in sweep:
+        share = summary["gain_share_by_rank"][str(row["r"])]
+        assert math.isnan(share) if gain <= 0 else share == pytest.approx(100 * (row["rougeL"] - summary["base_rougeL"]) / gain)
     # the spectrum of full fine-tuning's update: cumulative energy shares, and a sentence that follows them
     assert summary["energy_ranks"] == list(range(1, 33)) and summary["delta_w_matrices"] > 0
     assert summary["energy_share_worked_example"] == pytest.approx([16 / 25, 1.0])  # sigma = 4, 3 by hand
