@@ -215,12 +215,16 @@ def _repeat_rows(encoder_hidden, mask, times):
 
 
 def _sample(logits, rng, xp):
-    """One token per row by inverse-CDF sampling from the filtered distribution (float64 on the host)."""
+    """One token per row by inverse-CDF sampling from the filtered distribution (float64 on the host).
+
+    Token i is drawn when cumsum[i - 1] <= u < cumsum[i], an interval as long as its probability:
+    empty for a removed token, the first one included (at u = 0).
+    """
     probs = xp.exp(_log_softmax(logits))
     probs = np.asarray(probs.get() if xp is not np else probs, dtype=np.float64)
     probs /= probs.sum(axis=-1, keepdims=True)
     u = rng.random((probs.shape[0], 1))  # one uniform draw per row from this call's own generator
-    return xp.asarray(np.minimum((probs.cumsum(axis=-1) < u).sum(axis=-1), probs.shape[-1] - 1))
+    return xp.asarray(np.minimum((probs.cumsum(axis=-1) <= u).sum(axis=-1), probs.shape[-1] - 1))
 
 
 def _greedy_or_sample(model, encoder_hidden, mask, config, seed):

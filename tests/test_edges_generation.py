@@ -363,3 +363,279 @@ def test_an_example_done_by_the_heuristic_ignores_a_later_better_hypothesis_in_a
     out = generate(model, np.array([[0], [1]]), max_new_tokens=4, num_beams=2, num_return_sequences=2,
                    early_stopping=False, use_cache=False)
     assert np.asarray(out).tolist()[:2] == [[START, A, EOS, PAD, PAD], [START, A, C, EOS, PAD]]
+
+
+# ------------------------------------------------------------------------------ issue 26: generation.py's mutation survivors
+
+
+def test_log_probabilities_do_not_depend_on_the_scale_of_each_row():
+    # Rows [0, -1, -3] and [200, 199, 197] hold the same distribution: e^0, e^-1, e^-3 = 1, 0.368, 0.050
+    # over 1.418, i.e. 0.705, 0.259, 0.035. Shifting by another row's maximum would underflow the first
+    # row (e^-200 = 0 in float32), adding the maximum instead of subtracting it would overflow the second.
+    logits = np.array([[0.0, -1.0, -3.0], [200.0, 199.0, 197.0]], dtype=np.float32)
+    for top_p, kept in ((0.7, [True, False, False]),     # 0.705 >= 0.7
+                        (0.9, [True, True, False])):     # 0.705 + 0.259 = 0.964 >= 0.9
+        assert np.isfinite(filter_logits(logits, top_p=top_p)).tolist() == [kept, kept]
+
+
+class ShiftedT5(ScriptedT5):
+    """The script's log-probabilities plus a large constant per row: the same distribution."""
+
+    def decode(self, tokens, encoder_hidden, mask=None, caches=None, past_length=0):
+        out = super().decode(tokens, encoder_hidden, mask, caches, past_length).data
+        return Tensor(out + np.float32(300.0) * np.arange(1, len(out) + 1, dtype=np.float32)[:, None, None])
+
+
+def test_beam_search_scores_are_those_of_the_distribution_however_large_the_logits():
+    # The STOPPING walk (above): "A </s>" -0.4 and "</s>" -1.5 with early_stopping=True, logits shifted
+    # by 300 and 600 (one shift per beam row).
+    out = generate(ShiftedT5(STOPPING), np.array([[0]]), max_new_tokens=4, num_beams=2, num_return_sequences=2,
+                   early_stopping=True, output_scores=True, return_dict_in_generate=True)
+    assert np.asarray(out.sequences).tolist() == [[START, A, EOS], [START, EOS, PAD]]
+    np.testing.assert_allclose(out.sequences_scores, [-0.4, -1.5], rtol=1e-5)
+
+
+def test_top_p_of_one_returns_the_logits_unchanged():
+    # e^-200 is 0 in float32: a top-p filter that ran at p = 1 would see a token of zero mass and remove it.
+    logits = np.array([[0.0, -200.0, -1.0]], dtype=np.float32)
+    assert filter_logits(logits, top_p=1.0).tolist() == [[0.0, -200.0, -1.0]]
+    assert filter_logits(logits).tolist() == [[0.0, -200.0, -1.0]]
+
+
+@pytest.mark.parametrize("vocab, top_p, kept", [(4, 0.25, 1), (4, 0.5, 2), (4, 0.75, 3), (8, 0.25, 2), (2, 0.5, 1)])
+def test_top_p_at_an_exact_fit_on_equal_tokens(vocab, top_p, kept):
+    # `vocab` equal tokens of 1/vocab each (exact in binary): the smallest set reaching p has p x vocab
+    # tokens, exactly; one more token would be one past the fit.
+    got = filter_logits(np.zeros((1, vocab), dtype=np.float32), top_p=top_p)
+    assert int(np.isfinite(got).sum()) == kept
+
+
+class FixedDraws:
+    """A stand-in for the sampler's generator: ``random`` returns the given uniform draws."""
+
+    def __init__(self, *draws):
+        self.draws = draws
+
+    def random(self, shape):
+        return np.array(self.draws, dtype=np.float64).reshape(shape)
+
+
+@pytest.mark.parametrize("u, token", [
+    (0.0, 0), (1 / 3 - 1e-9, 0),          # the first third of [0, 1) is token 0 ...
+    (1 / 3 + 1e-9, 1), (2 / 3 - 1e-9, 1),  # ... the second token 1 ...
+    (2 / 3 + 1e-9, 2), (1 - 2 ** -53, 2),  # ... the last token 2, up to the largest draw below 1
+])
+def test_inverse_cdf_sampling_over_three_equal_tokens_by_hand(u, token):
+    from minillm.generation import _sample
+
+    # float32 gives each token 0.33333334, which sum to 1.0000000298: the draw is compared with the
+    # renormalised thirds (float64), so u = 1/3 + 1e-9 lies beyond the first.
+    assert _sample(np.zeros((1, 3), dtype=np.float32), FixedDraws(u), np).tolist() == [token]
+
+
+def test_sampling_never_draws_a_removed_token_even_at_the_ends_of_the_unit_interval():
+    from minillm.generation import _sample
+
+    # Token 0 removed (-inf): its interval is empty, so u = 0 draws token 1 (mass 1/2 on tokens 1, 2).
+    logits = np.array([[-np.inf, 0.0, 0.0]], dtype=np.float32)
+    assert _sample(logits, FixedDraws(0.0), np).tolist() == [1]
+    # Ten equal tokens: the float64 cumulative sum ends at 0.9999999999999999, the largest draw the
+    # generator can return: the draw is past every partial sum and still yields the last token, 9.
+    assert _sample(np.zeros((1, 10), dtype=np.float32), FixedDraws(1 - 2 ** -53), np).tolist() == [9]
+
+
+def test_the_memory_estimate_counts_beam_rows_once_whatever_is_returned():
+    from minillm import generation
+    from minillm.generation_config import GenerationConfig
+
+    c = SimpleNamespace(num_decoder_layers=2, num_heads=2, d_kv=4, vocab_size=10, d_model=8)
+    # Beam search returns num_return_sequences of its num_beams rows: 3 inputs x 2 beams = 6 rows, the
+    # beam figure of the hand-worked estimate above (12720), not 12 rows.
+    config = GenerationConfig(max_new_tokens=6, num_beams=2, num_return_sequences=2)
+    assert generation.estimate_generation_bytes(c, 3, 5, config) == 12720
+
+
+def test_available_memory_is_read_from_meminfo_else_from_sysconf(monkeypatch):
+    import io
+
+    from minillm import generation
+
+    meminfo = "MemTotal:       8000 kB\nMemFree:         100 kB\nMemAvailable:    2048 kB\n"
+    opened = []
+
+    def fake_open(path, *args, **kwargs):
+        opened.append(path)
+        if path == "/proc/meminfo" and meminfo is not None:
+            return io.StringIO(meminfo)
+        raise FileNotFoundError(path)
+
+    pages = {"SC_AVPHYS_PAGES": 3, "SC_PAGE_SIZE": 4096}
+    monkeypatch.setattr(generation, "open", fake_open, raising=False)
+    monkeypatch.setattr(generation.os, "sysconf", lambda name: pages[name])
+    assert generation.available_bytes(np) == 2048 * 1024 and opened == ["/proc/meminfo"]
+    meminfo = "MemTotal:       8000 kB\nMemFree:         100 kB\n"     # an old kernel: no MemAvailable
+    assert generation.available_bytes(np) == 3 * 4096
+    meminfo = None                                                      # no /proc at all
+    assert generation.available_bytes(np) == 3 * 4096
+    monkeypatch.setattr(generation.os, "sysconf", lambda name: (_ for _ in ()).throw(ValueError(name)))
+    assert generation.available_bytes(np) is None                       # nothing known: no refusal
+
+
+def test_generate_takes_the_config_it_is_given_and_decodes_in_the_fast_layers_decoding_context(monkeypatch):
+    import contextlib
+
+    from minillm import generation
+    from minillm.generation_config import GenerationConfig
+
+    entered = []
+    real = generation.fast_context
+
+    def recording(key):
+        entered.append(key)
+        return real(key)
+
+    monkeypatch.setattr(generation, "fast_context", recording)
+    out = generate(ScriptedT5(STOPPING), np.array([[0]]), generation_config=GenerationConfig(max_new_tokens=1))
+    assert np.asarray(out).tolist() == [[START, A]] and entered == ["decoding"]   # greedy: A (-0.5), then cut
+    assert isinstance(real("decoding"), contextlib.AbstractContextManager)
+
+
+def test_token_ids_as_a_list_or_a_tensor_and_the_mask_as_a_tensor_or_none(t5):
+    src = np.random.default_rng(0).integers(2, 20, size=(2, 5))
+    mask = np.ones_like(src)
+    kwargs = dict(max_new_tokens=3, num_beams=2)
+    expected = generate(t5, src, mask, **kwargs)
+    np.testing.assert_array_equal(generate(t5, src.tolist(), mask, **kwargs), expected)
+    np.testing.assert_array_equal(generate(t5, Tensor(src), mask, **kwargs), expected)
+    np.testing.assert_array_equal(generate(t5, src, Tensor(mask), **kwargs), expected)
+    np.testing.assert_array_equal(generate(t5, src, None, **kwargs), expected)    # no mask: every token counts
+
+
+class EmbeddedBatch(ScriptedBatch):
+    """ScriptedBatch that also takes its script numbers as input embeddings (a soft prompt's path)."""
+
+    def encode(self, ids, mask=None, inputs_embeds=None):
+        assert (ids is None) != (inputs_embeds is None)
+        return super().encode(ids) if ids is not None else Tensor(inputs_embeds.data[:, :, :1])
+
+
+def test_generate_from_input_embeddings():
+    # Embeddings (batch 2, 1 position, width 3) whose first value names the script: 1 (LONG), then 0
+    # (STOPPING); greedy gives A A A for LONG and A </s> for STOPPING.
+    embeds = Tensor(np.array([[[1.0, 9.0, 9.0]], [[0.0, 9.0, 9.0]]], dtype=np.float32))
+    out = generate(EmbeddedBatch([STOPPING, LONG]), inputs_embeds=embeds, max_new_tokens=3, use_cache=False)
+    assert np.asarray(out).tolist() == [[START, A, A, A], [START, A, EOS, PAD]]
+
+
+def test_the_memory_check_gets_the_batch_then_the_source_length(monkeypatch):
+    from minillm import generation
+
+    # ScriptedT5's config: 1 layer, 1 head, d_kv 1, vocab 8, d_model 1. Greedy, max_new_tokens 2
+    # (length 3), batch 1, source length 2:
+    #   cache 1 x 2 x 1 row x 1 x 1 x (3 + 2) x 4 = 40; scores 1 x 8 x 12 = 96; tokens 1 x 3 x 8 = 24;
+    #   encoder 1 x 2 x 1 x 4 = 8: 168 bytes. (Batch and length swapped, 2 rows: 336.)
+    for have, fits in ((168, True), (167, False)):
+        monkeypatch.setattr(generation, "available_bytes", lambda xp, have=have: have)
+        call = lambda: generate(ScriptedT5(STOPPING), np.array([[0, 0]]), max_new_tokens=2)  # noqa: E731
+        if fits:
+            assert np.asarray(call()).tolist() == [[START, A, EOS]]
+        else:
+            with pytest.raises(generation.GenerationTooLarge, match="needs about"):
+                call()
+
+
+class WidthT5(ScriptedT5):
+    """ScriptedT5 that records how many decoder positions each call is given."""
+
+    def __init__(self, script):
+        super().__init__(script)
+        self.widths = []
+
+    def decode(self, tokens, encoder_hidden, mask=None, caches=None, past_length=0):
+        self.widths.append(np.asarray(tokens).shape[1])
+        return super().decode(tokens, encoder_hidden, mask, caches, past_length)
+
+
+@pytest.mark.parametrize("use_cache, widths", [(True, [1, 1, 1]), (False, [1, 2, 3])])
+def test_with_the_cache_each_greedy_step_decodes_only_the_new_token(use_cache, widths):
+    model = WidthT5(LONG)
+    out = generate(model, np.array([[0]]), max_new_tokens=3, use_cache=use_cache, output_scores=True,
+                   return_dict_in_generate=True)
+    assert np.asarray(out.sequences).tolist() == [[START, A, A, A]] and model.widths == widths
+    assert all(step.dtype == np.float32 for step in out.scores)          # the model's float32 logits
+    plain = generate(ScriptedT5(LONG), np.array([[0]]), max_new_tokens=3, return_dict_in_generate=True)
+    assert plain.scores is None and plain.sequences_scores is None      # asked for no scores: none
+
+
+def test_the_cross_attention_keys_are_computed_once_per_layer_with_the_cache(t5, monkeypatch):
+    from minillm.generation_config import GenerationConfig
+
+    calls = []
+    for block in t5.decoder.block:
+        k = block.layer[1].EncDecAttention.k
+        forward = k.forward
+        monkeypatch.setattr(k, "forward", lambda x, forward=forward: calls.append(1) or forward(x))
+    src = np.random.default_rng(0).integers(2, 20, size=(1, 5))
+    config = GenerationConfig(max_new_tokens=3, eos_token_id=99)       # id 99 never comes: 3 steps
+    out = generate(t5, src, generation_config=config, use_cache=True)
+    assert out.shape == (1, 4) and len(calls) == 2                      # 2 layers, once each
+    calls.clear()
+    generate(t5, src, generation_config=config, use_cache=False)
+    assert len(calls) == 2 * 3                                          # without the cache: every step
+
+
+# Ties. Equal scores keep the order they were made in: the lower beam, then the lower token id (in the
+# finished set: older hypotheses first). NumPy's default sort is not stable, so a slip in the sort's
+# `kind` shows only where tied entries follow a better one in the array.
+# BEST_LAST: token 7 has log p -0.5 and the other seven tie at log((1 - e^-0.5) / 7) = -2.879.
+BEST_LAST = {(): {7: -0.5}}
+
+
+@pytest.mark.parametrize("num_beams", [3, 6])
+def test_tied_candidates_rank_by_beam_then_token_id(num_beams):
+    # max_new_tokens 1: every candidate stops at the length limit. Only beam 0 is live at step 1, so the
+    # top num_beams candidates are its token 7, then its tied tokens 0, 1, ... in id order.
+    out = generate(ScriptedT5(BEST_LAST), np.array([[0]]), max_new_tokens=1, num_beams=num_beams,
+                   num_return_sequences=num_beams)
+    assert np.asarray(out).tolist() == [[START, 7]] + [[START, t] for t in range(num_beams - 1)]
+
+
+# UNIFORM: every next token has log p = log(1/8) = -2.079; THEN_BY_PREFIX: uniform at step 1, then a
+# distribution that tells the prefixes apart (A: -0.5 - 0.05 x the first token).
+UNIFORM = {}
+THEN_BY_PREFIX = {(p,): {A: -0.5 - 0.05 * p} for p in range(VOCAB)}
+
+
+def test_tied_running_beams_keep_their_order_across_steps():
+    # num_beams 9 (18 candidates per step), max_new_tokens 2, length_penalty 0 (plain sums).
+    # Step 1: beam 0's tokens 0..7 tie at -2.079 (the other beams are dead, -1e9); </s> (2nd in order,
+    #   within the top 9) is finished (-2.079); the running beams are the prefixes 0, 2, 3, ..., 7 in
+    #   that order, then two dead ones (beam 1's tokens 0 and 2, the next in order).
+    # Step 2 (UNIFORM): all 7 x 8 two-token candidates tie at -4.159 and stop at the limit; the first 9
+    #   in order are "0 0" ... "0 7" and "2 0". The finished set: "</s>" (-2.079) first, then
+    #   "0 0" ... "0 7" (ties: the order made).
+    out = generate(ScriptedT5(UNIFORM), np.array([[0]]), max_new_tokens=2, num_beams=9, num_return_sequences=9,
+                   length_penalty=0.0)
+    assert np.asarray(out).tolist() == [[START, EOS, PAD]] + [[START, 0, t] for t in range(8)]
+    # The step-2 rows of the log-probabilities follow the running beams: prefixes 0, 2, ..., 7, 0, 2.
+    out = generate(ScriptedT5(THEN_BY_PREFIX), np.array([[0]]), max_new_tokens=2, num_beams=9, length_penalty=0.0,
+                   output_scores=True, return_dict_in_generate=True)
+    expected = [log_probs(THEN_BY_PREFIX, (p,)) for p in (0, 2, 3, 4, 5, 6, 7, 0, 2)]
+    np.testing.assert_allclose(out.scores[1], expected, rtol=1e-5)
+
+
+# num_beams 2, length_penalty 1, early_stopping False, max_new_tokens 4.
+# Step 1: A -0.9, B -1.0 (fillers -3.28): A and B run.
+# Step 2: from A, </s> and C tie at -1.0 (fillers -3.12); from B, </s> -0.1 (fillers -4.30).
+#   Candidates: "B </s>" -1.1, "A </s>" -1.9, "A C" -1.9 (the same sum, exactly: one row, equal entries).
+#   Finished: "B </s>" (-1.1/2 = -0.55), "A </s>" (-1.9/2 = -0.95): full. Running: "A C".
+#   The best running beam ended now scores -1.9/2 = -0.95, equal to the worst finished: it cannot
+#   beat it, so the search stops after 2 calls. (Going on, "A C </s>" (-1.91/3 = -0.637) would
+#   replace "A </s>".)
+TIE = {(): {A: -0.9, B: -1.0}, (A,): {EOS: -1.0, C: -1.0}, (B,): {EOS: -0.1}, (A, C): {EOS: -0.01}}
+
+
+def test_a_running_beam_that_can_only_tie_the_worst_finished_one_ends_the_search():
+    model = ScriptedT5(TIE)
+    out = generate(model, np.array([[0]]), max_new_tokens=4, num_beams=2, num_return_sequences=2)
+    assert (np.asarray(out).tolist(), model.calls) == ([[START, B, EOS], [START, A, EOS]], 2)
