@@ -111,6 +111,9 @@ def check_lora(summary: dict, out_dir: Path) -> None:
     assert summary["delta_weight_rank"] == summary["lora_rank_demo"]
     sweep = summary["rank_sweep"]
     assert [row["r"] for row in sweep] == [2, 8, 32]
+    for row in sweep:  # each rank keeps the rate with the best validation score (ties: the smaller rate)
+        val = {float(k): v for k, v in row["validation_rougeL_by_lr"].items()}
+        assert len(val) == 2 and row["lr"] == max(val, key=lambda lr: (val[lr], -lr))
     assert all(a["trainable"] < b["trainable"] for a, b in zip(sweep, sweep[1:]))  # linear in r
     assert all(row["optimizer_bytes"] == 8 * row["trainable"] for row in sweep)    # AdamW: 2 float32 each
     assert summary["trainable_pct_r8"] < 10
