@@ -29,8 +29,15 @@ The course notes' claim, as an experiment:
 
 Scores (0-100): news_summary ROUGE-L, translation BLEU, sentiment and same_plan accuracy,
 word_problem and antonym exact match; all on test-split examples, prompts from template 0.
-Training uses a plain loop (AdamW + Batcher + loss.backward()), not the Trainer. Learning rates:
-full and multitask 1e-3, LoRA 3e-3 (issue 17's probe: 1e-2 stalls once the lm_head copy trains).
+Training uses a plain loop (AdamW + Batcher + loss.backward(), warmup then linear decay, clipping),
+not the Trainer: 300 steps of 32. Learning rates: full and multitask 1e-3, LoRA 5e-3 (issue 22's
+probe on the course base, LoRA all-linear + lm_head, 300 steps, 50 test examples: 3e-3 reached 12%
+exact match on antonym, 5e-3 34%, 1e-2 0%; LoRA q,v wrote no correct antonym answer at 3e-3 or 1e-2).
+
+Forgetting with the adapter on can be format collapse rather than lost knowledge: a model that
+answers every prompt as if it were antonym. The column "answers in D's form" measures that: the
+share of the answers written on news_summary, translation and word_problem that start with "the ",
+as an antonym answer does and no held-in answer does.
 
     python benchmarks/forgetting.py                 # 3 seeds (prints its total time)
     python benchmarks/forgetting.py --quick         # fewer steps and test examples
@@ -64,7 +71,7 @@ from minillm import course  # noqa: E402
 from minillm.data import TASKS, Batcher, Tokenizer, format_example  # noqa: E402
 from minillm.evaluation import ForgettingMatrix, builtin_task, run_task, score_task  # noqa: E402
 from minillm.models import T5ForConditionalGeneration  # noqa: E402
-from minillm.optim import AdamW  # noqa: E402
+from minillm.optim import AdamW, clip_grad_norm_, get_scheduler  # noqa: E402
 
 OLD_TASKS = list(course.HELD_IN)  # what the base was instruction-tuned on
 NEW_TASK = course.NEW_TASK        # D: in no mixture of the base
@@ -75,7 +82,7 @@ MAX_NEW_TOKENS = {"news_summary": 32, "translation": 24, "sentiment": 4, "same_p
 LOST_TARGET, REMOVED_TARGET = 3, 70.0  # issue 22: >= 3 held-in tasks lowered; multitask removes >= 70% of it
 
 SMOKE = os.environ.get("MINILLM_SMOKE") == "1"
-SETTINGS = dict(n_train=1500, n_eval=100, batch_size=16, adapt_steps=300, adapt_lr=1e-3, lora_lr=3e-3, seed=0,
+SETTINGS = dict(n_train=3000, n_eval=200, batch_size=32, adapt_steps=300, adapt_lr=1e-3, lora_lr=5e-3, seed=0,
                 seeds=3)
 QUICK = dict(n_eval=60, adapt_steps=200)
 if SMOKE:
@@ -91,10 +98,16 @@ def train(model, pairs_of_text, tokenizer, steps: int, lr: float, batch_size: in
           label: str = "") -> float:
     """A plain training loop; only parameters with requires_grad are updated. Returns the last loss.
 
+    AdamW with the tutorials' schedule: linear warmup over the first tenth of the steps (at most 30),
+    then linear decay to 0, gradients clipped to norm 1. Issue 22's probe (full fine-tuning on antonym
+    at 1e-3, a 1M-parameter base, 50 test examples, one seed): 300 steps of 32 this way reached 60%
+    exact match; 200 steps of 16 at a constant rate without clipping, 12%.
     Prints the loss curve: the mean loss of every 100 steps (fewer when ``steps`` is small)."""
     batches = Batcher.from_records(pairs_of_text, tokenizer, batch_size, max_source_length=128,
                                    max_target_length=32, shuffle=True, seed=seed)
-    optimizer = AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.0)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = AdamW(params, lr=lr, weight_decay=0.0)
+    schedule = get_scheduler("linear", optimizer, num_warmup_steps=min(30, steps // 10), num_training_steps=steps)
     model.train()
     step, epoch, loss, window, curve = 0, 0, float("nan"), [], []
     every = min(100, max(1, steps // 4))
@@ -104,7 +117,9 @@ def train(model, pairs_of_text, tokenizer, steps: int, lr: float, batch_size: in
             out = model(**batch)
             optimizer.zero_grad()
             out.loss.backward()
+            clip_grad_norm_(params, 1.0)
             optimizer.step()
+            schedule.step()
             loss, step = float(out.loss.item()), step + 1
             window.append(loss)
             if step % every == 0 or step == steps:
@@ -120,23 +135,41 @@ def train(model, pairs_of_text, tokenizer, steps: int, lr: float, batch_size: in
 
 
 def make_scorer(tokenizer, n_eval: int, seed: int):
-    """(score, eval_tasks): score(model, stderr=None) -> {task: score} on fixed test examples of A-D.
+    """(score, eval_tasks): score(model, stderr=None) -> {task: score} on fixed test examples of A-D,
+    plus ``D_FORM``: the share of written held-in answers that take D's form (``d_form_share``).
 
-    Pass a dict as ``stderr`` to receive each score's standard error (bootstrap for BLEU)."""
+    Pass a dict as ``stderr`` to receive each score's standard error (bootstrap for BLEU), and a dict
+    as ``outputs`` to receive each task's prompts, targets and predictions."""
     eval_tasks = {}
     for name in OLD_TASKS + [NEW_TASK]:
         task = builtin_task(name, "test", n_eval, seed, metrics=(METRIC[name],))
         task.max_new_tokens = MAX_NEW_TOKENS[name]
         eval_tasks[name] = task
 
-    def score(model, stderr=None) -> dict:
-        results = {name: score_task(task, run_task(model, tokenizer, task, batch_size=50),
-                                    n_bootstrap=2 if stderr is None else 100)[0]
+    def score(model, stderr=None, outputs=None) -> dict:
+        produced = {name: run_task(model, tokenizer, task, batch_size=50) for name, task in eval_tasks.items()}
+        results = {name: score_task(task, produced[name], n_bootstrap=2 if stderr is None else 100)[0]
                    for name, task in eval_tasks.items()}
         if stderr is not None:
             stderr.update({name: r.stderr for name, r in results.items()})
-        return {name: r.value for name, r in results.items()}
+        if outputs is not None:
+            outputs.update(produced)
+        return {name: r.value for name, r in results.items()} | {D_FORM: d_form_share(produced)}
     return score, eval_tasks
+
+
+D_FORM = "answers in D's form"
+FULL, MULTI = "full fine-tuning on D", "multitask (D + held-in)"
+WRITTEN = [t for t in OLD_TASKS if METRIC[t] != "accuracy"]  # held-in tasks whose answer the model writes
+
+
+def d_form_share(outputs: dict) -> float:
+    """Share (0-100) of the answers written on the held-in tasks (``WRITTEN``) that take antonym's
+    form, a sentence that starts with a lowercase "the ". No held-in answer does: news summaries
+    start with a capital, translations are Zorbish, word problems are numbers. A high share is
+    format collapse: the model answers every prompt as if it were D."""
+    answers = [p for t in WRITTEN for p in outputs[t].predictions]
+    return 100.0 * sum(a.startswith("the ") for a in answers) / len(answers)
 
 
 def constant_answer(eval_tasks: dict, seed: int) -> dict:
@@ -167,21 +200,35 @@ def replay(old: dict, n: int) -> list:
     return [pair for pairs in old.values() for pair in pairs[:per_task]]
 
 
+def show_answers(outputs: dict) -> None:
+    """Print what a model wrote for the first test example of each written task and of D."""
+    for name in WRITTEN + [NEW_TASK]:
+        print(f"    {name}: {outputs[name].predictions[0]!r} (reference {outputs[name].targets[0]!r})")
+
+
 def adapt_arms(fresh_base, new, old, tokenizer, s, seed, lora_r, score) -> dict:
-    """One seed of every arm: {arm: {task: score}}, plus the trainable share of the LoRA arms."""
+    """One seed of every arm: {arm: {task: score}}, plus the trainable share of the LoRA arms.
+
+    On seed 0 it prints each arm's answers to the first test example of every written task."""
     from minillm.peft import LoraConfig, get_peft_model  # noqa: PLC0415
     from minillm.peft.model import trainable_percent  # noqa: PLC0415
 
     n, steps, batch = s["n_train"], s["adapt_steps"], s["batch_size"]
     arms, pct = {}, {}
+
+    def measure(arm, model):
+        outputs = {}
+        arms[arm] = score(model, outputs=outputs)
+        if seed == 0:
+            show_answers(outputs)
+
     minillm.manual_seed(seed)
     full = fresh_base()
-    train(full, new, tokenizer, steps, s["adapt_lr"], batch, seed + 1, "full fine-tuning on D")
-    arms["full fine-tuning on D"] = score(full)
+    train(full, new, tokenizer, steps, s["adapt_lr"], batch, seed + 1, FULL)
+    measure(FULL, full)
     multi = fresh_base()
-    train(multi, new[: n // 2] + replay(old, n // 2), tokenizer, steps, s["adapt_lr"], batch, seed + 1,
-          "multitask (D + held-in)")
-    arms["multitask (D + held-in)"] = score(multi)
+    train(multi, new[: n // 2] + replay(old, n // 2), tokenizer, steps, s["adapt_lr"], batch, seed + 1, MULTI)
+    measure(MULTI, multi)
     loras = {"LoRA q,v": LoraConfig(r=lora_r, lora_alpha=2 * lora_r, target_modules=["q", "v"]),
              "LoRA all-linear + lm_head": LoraConfig(r=lora_r, lora_alpha=2 * lora_r, modules_to_save=["lm_head"],
                                                      target_modules=["q", "k", "v", "o", "wi", "wo"])}
@@ -190,7 +237,7 @@ def adapt_arms(fresh_base, new, old, tokenizer, s, seed, lora_r, score) -> dict:
         lora = get_peft_model(fresh_base(), config)
         pct[name] = trainable_percent(lora)
         train(lora, new, tokenizer, steps, s["lora_lr"], batch, seed + 1, f"{name} ({pct[name]:.2f}% trainable)")
-        arms[name] = score(lora)
+        measure(name, lora)
         if seed == 0:  # the adapter off is the base model: checked once, it is exactly the base
             with lora.disable_adapter():
                 arms[f"{name}, adapter off"] = score(lora)
@@ -206,9 +253,6 @@ def change_stderr(st: dict, task: str, base_stderr: dict) -> float:
 def mean_drop(st: dict, tasks: list) -> float:
     """Mean over ``tasks`` of how far the arm fell below the base (a rise counts as 0)."""
     return sum(max(0.0, -st["change"][t][0]) for t in tasks) / len(tasks)
-
-
-FULL, MULTI = "full fine-tuning on D", "multitask (D + held-in)"
 
 
 def verdict(stats: dict, known: list, base_stderr: dict) -> list[str]:
@@ -246,17 +290,55 @@ def verdict(stats: dict, known: list, base_stderr: dict) -> list[str]:
     return lines
 
 
+def d_form_note(base_scores: dict) -> str:
+    """The column's meaning, with the base's own share."""
+    return (f"the share of answers written on {', '.join(WRITTEN)} that start like an antonym answer "
+            f"(\"the ...\"); the base: {base_scores[D_FORM]:.0f}%")
+
+
+def exact(off: dict) -> str:
+    """Whether an adapter-off arm scored exactly as the base did on every task."""
+    untouched = all(mean == 0.0 and sd == 0.0 for mean, sd in off["change"].values())
+    return ("every score is exactly the base's: the frozen base is untouched" if untouched
+            else "the scores differ from the base's: the base weights changed")
+
+
+def lora_verdict(stats: dict, base_scores: dict, known: list) -> list[str]:
+    """LoRA's forgetting beside full fine-tuning's (the course: PEFT is less prone to it), computed.
+
+    BWTs differ when their difference exceeds two standard errors (sd / sqrt(seeds) of each)."""
+    if not known:
+        return []
+    full, lines = stats[FULL], []
+    for arm, st in stats.items():
+        if not arm.startswith("LoRA") or arm.endswith("adapter off"):
+            continue
+        diff = st["bwt"][0] - full["bwt"][0]
+        se = (st["bwt"][1] ** 2 / st["seeds"] + full["bwt"][1] ** 2 / full["seeds"]) ** 0.5
+        found = ("forgot less than full fine-tuning" if diff > 2 * se else "forgot more than full fine-tuning"
+                 if diff < -2 * se else "forgot as much as full fine-tuning (within two standard errors)")
+        off = stats.get(f"{arm}, adapter off")
+        lines.append(f"{arm}, adapter on, {found}: BWT {st['bwt'][0]:+.1f} against {full['bwt'][0]:+.1f}"
+                     f" (difference {diff:+.1f}, s.e. {se:.1f}); {st['form'][0]:.0f}% of its written held-in answers"
+                     f" took antonym's form (full fine-tuning {full['form'][0]:.0f}%, the base "
+                     f"{base_scores[D_FORM]:.0f}%)"
+                     + (f"; with the adapter off, {exact(off)}." if off else "."))
+    return lines
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--plot", help="save a plot of the scores (needs matplotlib)")
     parser.add_argument("--lora-r", type=int, default=8, help="LoRA rank (default: 8)")
     parser.add_argument("--seeds", type=int, help="seeds per arm (default: 3)")
     parser.add_argument("--steps", type=int, help="adaptation steps per arm (default: 300; --quick: 200)")
+    parser.add_argument("--n-eval", type=int, help="test examples per task (default: 200; --quick: 60)")
     parser.add_argument("--quick", action="store_true", help="fewer steps and test examples")
     parser.add_argument("--base", help="start from this Hugging Face T5 folder instead of the course base")
     args = parser.parse_args(argv)
     s = dict(SETTINGS, **(QUICK if args.quick and not SMOKE else {}))
-    s.update({k: v for k, v in (("seeds", args.seeds), ("adapt_steps", args.steps)) if v})
+    s.update({k: v for k, v in (("seeds", args.seeds), ("adapt_steps", args.steps),
+                                                       ("n_eval", args.n_eval)) if v})
     folder = args.base or course.ensure_base(smoke=SMOKE)
     minillm.set_num_threads(1)  # deterministic sums: the same table twice
     start = time.perf_counter()
@@ -298,6 +380,7 @@ def main(argv=None) -> int:
         change = {t: mean_sd(r[t] - base_scores[t] for r in runs) for t in OLD_TASKS + [NEW_TASK]}
         bwt = mean_sd(sum(r[t] - base_scores[t] for t in known) / len(known) for r in runs) if known else (0.0, 0.0)
         stats[arm] = {"change": change, "gain": change[NEW_TASK], "bwt": bwt, "seeds": len(runs),
+                      "form": mean_sd(r[D_FORM] for r in runs),
                       "mean": {t: mean_sd(r[t] for r in runs)[0] for t in OLD_TASKS + [NEW_TASK]}}
     matrix = ForgettingMatrix(OLD_TASKS + [NEW_TASK])
     matrix.record("base (held-in)", base_scores)
@@ -305,16 +388,19 @@ def main(argv=None) -> int:
         matrix.record(arm, st["mean"])
     print(f"\nMean scores over {s['seeds']} seeds (" + ", ".join(f"{t}: {METRIC[t]}" for t in METRIC)
           + f")\n\n{matrix.table()}")
-    header = "| arm | trainable % | gain on D | " + " | ".join(f"change on {t}" for t in OLD_TASKS) + " | BWT (known) |"
+    header = ("| arm | trainable % | gain on D | " + " | ".join(f"change on {t}" for t in OLD_TASKS)
+              + f" | BWT (known) | {D_FORM} (%) |")
     print("\nChange from the base, mean ± sd over seeds (BWT averages the known old tasks: "
-          f"{', '.join(known) or 'none'})\n\n" + header + "\n|---|---:|---:|" + "---:|" * len(OLD_TASKS) + "---:|")
+          f"{', '.join(known) or 'none'}; {D_FORM}: {d_form_note(base_scores)})\n\n" + header + "\n|---|---:|---:|"
+          + "---:|" * len(OLD_TASKS) + "---:|---:|")
     for arm, st in stats.items():
         share = ("-" if arm.endswith("adapter off") else
                  next((f"{v:.2f}" for k, v in pct.items() if arm.startswith(k)), "100"))
         cells = [f"{st['gain'][0]:+.1f} ± {st['gain'][1]:.1f}"] + [f"{st['change'][t][0]:+.1f} ± {st['change'][t][1]:.1f}"
                                                                    for t in OLD_TASKS]
-        print(f"| {arm} | {share} | " + " | ".join(cells) + f" | {st['bwt'][0]:+.1f} ± {st['bwt'][1]:.1f} |")
-    print("\n" + "\n".join(verdict(stats, known, base_stderr)))
+        print(f"| {arm} | {share} | " + " | ".join(cells) + f" | {st['bwt'][0]:+.1f} ± {st['bwt'][1]:.1f} | "
+              f"{st['form'][0]:.0f} ± {st['form'][1]:.0f} |")
+    print("\n" + "\n".join(verdict(stats, known, base_stderr) + lora_verdict(stats, base_scores, known)))
     if args.plot:
         title = f"Mean scores over {s['seeds']} seeds"
         print(f"\nplot: {matrix.plot(args.plot, title) or 'matplotlib missing'}")
