@@ -283,6 +283,13 @@ def check_forgetting(summary: dict, out_dir: Path) -> None:
         assert f"multitask {loss['multitask']:.1f}" in summary["verdict"]
         kept_all = all(summary["old_task_change"]["multitask"][t] >= -2 * err[t] for t in known)
         assert ("kept every known skill" in summary["verdict"]) == kept_all
+    n = summary["n_eval"]  # a share's bar stays open at 0 (Wilson, z = 1): 0 of n allows 1 / (n + 1)
+    for label, bars in summary["error_bars"].items():
+        scores = summary["base_scores"] if label == "base" else summary["arm_scores"][label]
+        for t in ("sentiment", "same_plan", "word_problem", "antonym"):
+            assert bars[t][1] > 0, (label, t)
+            if scores[t] == 0:
+                assert bars[t] == [0, pytest.approx(100 / (n + 1))], (label, t)
     _expect_figures(summary, out_dir, "forgetting.png")
 
 

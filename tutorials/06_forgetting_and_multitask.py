@@ -124,7 +124,7 @@ print(f"In this run the base beat the constant answer on {len(known)} of {len(OL
 
 # %%
 n_pool = 40 if SMOKE else 1500
-steps = 6 if SMOKE else 200
+steps = 6 if SMOKE else 300
 datasets = {"single-task": build_mixture([NEW_TASK], n_pool, seed=2),
             "multitask": build_mixture(TASKS, {t: n_pool if t == NEW_TASK else n_pool // len(OLD_TASKS)
                                                for t in TASKS}, seed=2)}
@@ -132,7 +132,7 @@ arms, arm_stderr, losses = {}, {}, {}
 for arm, records in datasets.items():
     model = fresh_copy()
     started = time.perf_counter()
-    result = Trainer(model, tokenizer, toy_training_args(OUT / arm, steps, learning_rate=1e-3, batch_size=16), records).train()
+    result = Trainer(model, tokenizer, toy_training_args(OUT / arm, steps, learning_rate=1e-3, batch_size=32), records).train()
     arm_stderr[arm] = {}
     arms[arm] = score(model, arm_stderr[arm])
     losses[arm] = result.train_loss
@@ -214,19 +214,37 @@ print(new_verdict)
 
 # %%
 assert all(abs(backward_transfer(matrices[a].R, [learned_at[t] for t in TASKS]) - bwt[a]) < 1e-12 for a in arms)
+
+
+def error_bar(task, value, stderr):
+    """(below, above) the bar: one standard error, never past 0 or 100.
+
+    For a share (accuracy, exact match) it is Wilson's score interval at z = 1, which stays open at
+    0% and 100%, where the plain error sqrt(p(1-p)/n) is zero: 0 of 60 right still allows about 1.6%."""
+    if METRIC[task] not in ("accuracy", "exact_match"):
+        return min(stderr, value), min(stderr, 100 - value)
+    p, n = value / 100, n_eval
+    center = (p + 1 / (2 * n)) / (1 + 1 / n)
+    half = (p * (1 - p) / n + 1 / (4 * n * n)) ** 0.5 / (1 + 1 / n)
+    return 100 * (p - (center - half)), 100 * (center + half - p)
+
+
 if plt is not None:
-    fig, ax = plt.subplots(figsize=(8, 3.8))
+    fig, ax = plt.subplots(figsize=(9, 4))
     width = 0.27
     errors = {"base": base_stderr} | arm_stderr
     for j, (label, scores) in enumerate([("base", base_scores)] + list(arms.items())):
         x = np.arange(len(TASKS)) + (j - 1) * width
-        ax.bar(x, [scores[t] for t in TASKS], width, yerr=[errors[label][t] for t in TASKS], capsize=3, label=label)
-        for xi, t in zip(x, TASKS):  # the value on each bar, so a bar near zero still reads as a number
-            ax.text(xi, scores[t] + errors[label][t] + 0.5, f"{scores[t]:.1f}", ha="center", fontsize=7)
-    ax.set_xticks(range(len(TASKS)), [t + (" (new)" if t == NEW_TASK else "") for t in TASKS])
-    ax.set_ylabel("test score (0-100), bars: one std. error")
-    ax.set_title(f"BWT: single-task {bwt['single-task']:+.1f}, multitask {bwt['multitask']:+.1f}")
-    ax.legend()
+        bars = np.array([error_bar(t, scores[t], errors[label][t]) for t in TASKS]).T
+        ax.bar(x, [scores[t] for t in TASKS], width, yerr=bars, capsize=3, label=label)
+        for xi, t, above in zip(x, TASKS, bars[1]):  # the value on each bar, so a bar near zero still reads
+            ax.text(xi, scores[t] + above + 0.5, f"{scores[t]:.1f}", ha="center", fontsize=7)
+    ax.set_xticks(range(len(TASKS)), [t + (" (new)" if t == NEW_TASK else "") for t in TASKS], fontsize=8)
+    ax.set_ylabel("test score (0-100)")
+    ax.set_ylim(0, 112)
+    ax.set_title(f"BWT: single-task {bwt['single-task']:+.1f}, multitask {bwt['multitask']:+.1f}\n"
+                 "error bars: one s.e. (bootstrap for ROUGE-L and BLEU, Wilson's interval for shares)", fontsize=9)
+    ax.legend(loc="upper right", fontsize=8)
     save_figure(fig, "forgetting.png")
 
 # %% [markdown]
@@ -258,6 +276,9 @@ summary = {
     "new_task_verdict": new_verdict,
     "arm_scores": arms,
     "arm_stderr": arm_stderr,
+    "error_bars": {label: {t: error_bar(t, scores[t], errors[t]) for t in TASKS}
+                   for label, scores, errors in [("base", base_scores, base_stderr)]
+                   + [(arm, arms[arm], arm_stderr[arm]) for arm in arms]},
     "matrices": {arm: m.to_dict() for arm, m in matrices.items()},
     "bwt": bwt,
     "bwt_by_hand": bwt_by_hand,
