@@ -327,6 +327,10 @@ energy_verdict = (f"In this run, over {len(qv_names)} q and v matrices ({base_st
       + (f"; half the energy needs r = {r_half}" if r_half else "; no r up to 32 reaches half the energy")
       + f". ΔW is {'more' if r8_share > random_mean[7] else 'not more'} concentrated than noise, "
       f"which is {'what the intrinsic-rank argument predicts' if r8_share > random_mean[7] else 'against the intrinsic-rank argument at this scale'}.")
+if full_gain > 0:  # the two curves of the figure side by side, at the swept ranks
+    energy_verdict += (" Beside the rank sweep: at r = " + ", ".join(str(r) for r in RANKS) + " the top-r directions "
+                       "held " + ", ".join(f"{energy_mean[r - 1]:.0%}" for r in RANKS) + " of ΔW's energy, and LoRA "
+                       "reached " + ", ".join(f"{gain_share[r]:.0f}%" for r in RANKS) + " of full fine-tuning's gain.")
 print(energy_verdict)
 
 if plt is not None:
