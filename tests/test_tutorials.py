@@ -220,7 +220,7 @@ def check_prompting(summary: dict, out_dir: Path) -> None:
     assert tokens["0"] < tokens["1"] < tokens["2"] < tokens["4"]  # each shot lengthens the prompt
     assert summary["tokens_kept"]["top-k=5"] == 5
     assert summary["tokens_kept"]["top-p=0.9"] <= summary["tokens_kept"]["T=1"]
-    p = summary["first_token_prob_by_temperature"]
+    p = summary["top_token_prob_by_temperature"]
     assert p["T=0.5"] >= p["T=1"] >= p["T=2"]  # the top token: sharper when colder
     assert summary["decoding"]["greedy"]["distinct"] == 1
     _expect_figures(summary, out_dir, "next_token_distribution.png")

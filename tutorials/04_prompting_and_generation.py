@@ -154,15 +154,27 @@ print("In this run going from 0 to 2 shots changed " + ", ".join(f"{name} by {d:
 # * **top-k** keeps only the k most likely tokens;
 # * **top-p** (nucleus) keeps the smallest set of most likely tokens whose probability reaches p.
 #
-# First, what these do to one real next-token distribution: the first step of a summary.
+# First, what these do to one real next-token distribution. We summarize a news report, a task
+# the base was tuned on (a dialogue, which it has never been asked to summarize, gets a one-word
+# answer, and there is little to decode), and take the distribution at the step of the greedy
+# summary where the model was least sure: the one with the largest entropy $-\sum_v p_v \log p_v$.
 
 # %%
-example = get_task("dialogue_summary").examples("test", 1, seed=0)[0]
-prompt, reference = format_example("dialogue_summary", example, template_id=0)
+example = get_task("news_summary").examples("test", 1, seed=0)[0]
+prompt, reference = format_example("news_summary", example, template_id=0)
 enc = tokenizer.batch_encode([prompt])
-with minillm.no_grad():
-    first_logits = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
-                         decoder_input_ids=np.zeros((1, 1), dtype=np.int64)).logits.numpy()[:, -1, :]
+greedy_ids = [int(i) for i in model.generate(enc["input_ids"], enc["attention_mask"], max_new_tokens=32)[0, 1:]]
+with minillm.no_grad():  # every step's logits at once: the decoder reads <pad> then the greedy tokens
+    step_logits = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
+                        decoder_input_ids=np.array([[0] + greedy_ids[:-1]])).logits.numpy()[0]
+step_p = np.exp(step_logits - step_logits.max(-1, keepdims=True))
+step_p /= step_p.sum(-1, keepdims=True)
+entropy = -(step_p * np.log(np.maximum(step_p, 1e-30))).sum(-1)
+unsure = int(np.argmax(entropy))
+unsure_logits = step_logits[unsure: unsure + 1]
+print(f"greedy summary: {tokenizer.decode(greedy_ids).strip()!r}\nthe least sure step: {unsure} of "
+      f"{len(greedy_ids)} (entropy {entropy[unsure]:.2f} nats; median step {np.median(entropy):.3f}), after "
+      f"{tokenizer.decode(greedy_ids[:unsure]).strip()!r}")
 
 
 def probabilities(logits):
@@ -173,22 +185,22 @@ def probabilities(logits):
 
 settings = {"T=0.5": dict(temperature=0.5), "T=1": dict(temperature=1.0), "T=2": dict(temperature=2.0),
             "top-k=5": dict(top_k=5), "top-p=0.9": dict(top_p=0.9)}
-dists = {name: probabilities(filter_logits(first_logits, **kw)) for name, kw in settings.items()}
+dists = {name: probabilities(filter_logits(unsure_logits, **kw)) for name, kw in settings.items()}
 kept = {name: int((p > 0).sum()) for name, p in dists.items()}
 top = np.argsort(-dists["T=1"])[:8]
 print_table(["token"] + list(settings), [[repr(tokenizer.id_to_token(int(i)))] + [float(dists[n][i]) for n in settings]
                                          for i in top] + [["tokens kept"] + [kept[n] for n in settings]])
-print(f"In this run the most likely first token had probability {dists['T=0.5'][top[0]]:.2f} at T=0.5, "
+print(f"In this run the most likely token at that step had probability {dists['T=0.5'][top[0]]:.2f} at T=0.5, "
       f"{dists['T=1'][top[0]]:.2f} at T=1 and {dists['T=2'][top[0]]:.2f} at T=2; top-p=0.9 kept "
-      f"{kept['top-p=0.9']} of {first_logits.shape[-1]} tokens.")
+      f"{kept['top-p=0.9']} of {unsure_logits.shape[-1]} tokens.")
 if plt is not None:
     fig, ax = plt.subplots(figsize=(8, 3.5))
     width = 0.8 / len(settings)
     for j, name in enumerate(settings):
         ax.bar(np.arange(len(top)) + j * width, dists[name][top], width, label=name)
     ax.set_xticks(np.arange(len(top)) + 0.4 - width / 2, [tokenizer.id_to_token(int(i)) for i in top], rotation=30)
-    ax.set_xlabel("candidate first token of the summary (the 8 most likely at T=1)")
-    ax.set_ylabel("probability of the first token")
+    ax.set_xlabel(f"candidate token at step {unsure} of the summary (the 8 most likely at T=1)")
+    ax.set_ylabel("probability")
     ax.set_title("one next-token distribution, reshaped")
     ax.legend()
     save_figure(fig, "next_token_distribution.png")
@@ -233,6 +245,9 @@ distinct = {r[0]: r[1] for r in rows}
 print(f"In this run beam search found log p = {rows[1][2]:.2f} against greedy's {rows[0][2]:.2f}; sampling at "
       f"T=0.7 gave {distinct['sample T=0.7']} distinct outputs in {n_samples} draws and T=1.5 gave "
       f"{distinct['sample T=1.5']}.")
+exact = {name: sum(tokenizer.decode(o).strip() == reference for o in outs) for name, outs in decoded.items()}
+print("Outputs equal to the reference: " + ", ".join(f"{name} {exact[name]} of {len(decoded[name])}"
+                                                      for name in decoded) + ".")
 
 # %% [markdown]
 # ### Identities worth checking
@@ -274,7 +289,8 @@ summary = {
     "icl_n_eval": n_eval,
     "icl_change_0_to_2_shots": change,
     "tokens_kept": kept,
-    "first_token_prob_by_temperature": {n: float(dists[n][top[0]]) for n in ("T=0.5", "T=1", "T=2")},
+    "top_token_prob_by_temperature": {n: float(dists[n][top[0]]) for n in ("T=0.5", "T=1", "T=2")},
+    "least_sure_step": unsure, "equal_to_reference": exact, "least_sure_entropy": float(entropy[unsure]),
     "decoding": {r[0]: {"distinct": r[1], "mean_log_prob": r[2], "first_output": r[3]} for r in rows},
     "greedy_equals_num_beams_1": bool(beam_one_equals_greedy),
     "greedy_equals_top_k_1_sampling": bool(top_k1_equals_greedy),
