@@ -362,6 +362,15 @@ if plt is not None:
 # %% [markdown]
 # ## Summary
 #
+# **What one full-mode run showed** (copied from its output; course base `base-66b5e327ffe70c4b`,
+# 1,047,296 parameters; 247 s wall, 106 s CPU on a shared 2-core machine): LoRA on q,v reached 51%,
+# 69% and 81% of full fine-tuning's ROUGE-L gain at r = 2, 8 and 32 (0.58%, 2.29% and 8.58% trainable;
+# full fine-tuning 63.8, base 0.3), while the top r directions of full fine-tuning's ΔW held 21%, 53%
+# and 90% of its energy (a random matrix: 6%, 21%, 62%). The update is far more concentrated than
+# noise, yet on this small base, for a task it did not know, it is spread over more directions than a
+# 2% budget buys: the course's FLAN-T5 got about 90% at 1.4%. `benchmarks/peft_compare.py` measures
+# LoRA at the 2% budget over three seeds.
+#
 # The line below is what the tests read (`tests/test_tutorials.py`); `summary.json` holds the same.
 # Exercises: target every Linear (`["q", "k", "v", "o", "wi", "wo"]`) and rerun the sweep; try `use_rslora=True` with a fixed
 # `lora_alpha`; lower LoRA's learning rate to 1e-3 and watch it fall behind.
