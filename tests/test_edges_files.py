@@ -313,6 +313,7 @@ def test_a_file_that_holds_more_than_its_size_says_is_still_read_with_the_bound(
     ('{"c": 1,\n"c": 2,\n"b": {"c": 1,\n"c": 2}}', "c", 4),
     ('[{"a": 1,\n"a": 2},\n{"b": 1, "b": 2}]', "a", 2),      # of two siblings, the first to close
     ('{"a": {"b": 1},\n"c": [{"d": 1,\n"e": 2,\n"d": 3}]}', "d", 4),
+    ('\n{"a": 1, "a": 2}', "a", 2),                         # a newline before the first brace counts
 ])
 def test_the_line_named_is_that_of_the_key_named(text, key, line):
     with pytest.raises(ValueError, match=rf"^src: line {line}: key '{key}' appears twice"):
@@ -365,3 +366,75 @@ def test_atomic_write_text_writes_utf8_whatever_the_locale(tmp_path):
     code = "import sys; from minillm.files import atomic_write_text; atomic_write_text(sys.argv[1], 'caf\\u00e9 \\u2713')"
     subprocess.run([sys.executable, "-c", code, str(tmp_path / "t.txt")], env=env, check=True, timeout=60)
     assert (tmp_path / "t.txt").read_bytes() == b"caf\xc3\xa9 \xe2\x9c\x93"
+
+
+@pytest.mark.parametrize("bad, suffix", [(1, ""), (5, ""), (6, " and 1 more")])
+def test_check_finite_names_five_tensors_then_counts_the_rest(bad, suffix):
+    arrays = {f"t{i}": np.array([np.nan, 1.0]) for i in range(bad)}
+    with pytest.raises(ValueError) as info:
+        files.check_finite(arrays, "w.safetensors")
+    shown = ", ".join(f"t{i} (1 of 2 values)" for i in range(min(bad, 5)))
+    assert str(info.value) == (f"w.safetensors: {bad} tensor(s) hold nan or inf: {shown}{suffix}; these weights "
+                               "cannot compute anything (did the run that saved them diverge?)")
+
+
+def test_input_lines_reads_no_more_than_one_byte_past_the_line_bound(tmp_path, monkeypatch):
+    # A 100-byte line against max_line 3: refused after reading 3 + 1 bytes of it, not the whole line.
+    path = _write(tmp_path / "long.jsonl", b"x" * 100 + b"\n")
+    reads = []
+    real_open = files.open_input
+
+    class Spy:
+        def __init__(self, f):
+            self.f = f
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def readline(self, size=-1):
+            line = self.f.readline(size)
+            reads.append(len(line))
+            return line
+
+    monkeypatch.setattr(files, "open_input", lambda path, what: Spy(real_open(path, what)))
+    with pytest.raises(InputFileError, match="line 1 is longer than 3 bytes"):
+        list(files.input_lines(path, max_line=3))
+    assert reads == [4]
+
+
+def test_a_safetensors_file_that_shrinks_while_being_read_is_refused_by_tensor(tmp_path, monkeypatch):
+    # 8192 floats (32 KiB, more than the reader buffers while it reads the header), 4 bytes cut.
+    header = {"w": {"dtype": "F32", "shape": [8192], "data_offsets": [0, 32768]}}
+    path = _safetensors(tmp_path / "w.safetensors", header, b"\0" * 32768)
+    real = files._read_header
+
+    def header_then_truncate(f, source):
+        result = real(f, source)
+        os.truncate(path, os.path.getsize(path) - 4)    # another process cuts the last 4 bytes
+        return result
+
+    monkeypatch.setattr(files, "_read_header", header_then_truncate)
+    with pytest.raises(ValueError, match=r"w\.safetensors: truncated while reading tensor 'w' \(did the file change\?\)"):
+        files.load_safetensors(path)
+
+
+def test_load_safetensors_and_the_header_reader_name_the_file_and_what_they_expected(tmp_path):
+    with pytest.raises(InputFileError, match=r"is a directory, not a regular file \(expected a safetensors file\)$"):
+        files.read_safetensors_header(str(tmp_path))
+    path = tmp_path / "cut.safetensors"
+    path.write_bytes(b"\0" * 7)
+    with pytest.raises(ValueError, match=r"cut\.safetensors: not a safetensors file \(7 bytes"):
+        files.load_safetensors(str(path))
+
+
+def test_own_folder_replaces_a_link_by_a_real_folder_and_leaves_the_target(tmp_path):
+    target = tmp_path / "elsewhere"
+    target.mkdir()
+    (target / "keep.txt").write_text("theirs")
+    (tmp_path / "best").symlink_to(target)
+    files.own_folder(tmp_path / "best")
+    assert os.path.isdir(tmp_path / "best") and not os.path.islink(tmp_path / "best")
+    assert os.listdir(tmp_path / "best") == [] and (target / "keep.txt").read_text() == "theirs"
