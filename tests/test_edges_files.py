@@ -209,6 +209,7 @@ def test_a_header_that_describes_the_file_exactly_is_read_and_one_byte_off_is_re
     ({"w": {"dtype": "F32", "shape": [1], "data_offsets": [0]}}, "data_offsets [0]"),
     ({"w": {"dtype": "F32", "shape": [1], "data_offsets": [-4, 0]}}, "data_offsets [-4, 0]"),
     ({"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 4]}}, "shape [2] needs 8 bytes, its data_offsets give 4"),
+    ({"w": {"dtype": "F32", "shape": [2], "data_offsets": [4, 8]}}, "shape [2] needs 8 bytes, its data_offsets give 4"),
 ])
 def test_corrupt_headers_are_refused_by_tensor(tmp_path, entries, message):
     path = _safetensors(tmp_path / "bad.safetensors", entries, b"\0" * 16)
@@ -362,6 +363,8 @@ def test_atomic_write_text_writes_utf8_whatever_the_locale(tmp_path):
     import subprocess
     import sys
 
+    files.atomic_write_text(tmp_path / "here.txt", "caf\u00e9 \u2713")   # in this process too (so mutmut
+    assert (tmp_path / "here.txt").read_bytes() == b"caf\xc3\xa9 \xe2\x9c\x93"  # counts the test as covering it)
     env = {**os.environ, "LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"}
     code = "import sys; from minillm.files import atomic_write_text; atomic_write_text(sys.argv[1], 'caf\\u00e9 \\u2713')"
     subprocess.run([sys.executable, "-c", code, str(tmp_path / "t.txt")], env=env, check=True, timeout=60)
@@ -438,3 +441,28 @@ def test_own_folder_replaces_a_link_by_a_real_folder_and_leaves_the_target(tmp_p
     files.own_folder(tmp_path / "best")
     assert os.path.isdir(tmp_path / "best") and not os.path.islink(tmp_path / "best")
     assert os.listdir(tmp_path / "best") == [] and (target / "keep.txt").read_text() == "theirs"
+
+
+def test_an_empty_tensor_is_a_valid_entry(tmp_path):
+    # shape [0] and [2, 0] hold no values: zero bytes, data_offsets [0, 0], then 4 bytes for "w".
+    header = {"e": {"dtype": "F32", "shape": [0], "data_offsets": [0, 0]},
+              "f": {"dtype": "F32", "shape": [2, 0], "data_offsets": [0, 0]},
+              "w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}
+    path = _safetensors(tmp_path / "e.safetensors", header, struct.pack("<f", 3.0))
+    assert files.read_safetensors_header(path) == {"e": ("F32", (0,)), "f": ("F32", (2, 0)), "w": ("F32", (1,))}
+    arrays = files.load_safetensors(path)
+    assert arrays["e"].shape == (0,) and arrays["f"].shape == (2, 0) and arrays["w"].tolist() == [3.0]
+
+
+def test_the_header_length_bound_at_exact_fit_one_past_and_at_two_to_the_64(tmp_path, monkeypatch):
+    path = tmp_path / "h.safetensors"
+    path.write_bytes(struct.pack("<Q", 2) + b"{}")                       # a header of 2 bytes, no tensors
+    monkeypatch.setattr(files, "MAX_HEADER_BYTES", 2)
+    assert files.read_safetensors_header(str(path)) == {}
+    monkeypatch.setattr(files, "MAX_HEADER_BYTES", 1)
+    with pytest.raises(ValueError, match=r"header of 2 bytes in a file of 10 bytes"):
+        files.read_safetensors_header(str(path))
+    # The length is unsigned: 8 bytes of 0xFF are 2**64 - 1 = 18446744073709551615, not -1.
+    path.write_bytes(b"\xff" * 8 + b"{}")
+    with pytest.raises(ValueError, match=r"header of 18446744073709551615 bytes in a file of 10 bytes"):
+        files.read_safetensors_header(str(path))
