@@ -15,8 +15,8 @@ The course notes' claim, as an experiment:
                   the other half an equal share of each held-in task: replay)
      LoRA q,v     the base is frozen; rank-8 matrices on q and v train on D
      LoRA + head  rank-8 matrices on every linear layer, plus a trainable copy of ``lm_head``
-                  (``modules_to_save``): antonym answers with adjectives the base may never have
-                  produced, and LoRA on q,v cannot create output embeddings for them
+                  (``modules_to_save``): more room than q,v, which at rank 8 learns the form of an
+                  antonym answer ("the ...") but not to copy the sentence (it scores 0)
    and score the LoRA arms with the adapter off too (``disable_adapter()``: the base itself).
 3. Check which held-in tasks the base knows: its score must beat a constant answer (the commonest
    training answer) by two standard errors; forgetting is measured on those only.
@@ -45,15 +45,28 @@ as an antonym answer does and no held-in answer does.
     MINILLM_SMOKE=1 python benchmarks/forgetting.py # seconds, on the smoke stand-in base
     python benchmarks/forgetting.py --plot forgetting.png
 
-Measured (issue 22), ``--steps 200``, 3 seeds, n_eval 100, on a reduced course base (the course
-recipe at d_model 128, 2+2 layers, 400 + 1200 steps: 1,047,296 parameters; the full base was not
-built yet), 1684 s wall on the shared 2-core machine under heavy load. Change from the base, mean ±
-sd over seeds: full fine-tuning on antonym lowered all 5 held-in tasks by more than two standard
-errors (BWT -43.7 ± 1.5; news_summary -75.5, word_problem -60.3, translation -45.3) and learned
-antonym +14.3 ± 7.4. Multitask removed 55% of that drop (BWT -19.6 ± 7.1), short of the 70% target:
-same_plan fell further under multitask (-40.3 ± 22.1) than under full fine-tuning (-21.0 ± 5.6).
-LoRA q,v (2.29%) and LoRA all-linear + lm_head forgot as much with the adapter on (BWT -47.9) and
-learned antonym +0.0 and +2.3; with the adapter off each is the base exactly.
+Measured (issue 22) with the defaults (300 steps of 32, 3 seeds, 200 test examples per task) on the
+course base (1,047,296 parameters, cache key 66b5e327ffe70c4b): 1122 s wall, 421 s CPU, on the
+shared 2-core machine beside other jobs. Change from the base, mean ± sd over seeds:
+
+    arm (trainable %)     antonym      news_summary translation  sentiment   same_plan   word_problem BWT
+    full fine-tuning      +50.5 ± 3.0  -74.5 ± 0.3  -39.6 ± 0.2  -4.7 ± 4.3  -1.3 ± 2.8  -8.0 ± 4.4   -25.6 ± 1.8
+    multitask             +24.7 ± 4.1   +0.6 ± 0.7   -2.9 ± 1.0  -2.0 ± 2.8  +5.7 ± 1.3  +4.8 ± 2.8    +1.2 ± 1.3
+    LoRA q,v (2.29)        +0.0 ± 0.0  -78.5 ± 2.6  -39.9 ± 0.1 -20.2 ± 1.3  -4.5 ± 0.0 -15.2 ± 8.4   -31.6 ± 1.6
+    LoRA all + head (17.2) +33.8 ± 6.8 -74.7 ± 1.7  -40.0 ± 0.1 -23.8 ± 3.3  -5.3 ± 1.4 -20.0 ± 0.0   -32.8 ± 0.6
+
+(base: news_summary 88.8, translation 40.1, sentiment 73.5, same_plan 61.0, word_problem 20.0,
+antonym 0.0). Full fine-tuning lowered 3 of 5 held-in tasks by more than two standard errors
+(news_summary, translation, word_problem; word_problem's -8.0 against two s.e. of 7.6): target met.
+Multitask removed 98% of that drop while learning antonym half as well: target (>= 70%) met.
+LoRA with the adapter on forgot more than full fine-tuning (BWT difference -6.0, s.e. 1.4, and
+-7.1, s.e. 1.1). On the written tasks most of it is format collapse: 85 ± 12% and 94 ± 5% of their
+answers there took antonym's form (LoRA q,v summarized a news report as "the queen follow the
+musicet the musicet ..."), full fine-tuning's 71 ± 2%, the base's 0%. They also lost sentiment
+(-20.2, -23.8; scored by option likelihood), which full fine-tuning kept within two standard
+errors, and LoRA q,v learned no antonym at all. With the adapter off each arm is the base
+exactly. At this scale PEFT keeps the old skills only in that the base stays frozen and the
+adapter can be switched off; switched on, an adapter trained on D alone answers as D.
 """
 from __future__ import annotations
 
