@@ -339,6 +339,37 @@ def lora_verdict(stats: dict, base_scores: dict, known: list) -> list[str]:
     return lines
 
 
+def plot_scores(path: str, base_scores: dict, base_stderr: dict, stats: dict) -> str | None:
+    """Bars of every task's score: the base (error bar: its standard error) and each arm with the
+    adapter on (mean over seeds; error bar: the sd over seeds). Returns the path, or None without
+    matplotlib."""
+    try:
+        import matplotlib  # noqa: PLC0415
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt  # noqa: PLC0415
+    except ImportError:
+        return None
+    tasks = OLD_TASKS + [NEW_TASK]
+    rows = [("base", base_scores, base_stderr)] + [
+        (arm, st["mean"], {t: st["change"][t][1] for t in tasks}) for arm, st in stats.items()
+        if not arm.endswith("adapter off")]
+    fig, ax = plt.subplots(figsize=(10, 4))
+    width = 0.8 / len(rows)
+    for j, (label, scores, errors) in enumerate(rows):
+        x = [i + (j - (len(rows) - 1) / 2) * width for i in range(len(tasks))]
+        ax.bar(x, [scores[t] for t in tasks], width, yerr=[errors[t] for t in tasks], capsize=2, label=label)
+    ax.set_xticks(range(len(tasks)), [t + (" (new)" if t == NEW_TASK else "") for t in tasks], fontsize=8)
+    seeds = next(iter(stats.values()))["seeds"]
+    ax.set_ylabel("test score (0-100)")
+    ax.set_title(f"Scores after adapting to {NEW_TASK} (mean over {seeds} seeds; bars: base s.e., arms' sd)",
+                 fontsize=9)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--plot", help="save a plot of the scores (needs matplotlib)")
@@ -415,8 +446,7 @@ def main(argv=None) -> int:
               f"{st['form'][0]:.0f} ± {st['form'][1]:.0f} |")
     print("\n" + "\n".join(verdict(stats, known, base_stderr) + lora_verdict(stats, base_scores, known)))
     if args.plot:
-        title = f"Mean scores over {s['seeds']} seeds"
-        print(f"\nplot: {matrix.plot(args.plot, title) or 'matplotlib missing'}")
+        print(f"\nplot: {plot_scores(args.plot, base_scores, base_stderr, stats) or 'matplotlib missing'}")
     print(f"\ntotal time {time.perf_counter() - start:.0f}s" + (" (MINILLM_SMOKE=1: tiny sizes)" if SMOKE else ""))
     return 0
 

@@ -6,6 +6,7 @@ import importlib.util
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -139,3 +140,13 @@ def test_verdicts_count_lost_tasks_the_share_of_the_drop_removed_and_compare_lor
     stats["LoRA q,v, adapter off"]["change"]["sentiment"] = (-1.0, 0.5)
     assert "the base weights changed" in fg.lora_verdict(stats, {fg.D_FORM: 0.0}, known)[0]
     assert fg.lora_verdict(stats, {fg.D_FORM: 0.0}, []) == []
+
+
+def test_plot_draws_the_base_and_each_arm_with_the_adapter_on(tmp_path):
+    pytest.importorskip("matplotlib")
+    fg = load_benchmark()
+    tasks = fg.OLD_TASKS + [fg.NEW_TASK]
+    arm = {"mean": {t: 50.0 for t in tasks}, "change": {t: (-10.0, 2.0) for t in tasks}, "seeds": 3}
+    stats = {fg.FULL: arm, "LoRA q,v": arm, "LoRA q,v, adapter off": arm}
+    path = fg.plot_scores(str(tmp_path / "scores.png"), {t: 60.0 for t in tasks}, {t: 1.0 for t in tasks}, stats)
+    assert path == str(tmp_path / "scores.png") and (tmp_path / "scores.png").read_bytes()[:4] == b"\x89PNG"
