@@ -39,6 +39,11 @@ answers every prompt as if it were antonym. The column "answers in D's form" mea
 share of the answers written on news_summary, translation and word_problem that start with "the ",
 as an antonym answer does and no held-in answer does.
 
+Why antonym takes 300 steps: the base must learn to copy a sentence, which no held-in task asks
+(asked for an antonym, it translates into Zorbish). After 300 steps of full fine-tuning, 108 of 200
+test answers were exact; of the 92 wrong ones, 75 had the right opposite adjective and a wrong copy
+(often the two nouns swapped), 11 a right copy and a wrong adjective, 6 both wrong.
+
     python benchmarks/forgetting.py                 # 3 seeds (prints its total time)
     python benchmarks/forgetting.py --quick         # fewer steps and test examples
     python benchmarks/forgetting.py --base FOLDER   # another base

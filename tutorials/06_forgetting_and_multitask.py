@@ -124,7 +124,10 @@ print(f"In this run the base beat the constant answer on {len(known)} of {len(OL
 #
 # Why 300 steps of 32: antonym asks the base to copy a sentence word for word, which it never had to
 # do (asked for an antonym, the base translates into Zorbish), and learning to copy is most of the
-# work. On an earlier build of the same recipe, 200 steps of 16 taught single-task 5% exact match.
+# work: after 300 steps of full fine-tuning (200 test sentences, issue 22's probe), 75 of the 92 wrong
+# answers had the right opposite adjective and a wrong copy, often the two nouns swapped ("the
+# light fox likes the student" for "the light student found the fox"). On an earlier build of the
+# same recipe, 200 steps of 16 taught single-task 5% exact match.
 
 # %%
 n_pool = 40 if SMOKE else 1500
