@@ -118,14 +118,14 @@ class ForgettingMatrix:
             import matplotlib.pyplot as plt  # noqa: PLC0415
         except ImportError:
             return None
-        fig, ax = plt.subplots(figsize=(6, 3.5))
+        fig, ax = plt.subplots(figsize=(7.5, 3.5))
         for i, task in enumerate(self.tasks):
             ax.plot(range(len(self.stages)), [row[i] for row in self.R], marker="o", label=task)
         ax.set_xticks(range(len(self.stages)))
-        ax.set_xticklabels(self.stages, rotation=15)
+        ax.set_xticklabels(self.stages, rotation=20, ha="right")
         ax.set_ylabel("score")
         ax.set_title(title)
-        ax.legend()
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")  # outside: never over a line
         fig.tight_layout()
         fig.savefig(path)
         plt.close(fig)
