@@ -187,7 +187,7 @@ print(f"example: {task_test[0][0]!r}\n  reference: {task_test[0][1]!r}\n  base m
 # terms, so a larger r moves $W$ further per step. Each rank therefore trains at 3e-3 and at 1e-2 and
 # keeps the rate that scores best on 32 *validation* dialogues (never the test ones); full fine-tuning
 # uses 1e-3, the best of `benchmarks/peft_compare.py`'s grid. (Higher is not better for LoRA: at 2e-2
-# and 3e-2 its loss climbed back up and ROUGE-L fell, in probes on this base.)
+# and 3e-2 its loss climbed back up and ROUGE-L fell, in probes on this base and an earlier build.)
 
 # %%
 sweep, lora_models = [], {}
