@@ -366,7 +366,8 @@ def test_atomic_write_text_writes_utf8_whatever_the_locale(tmp_path):
     files.atomic_write_text(tmp_path / "here.txt", "caf\u00e9 \u2713")   # in this process too (so mutmut
     assert (tmp_path / "here.txt").read_bytes() == b"caf\xc3\xa9 \xe2\x9c\x93"  # counts the test as covering it)
     env = {**os.environ, "LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"}
-    code = "import sys; from minillm.files import atomic_write_text; atomic_write_text(sys.argv[1], 'caf\\u00e9 \\u2713')"
+    code = ("import sys; from minillm.files import atomic_write_text; "
+            "atomic_write_text(sys.argv[1], 'caf\\u00e9 \\u2713')")
     subprocess.run([sys.executable, "-c", code, str(tmp_path / "t.txt")], env=env, check=True, timeout=60)
     assert (tmp_path / "t.txt").read_bytes() == b"caf\xc3\xa9 \xe2\x9c\x93"
 
@@ -420,7 +421,8 @@ def test_a_safetensors_file_that_shrinks_while_being_read_is_refused_by_tensor(t
         return result
 
     monkeypatch.setattr(files, "_read_header", header_then_truncate)
-    with pytest.raises(ValueError, match=r"w\.safetensors: truncated while reading tensor 'w' \(did the file change\?\)"):
+    with pytest.raises(ValueError, match=r"w\.safetensors: truncated while reading tensor 'w' "
+                                         r"\(did the file change\?\)"):
         files.load_safetensors(path)
 
 

@@ -365,7 +365,7 @@ def test_an_example_done_by_the_heuristic_ignores_a_later_better_hypothesis_in_a
     assert np.asarray(out).tolist()[:2] == [[START, A, EOS, PAD, PAD], [START, A, C, EOS, PAD]]
 
 
-# ------------------------------------------------------------------------------ issue 26: generation.py's mutation survivors
+# ------------------------------------------------------------------------------ mutation survivors (issue 26)
 
 
 def test_log_probabilities_do_not_depend_on_the_scale_of_each_row():
