@@ -439,8 +439,9 @@ def test_sampling_never_draws_a_removed_token_even_at_the_ends_of_the_unit_inter
     # Token 0 removed (-inf): its interval is empty, so u = 0 draws token 1 (mass 1/2 on tokens 1, 2).
     logits = np.array([[-np.inf, 0.0, 0.0]], dtype=np.float32)
     assert _sample(logits, FixedDraws(0.0), np).tolist() == [1]
-    # Ten equal tokens: the float64 cumulative sum ends at 0.9999999999999999, the largest draw the
-    # generator can return: the draw is past every partial sum and still yields the last token, 9.
+    # Ten equal tokens: the float64 cumulative sum ends at 0.9999999999999999 = 1 - 2**-53, the largest
+    # draw the generator can return. At that draw all ten sums are <= u: the count is capped at the last
+    # token, 9 (never an id past the vocabulary).
     assert _sample(np.zeros((1, 10), dtype=np.float32), FixedDraws(1 - 2 ** -53), np).tolist() == [9]
 
 
