@@ -33,11 +33,18 @@ SMALL = ["--num-documents", "60", "--d-model", "16", "--d-ff", "32", "--num-laye
          "--vocab-size", "300", "--batch-size", "4", "--eval-every", "0", "--save-every", "0", "--log-every", "1"]
 
 
+def _sigint_as_in_a_terminal() -> None:
+    """A job started with ``&`` by a non-interactive shell inherits SIGINT ignored (POSIX), and Python
+    then leaves it ignored, so Ctrl-C tests would pass or fail by how the suite was started. The
+    child gets the default disposition, as in a terminal's foreground, and installs its own handler."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def python(code: str, env=None) -> subprocess.CompletedProcess:
     """Run ``code`` in a fresh interpreter (cwd: the repository); fails the test on timeout."""
     try:
         return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
-                              env=env or ENV, cwd=REPO, timeout=TIMEOUT_S)
+                              env=env or ENV, cwd=REPO, timeout=TIMEOUT_S, preexec_fn=_sigint_as_in_a_terminal)
     except subprocess.TimeoutExpired:
         pytest.fail(f"the child process did not end within its timeout:\n{code}")
 
