@@ -184,9 +184,8 @@ def constant_baseline(train: list[Record], test: list[Record]) -> dict:
     return score_predictions([commonest[r.task] for r in test], test)
 
 
-def kept_in(predictions: list) -> callable:
-    """The default metric, which also keeps the generated texts in ``predictions`` (the verdict
-    judges them one by one), so that the test set is generated once."""
+def kept_in(predictions: list):
+    """The default metric, keeping the generated texts in ``predictions`` for ``verdict`` (generated once)."""
     def metric(generated: list[str], records) -> dict:
         predictions[:] = generated
         return score_predictions(generated, records)
