@@ -124,3 +124,9 @@ def test_verdict_judges_by_the_model_cards_rule_on_the_test_predictions():
                     "difference): sentiment; not on paraphrase (0.55 against 0.5, margin 0.05 ± 0.05).")
     predictions[11] = "yes"  # one sentiment answer wrong: margin 0.45, still learned
     assert ": sentiment;" in verdict(train, test, predictions)
+    # Every answer right: paraphrase's differences are ten 1s (the "no"s) and ten 0s, as sentiment's.
+    assert verdict(train, test, [r.completion for r in test]).endswith("of the difference): sentiment, paraphrase.")
+    # Every answer the constant: margins 0 with no error, neither task counts.
+    constants = ["negative"] * 20 + ["yes"] * 20
+    assert verdict(train, test, constants).endswith(
+        "; not on sentiment (0.5 against 0.5, margin 0 ± 0), paraphrase (0.5 against 0.5, margin 0 ± 0).")
