@@ -25,16 +25,24 @@ def _relative_difference(ours, theirs):
     return float(np.abs(ours - theirs).max() / np.abs(theirs).max())
 
 
-def test_gelu_logits_match_transformers_exact_gelu(tmp_path):
-    manual_seed(3)
-    model = T5ForConditionalGeneration(T5Config(**CONFIG)).eval()
+def _saved_and_loaded_by_transformers(tmp_path, seed: int, config: dict, data_seed: int, batch: int,
+                                      source: int, target: int):
+    """A minillm T5 of ``config``, the same weights in transformers, a random batch, and transformers'
+    logits on it."""
+    manual_seed(seed)
+    model = T5ForConditionalGeneration(T5Config(**config)).eval()
     model.save_pretrained(tmp_path)
     hf = transformers.T5ForConditionalGeneration.from_pretrained(tmp_path).eval()
-    assert hf.config.dense_act_fn == "gelu"
-    rng = np.random.default_rng(0)
-    ids, labels = rng.integers(2, 64, (4, 11)), rng.integers(2, 64, (4, 6))
+    rng = np.random.default_rng(data_seed)
+    ids, labels = rng.integers(2, 64, (batch, source)), rng.integers(2, 64, (batch, target))
     with torch.no_grad():
         theirs = hf(input_ids=torch.tensor(ids), labels=torch.tensor(labels)).logits.numpy()
+    return model, hf, ids, labels, theirs
+
+
+def test_gelu_logits_match_transformers_exact_gelu(tmp_path):
+    model, hf, ids, labels, theirs = _saved_and_loaded_by_transformers(tmp_path, 3, CONFIG, 0, 4, 11, 6)
+    assert hf.config.dense_act_fn == "gelu"
     with no_grad():
         exact = model(input_ids=ids, labels=labels).logits.data
         tanh_model = T5ForConditionalGeneration(dataclasses.replace(model.config, feed_forward_proj="gelu_new"))
@@ -49,15 +57,9 @@ def test_gelu_logits_match_transformers_exact_gelu(tmp_path):
 @pytest.mark.parametrize("feed_forward_proj", ["relu", "gelu", "gelu_new", "gelu_pytorch_tanh", "gated-relu",
                                                "gated-gelu", "gated-gelu_new", "gated-gelu_pytorch_tanh"])
 def test_every_accepted_feed_forward_proj_computes_what_transformers_computes(tmp_path, feed_forward_proj):
-    manual_seed(4)
-    model = T5ForConditionalGeneration(T5Config(**{**CONFIG, "feed_forward_proj": feed_forward_proj})).eval()
-    model.save_pretrained(tmp_path)
-    hf = transformers.T5ForConditionalGeneration.from_pretrained(tmp_path).eval()
+    config = {**CONFIG, "feed_forward_proj": feed_forward_proj}
+    model, hf, ids, labels, theirs = _saved_and_loaded_by_transformers(tmp_path, 4, config, 1, 2, 9, 5)
     assert (hf.config.dense_act_fn, hf.config.is_gated_act) == (model.config.dense_act_fn, model.config.is_gated_act)
-    rng = np.random.default_rng(1)
-    ids, labels = rng.integers(2, 64, (2, 9)), rng.integers(2, 64, (2, 5))
-    with torch.no_grad():
-        theirs = hf(input_ids=torch.tensor(ids), labels=torch.tensor(labels)).logits.numpy()
     with no_grad():
         ours = model(input_ids=ids, labels=labels).logits.data
     assert _relative_difference(ours, theirs) < 1e-5
