@@ -222,6 +222,9 @@ def check_prompting(summary: dict, out_dir: Path) -> None:
     assert summary["tokens_kept"]["top-p=0.9"] <= summary["tokens_kept"]["T=1"]
     p = summary["top_token_prob_by_temperature"]
     assert p["T=0.5"] >= p["T=1"] >= p["T=2"]  # the top token: sharper when colder
+    entropies = summary["step_entropies"]  # the distribution shown is the least sure step's
+    assert entropies[summary["least_sure_step"]] == max(entropies) > 0
+    assert set(summary["equal_to_reference"]) == set(summary["decoding"])
     assert summary["decoding"]["greedy"]["distinct"] == 1
     _expect_figures(summary, out_dir, "next_token_distribution.png")
 

@@ -290,7 +290,7 @@ summary = {
     "icl_change_0_to_2_shots": change,
     "tokens_kept": kept,
     "top_token_prob_by_temperature": {n: float(dists[n][top[0]]) for n in ("T=0.5", "T=1", "T=2")},
-    "least_sure_step": unsure, "equal_to_reference": exact, "least_sure_entropy": float(entropy[unsure]),
+    "least_sure_step": unsure, "step_entropies": [float(e) for e in entropy], "equal_to_reference": exact, "least_sure_entropy": float(entropy[unsure]),
     "decoding": {r[0]: {"distinct": r[1], "mean_log_prob": r[2], "first_output": r[3]} for r in rows},
     "greedy_equals_num_beams_1": bool(beam_one_equals_greedy),
     "greedy_equals_top_k_1_sampling": bool(top_k1_equals_greedy),
